@@ -1,0 +1,38 @@
+"""convcli: convolutions for signals and images, and small CNNs on the CPU.
+
+The public API is loaded lazily so that ``import convcli`` (and the CLI's ``--help``,
+``shapes`` and ``params``) never pays for Numba or SciPy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_API = {
+    "convolve": "convcli.engine.convolve",
+    "pool": "convcli.engine.pooling",
+    "adaptive_pool": "convcli.engine.pooling",
+    "output_size": "convcli.sizes",
+    "load_kernel": "convcli.kernels",
+    "parse_spec": "convcli.nn.spec",
+    "load_model": "convcli.nn.model",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'convcli' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,116 @@
+"""The ``convcli`` command: a lazy Click group.
+
+Subcommand modules are imported only when used (or listed by ``--help``), and they import
+Numba/SciPy only inside their functions, so ``--help``, ``shapes`` and ``params`` stay fast.
+Parsing lives in the subcommand modules; the work is done by the library; errors become one
+line on stderr and an :class:`~convcli.errors.ExitStatus`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from convcli import __version__
+from convcli.errors import ConvcliError, ExitStatus
+
+# command name -> "module:attribute". Add a line here only when the command is built.
+COMMANDS: dict[str, str] = {
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as error:
+            from convcli.errors import did_you_mean
+
+            if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+                hint = did_you_mean(args[0], COMMANDS)
+                raise click.UsageError(f"No such command {args[0]!r}{hint}.", ctx) from error
+            raise
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            if debug_enabled(ctx):
+                raise
+            click.echo("convcli: interrupted", err=True)
+            ctx.exit(ExitStatus.INTERRUPTED)
+        except Exception as error:  # noqa: BLE001 - this is the one place errors become exit codes
+            if debug_enabled(ctx):
+                raise
+            status = exit_status_for(error)
+            click.echo(f"convcli: error: {error_line(error)}", err=True)
+            if status == ExitStatus.PROCESSING_ERROR and not isinstance(error, (ConvcliError, OSError)):
+                click.echo("convcli: (run with --debug for the traceback)", err=True)
+            ctx.exit(status)
+
+
+def debug_enabled(ctx: click.Context | None = None) -> bool:
+    if os.environ.get("CONVCLI_DEBUG"):
+        return True
+    ctx = ctx or click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx is not None else None
+    return bool(root is not None and isinstance(root.obj, dict) and root.obj.get("debug"))
+
+
+def exit_status_for(error: BaseException) -> ExitStatus:
+    if isinstance(error, ConvcliError):
+        return error.exit_status
+    if isinstance(error, (ValueError, TypeError)):
+        return ExitStatus.USAGE_ERROR
+    return ExitStatus.PROCESSING_ERROR
+
+
+def error_line(error: BaseException) -> str:
+    """One line for a user: the message, folded onto a single line."""
+    if isinstance(error, FileNotFoundError) and error.filename:
+        return f"{error.filename}: no such file"
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="convcli")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Convolutions for signals and images, and small CNNs on the CPU.
+
+    \b
+    Examples:
+      convcli convolve samples/photo.png -k sharpen -o sharp.png
+      convcli shapes "Input(1,28,28); Conv2d(1,8,5); MaxPool2d(2); Flatten(); LazyLinear(10)"
+
+    Run 'convcli COMMAND --help' for the options of each command.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main() -> None:
+    try:
+        cli(prog_name="convcli")
+    except KeyboardInterrupt:
+        click.echo("convcli: interrupted", err=True)
+        sys.exit(ExitStatus.INTERRUPTED)

@@ -1,0 +1,1 @@
+"""Decoding and encoding of files: images (Pillow), audio (soundfile), arrays. No math here."""

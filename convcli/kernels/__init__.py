@@ -1,0 +1,1 @@
+"""Kernels: the built-in library (filters/), files, inline matrices and learned layers."""

@@ -1,0 +1,1 @@
+"""Layers (forward, backward, output shape, parameter count), the spec language, training."""

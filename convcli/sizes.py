@@ -1,0 +1,101 @@
+"""Output-size arithmetic of convolution and pooling: the one place it lives.
+
+The engine, pooling, the ``shapes``/``params`` calculator and the ``nn`` layers all call
+:func:`output_size`; nothing else computes a size.
+"""
+
+from __future__ import annotations
+
+Padding = int | tuple[int, int]
+
+
+def padding_pair(padding: Padding) -> tuple[int, int]:
+    """``p`` or ``(before, after)`` -> ``(before, after)``, validated."""
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != 2:
+            raise ValueError(f"padding must be an int or (before, after), got {tuple(padding)!r}")
+        before, after = (int(p) for p in padding)
+    else:
+        before = after = int(padding)
+    if before < 0 or after < 0:
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    return before, after
+
+
+def effective_kernel(k: int, dilation: int = 1) -> int:
+    """Span of a dilated kernel: d·(k−1)+1."""
+    return dilation * (k - 1) + 1
+
+
+def _check(n: int, k: int, stride: int, dilation: int) -> None:
+    if n < 1:
+        raise ValueError(f"input size must be >= 1, got {n}")
+    if k < 1:
+        raise ValueError(f"kernel size must be >= 1, got {k}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if dilation < 1:
+        raise ValueError(f"dilation must be >= 1, got {dilation}")
+
+
+def output_size(
+    n: int,
+    k: int,
+    *,
+    stride: int = 1,
+    padding: Padding = 0,
+    dilation: int = 1,
+    transposed: bool = False,
+    output_padding: int = 0,
+    ceil_mode: bool = False,
+) -> int:
+    """Output length of a convolution or pooling along one axis (PyTorch's arithmetic).
+
+    forward:    floor((n + p_before + p_after − d·(k−1) − 1) / s) + 1
+                (ceil instead of floor with ``ceil_mode``; a last window that would start
+                in the right padding is dropped, as PyTorch does)
+    transposed: (n − 1)·s − p_before − p_after + d·(k−1) + output_padding + 1
+
+    Raises ValueError, naming the numbers, when the result would be smaller than 1.
+    """
+    _check(n, k, stride, dilation)
+    before, after = padding_pair(padding)
+    span = effective_kernel(k, dilation)
+    if transposed:
+        if not 0 <= output_padding < max(stride, dilation):
+            raise ValueError(
+                f"output_padding must be >= 0 and smaller than stride or dilation, got {output_padding}"
+            )
+        out = (n - 1) * stride - before - after + span + output_padding
+        if out < 1:
+            raise ValueError(
+                f"transposed output size would be {out}: (n−1)·s − padding + d·(k−1) + output_padding + 1 "
+                f"= ({n}−1)·{stride} − {before + after} + {span - 1} + {output_padding} + 1"
+            )
+        return out
+    if output_padding:
+        raise ValueError("output_padding applies only to transposed convolutions")
+    padded = n + before + after
+    if span > padded:
+        raise ValueError(
+            f"kernel span {span} (size {k}, dilation {dilation}) is larger than the padded input {padded} "
+            f"(size {n} + padding {before + after})"
+        )
+    if ceil_mode:
+        out = -(-(padded - span) // stride) + 1
+        # PyTorch: the last window must start inside the input or the left padding
+        if (out - 1) * stride >= n + before:
+            out -= 1
+    else:
+        out = (padded - span) // stride + 1
+    return out
+
+
+def left_over(n: int, k: int, *, stride: int = 1, padding: Padding = 0, dilation: int = 1) -> int:
+    """How many trailing input rows/samples no window reaches (0 when the stride tiles exactly)."""
+    _check(n, k, stride, dilation)
+    before, after = padding_pair(padding)
+    reach = n + before + after - effective_kernel(k, dilation)
+    if reach < 0:
+        return 0
+    return reach % stride

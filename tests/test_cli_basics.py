@@ -1,0 +1,58 @@
+"""The top-level command: version, help, exit codes, fast start-up."""
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from convcli import __version__
+from convcli.cli import COMMANDS, cli
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_help_lists_every_registered_command():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+
+
+def test_unknown_command_suggests_and_exits_2():
+    if not COMMANDS:
+        return
+    name = sorted(COMMANDS)[0]
+    result = CliRunner().invoke(cli, [name[:-1] + "x"])
+    assert result.exit_code == 2
+    assert "did you mean" in result.output
+
+
+LIGHT_PROBE = """
+import json
+import sys
+from click.testing import CliRunner
+from convcli.cli import cli
+args = sys.argv[1:]
+result = CliRunner().invoke(cli, args)
+heavy = sorted(m for m in ("numba", "scipy", "llvmlite") if m in sys.modules)
+print(json.dumps([result.exit_code, heavy]))
+"""
+
+
+def light_run(*args):
+    command = [sys.executable, "-c", LIGHT_PROBE, *args]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    code, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    return code, heavy
+
+
+def test_help_imports_no_numba_or_scipy():
+    code, heavy = light_run("--help")
+    assert code == 0 and heavy == []
+    for name in COMMANDS:
+        code, heavy = light_run(name, "--help")
+        assert code == 0 and heavy == [], f"'convcli {name} --help' imported {heavy}"
