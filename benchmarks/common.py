@@ -1,0 +1,46 @@
+"""Side-by-side timing for the benchmarks: every result is a ratio, never a bare number.
+
+Each script times convcli and the libraries a user would otherwise pick in one run, on the
+same inputs, and prints ``reference_time / convcli_time`` (> 1 means convcli is faster).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from collections.abc import Callable
+
+
+def have(module: str) -> bool:
+    """Is an optional comparison library (cv2, torch, skimage) installed?"""
+    return importlib.util.find_spec(module) is not None
+
+
+def best_time(fn: Callable[[], object], *, repeat: int = 5, min_seconds: float = 0.2) -> float:
+    """Best wall time of one call, after one warm-up call (JIT compile, caches)."""
+    fn()
+    best = float("inf")
+    spent = 0.0
+    runs = 0
+    while runs < repeat or spent < min_seconds:
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        best = min(best, elapsed)
+        spent += elapsed
+        runs += 1
+        if runs >= 50:
+            break
+    return best
+
+
+def report(title: str, ours: float, others: dict[str, float], *, as_json: bool = False) -> dict:
+    """Print one case: convcli's speed relative to each reference (ratio > 1: convcli faster)."""
+    ratios = {name: t / ours for name, t in others.items()}
+    if as_json:
+        print(json.dumps({"case": title, "speedup_vs": ratios}))
+    else:
+        parts = ", ".join(f"{name} {ratio:6.2f}x" for name, ratio in ratios.items())
+        print(f"{title:<48} convcli speed-up vs {parts}")
+    return ratios
