@@ -19,6 +19,11 @@ from convcli.errors import ConvcliError, ExitStatus
 
 # command name -> "module:attribute". Add a line here only when the command is built.
 COMMANDS: dict[str, str] = {
+    "convolve": "convcli.cli.convolve:convolve",
+    "kernels": "convcli.cli.kernels:kernels",
+    "params": "convcli.cli.params:params",
+    "pool": "convcli.cli.pool:pool_command",
+    "shapes": "convcli.cli.shapes:shapes",
 }
 
 

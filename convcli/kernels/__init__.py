@@ -1,1 +1,95 @@
-"""Kernels: the built-in library (filters/), files, inline matrices and learned layers."""
+"""Kernels: the built-in library (filters/), files, inline matrices, impulse responses and learned layers.
+
+``load_kernel(spec)`` is the public entry point; :func:`resolve_kernel` returns the same array
+with what the command needs to apply it (how channels map, notes to warn about).
+
+Spec forms, tried in this order:
+  ``model.npz:conv1`` / ``model.npz:conv1[3]``  a learned Conv layer (applied as correlation)
+  an existing file: .wav/.flac/.ogg (impulse response), .npy/.csv/.txt/.kernel (matrix)
+  ``"1 2 1; 2 4 2; 1 2 1 /16"``                 an inline matrix (rows on ';', optional /scale)
+  ``name`` or ``name:arg,key=value``              a library kernel ('convcli kernels')
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convcli.errors import UsageError
+from convcli.io.files import AUDIO_EXTENSIONS
+from convcli.kernels import sources
+from convcli.kernels.library import entries, library_kernel
+
+__all__ = ["Kernel", "load_kernel", "resolve_kernel", "entries"]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A resolved kernel and how it applies to channels.
+
+    role: "filter" (1-D or 2-D, applied to every channel), "ir" (impulse response (C_ir, L):
+    channel c with IR channel c, a mono IR to every channel, a mono input to every IR channel),
+    "layer" (learned weight (C_out, C_in, *k) mixing channels, applied as correlation, plus bias).
+    """
+
+    spec: str
+    array: np.ndarray
+    role: str = "filter"
+    description: str = ""
+    bias: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def spatial_ndim(self) -> int:
+        """1 for signal kernels, 2 for image kernels."""
+        if self.role == "layer":
+            return self.array.ndim - 2
+        if self.role == "ir":
+            return 1
+        return self.array.ndim
+
+
+def resolve_kernel(spec: str, *, sample_rate: float | None = None) -> Kernel:
+    """Parse one ``-k`` value. Bad specs raise UsageError naming the value."""
+    spec = spec.strip()
+    if not spec:
+        raise UsageError("empty kernel spec")
+    if sources.LAYER.match(spec) and not Path(spec).is_file():
+        weight, bias, description = sources.learned_layer(spec)
+        return Kernel(spec, weight, "layer", description, bias=bias)
+    path = Path(spec)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in AUDIO_EXTENSIONS:
+            ir, notes = sources.impulse_response(path, sample_rate)
+            role = "ir"
+            return Kernel(spec, ir, role, f"impulse response {path.name}, {ir.shape[0]} channel(s), "
+                          f"{ir.shape[-1]} samples", notes=notes)
+        if suffix not in sources.FILE_EXTENSIONS:
+            raise UsageError(f"{spec}: unknown kernel file type {suffix!r} "
+                             f"(use {', '.join(sources.FILE_EXTENSIONS)} or an audio file)")
+        return Kernel(spec, sources.file_kernel(path), "filter", f"kernel file {path.name}")
+    if sources.is_inline(spec):
+        return Kernel(spec, sources.inline_matrix(spec), "filter", "inline matrix")
+    if path.suffix.lower() in (*sources.FILE_EXTENSIONS, *AUDIO_EXTENSIONS, ".npz"):
+        raise UsageError(f"{spec}: no such kernel file")
+    name, _, arguments = spec.partition(":")
+    args = [a for a in arguments.split(",") if a.strip()] if arguments else []
+    entry = entries().get(name.strip().lower())
+    matrix = library_kernel(name.strip().lower(), args, sample_rate=sample_rate)
+    return Kernel(spec, matrix, "filter", entry.description if entry else "")
+
+
+def load_kernel(spec: str, *, sample_rate: float | None = None) -> np.ndarray:
+    """The kernel array a ``-k`` spec names (see the module doc for the forms).
+
+    Impulse responses come back as (C_ir, L); learned layers as (C_out, C_in, *k) without bias.
+    A sample-rate mismatch of an impulse response resamples it and emits a UserWarning.
+    """
+    kernel = resolve_kernel(spec, sample_rate=sample_rate)
+    for note in kernel.notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    return kernel.array

@@ -1,0 +1,230 @@
+"""``convcli convolve``: parse options, resolve kernels, run the per-file job, print."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import click
+
+from convcli.cli.common import (
+    Job,
+    finish,
+    load_input,
+    output_options,
+    plan_outputs,
+    run_jobs,
+    save_output,
+    warn,
+)
+from convcli.errors import UsageError
+
+HELP = """Apply hand-crafted, file-based or learned kernels to images, audio and arrays.
+
+\b
+Semantics:
+  convolve     true convolution: the kernel is flipped, out[i] = sum_j x[i-j] k[j]
+               (signal processing; numpy.convolve, scipy.signal.convolve)
+  --correlate  cross-correlation, no flip: out[i] = sum_j x[i+j] k[j]
+               (what CNN layers, OpenCV filter2D and ImageMagick -morphology compute)
+  Learned layers (model.npz:conv1) are always applied as correlation, plus the
+  layer's bias, so the result reproduces that layer's feature map.
+  sobel-x, prewitt-x, scharr-x are OpenCV's matrices: --correlate gives +d/dx,
+  plain convolution gives -d/dx ('convcli kernels' states each convention).
+
+\b
+Sizes: --mode same (default: output has the input's size, centred like scipy.signal),
+  valid, full; or --padding P | B,A | B,A;B,A (per axis). --stride S subsamples
+  (same with stride s gives ceil(n/s)); --dilation D spaces the taps: span D*(k-1)+1.
+  Stride, dilation: one value, or one per axis as 'rows,cols'.
+
+\b
+Boundary (what lies outside the input):
+  convcli            numpy.pad  scipy.ndimage OpenCV              PyTorch   ImageMagick
+  constant (zero)    constant   constant      BORDER_CONSTANT     zeros     Black/Background
+  reflect  dcb|abcd  reflect    mirror        BORDER_REFLECT_101  reflect   -
+  symmetric cba|abcd symmetric  reflect       BORDER_REFLECT      -         Mirror
+  edge (replicate,   edge       nearest       BORDER_REPLICATE    replicate Edge
+        nearest)
+  wrap (circular)    wrap       wrap          (unsupported)       circular  Tile
+  'mirror' is refused: it means reflect in scipy.ndimage and symmetric in ImageMagick.
+
+\b
+Kernels (-k, repeatable: applied one after another):
+  sharpen, box:5, gaussian:sigma=2, sobel-x, moving-average:9,
+  lowpass:cutoff=3000 (audio, at the input's sample rate), highpass, bandpass:low=300,high=3000,
+  kernel.npy / .csv / .txt / .kernel, "1 2 1; 2 4 2; 1 2 1 /16", room.wav (impulse response),
+  model.npz:conv1 or model.npz:conv1[3].
+  An impulse response at another sample rate is resampled to the input's rate
+  (scipy.signal.resample_poly) with a warning.
+  Long audio (same/full, zero boundary, stride 1) is processed in blocks by overlap-add.
+
+\b
+Worked example (convolution flips, correlation does not):
+  x = 0 0 1 0 0,  k = "1 2 3"
+  convcli convolve x.npy -k "1 2 3" -o y.npy              -> 0 1 2 3 0
+  convcli convolve x.npy -k "1 2 3" --correlate -o y.npy  -> 0 3 2 1 0
+
+\b
+Examples:
+  convcli convolve samples/photo.png -k sharpen -o sharp.png
+  convcli convolve samples/photo.png -k sobel-x --correlate --range abs -o edges.png
+  convcli convolve samples/speech.wav -k lowpass:cutoff=1000 -o low.wav --explain
+  convcli convolve 'shots/*.jpg' -k gaussian:sigma=2 -o blurred/ -j 2 --json
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs for one file (picklable)."""
+
+    specs: tuple[str, ...]
+    geometry: object  # convcli.kernels.apply.Geometry
+    dtype: str
+    policy: str
+    force: bool
+    explain: bool
+    block_size: int | None
+
+
+def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
+    """'2' -> 2, '2,1' -> (2, 1); values >= 1."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError as error:
+        raise UsageError(f"--{name} {text!r}: expected an integer or 'rows,cols'") from error
+    for value in values:
+        if value < 1:
+            raise UsageError(f"--{name} must be >= 1, got {value}")
+    return values[0] if len(values) == 1 else values
+
+
+def parse_padding(text: str | None):
+    """'2' -> 2, '1,2' -> (1, 2) on every axis, '1,2;0,3' -> per axis."""
+    if text is None:
+        return None
+    try:
+        axes = [tuple(int(v) for v in part.split(",")) for part in text.split(";")]
+    except ValueError as error:
+        raise UsageError(f"--padding {text!r}: expected P, B,A or B,A;B,A with integers") from error
+    for axis in axes:
+        if len(axis) > 2 or any(v < 0 for v in axis):
+            raise UsageError(f"--padding {text!r}: each axis takes P or B,A with values >= 0")
+    if len(axes) == 1 and len(axes[0]) == 1:
+        return axes[0][0]
+    return tuple(a if len(a) == 2 else (a[0], a[0]) for a in axes) if len(axes) > 1 else axes[0]
+
+
+@click.command(help=HELP)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-k", "--kernel", "kernels", multiple=True, required=True, metavar="SPEC",
+              help="Kernel: library name[:params], file, inline matrix, audio IR, model.npz:layer[i]. Repeat to chain.")
+@click.option("--mode", type=click.Choice(["same", "valid", "full"]), default="same", show_default=True)
+@click.option("--padding", metavar="P|B,A|B,A;B,A", help="Explicit zero/boundary padding; overrides --mode.")
+@click.option("--boundary", default="constant", show_default=True,
+              help="constant|reflect|symmetric|edge|wrap (aliases zero, replicate, nearest, circular).")
+@click.option("--cval", type=float, default=0.0, show_default=True, help="Value outside the input for constant.")
+@click.option("--stride", default="1", show_default=True, metavar="S|SH,SW")
+@click.option("--dilation", default="1", show_default=True, metavar="D|DH,DW")
+@click.option("--correlate", is_flag=True, help="Cross-correlation (no kernel flip), as CNN layers compute.")
+@click.option("--method", type=click.Choice(["auto", "direct", "separable", "fft"]), default="auto",
+              show_default=True, help="Engine method; auto picks from an operation-count model.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--explain", is_flag=True, help="Print the resolved kernel, the method and why (stderr).")
+@click.option("--block-size", type=click.IntRange(min=1), hidden=True,
+              help="Frames per block for block-wise audio (default: automatic).")
+@output_options
+def convolve(inputs, kernels, mode, padding, boundary, cval, stride, dilation, correlate, method, dtype,
+             explain, block_size, output, jobs, force, range_policy, as_json, quiet) -> None:
+    from convcli.cli.common import expand_inputs
+    from convcli.engine.boundary import normalize_boundary
+    from convcli.kernels.apply import Geometry
+
+    geometry = Geometry(mode=mode, boundary=normalize_boundary(boundary), cval=cval,
+                        stride=parse_ints(stride, "stride"), dilation=parse_ints(dilation, "dilation"),
+                        padding=parse_padding(padding), correlate=correlate, method=method)
+    _check_specs(kernels)
+    names = expand_inputs(inputs)
+    plans = plan_outputs(names, output, tag="convolved", force=force)
+    settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size)
+    records = run_jobs(plans, functools.partial(convolve_file, settings=settings), workers=jobs, quiet=quiet)
+    for record in records:
+        for note in record.pop("notes", []):
+            warn(note)
+        if record.get("clipped"):
+            warn(f"{record['input']}: {record['clipped']} values clipped to the output range (see --range)")
+        if explain and not record.get("error"):
+            click.echo(record["explain"], err=True)
+    status = finish(records, command="convolve", as_json=as_json, quiet=quiet, describe=_describe,
+                    extra={"kernels": list(kernels)})
+    if status:
+        raise SystemExit(int(status))
+
+
+def _check_specs(specs: tuple[str, ...]) -> None:
+    """Bad kernels fail before any file is touched; rate-dependent designs wait for the input."""
+    from convcli.kernels import resolve_kernel
+
+    for spec in specs:
+        try:
+            resolve_kernel(spec)
+        except UsageError as error:
+            if "needs a sample rate" not in str(error):
+                raise
+
+
+def convolve_file(job: Job, settings: Settings) -> dict:
+    """Read one input, apply the kernels, write the result; return its record."""
+    import numpy as np
+
+    from convcli.kernels import resolve_kernel
+    from convcli.kernels.apply import apply_chain, follow_alpha
+
+    streamed = _maybe_stream(job, settings)
+    if streamed is not None:
+        return streamed
+    media = load_input(job)
+    rate = media.sample_rate
+    kernels = [resolve_kernel(spec, sample_rate=rate) for spec in settings.specs]
+    data = media.data.astype(np.dtype(settings.dtype))
+    result, plans = apply_chain(data, media.kind, kernels, settings.geometry)
+    alpha = None if media.alpha is None else follow_alpha(media.alpha, kernels, settings.geometry)
+    clipped = save_output(job, media.with_data(result, alpha), force=settings.force, policy=settings.policy)
+    return _record(media.data.shape, result.shape, kernels, plans, clipped, settings)
+
+
+def _maybe_stream(job: Job, settings: Settings) -> dict | None:
+    """Long audio file to audio output: overlap-add in blocks (bounded memory)."""
+    from convcli.io.files import AUDIO_EXTENSIONS, input_is_audio_file
+    from convcli.kernels.stream import STREAM_MIN_SAMPLES, stream_file
+
+    if not input_is_audio_file(job.input) or job.extension not in AUDIO_EXTENSIONS or job.output is None:
+        return None
+    if settings.dtype != "float32":
+        return None
+    outcome = stream_file(job.input, job.output, settings.specs, settings.geometry, policy=settings.policy,
+                          force=settings.force, block=settings.block_size,
+                          min_samples=1 if settings.block_size else STREAM_MIN_SAMPLES)
+    if outcome is None:
+        return None
+    shape_in, shape_out, kernels, plans, clipped = outcome
+    return _record(shape_in, shape_out, kernels, plans, clipped, settings)
+
+
+def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Settings) -> dict:
+    from convcli.kernels.show import explain_text
+
+    record = {"shape_in": list(shape_in), "shape": list(shape_out), "kernel": [k.spec for k in kernels],
+              "method": [p["method"] for p in plans], "reason": [p["reason"] for p in plans],
+              "clipped": clipped, "notes": [n for k in kernels for n in k.notes]}
+    if settings.explain:
+        record["explain"] = explain_text(kernels, plans, settings.geometry)
+    return record
+
+
+def _describe(record: dict) -> str:
+    shape_in = "x".join(map(str, record["shape_in"]))
+    shape_out = "x".join(map(str, record["shape"]))
+    steps = ", ".join(f"{k} [{m}]" for k, m in zip(record["kernel"], record["method"], strict=True))
+    line = f"{record['input']} -> {record['output']}  {shape_in} -> {shape_out}  {steps}  {record['seconds']:.2f} s"
+    return line

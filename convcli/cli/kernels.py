@@ -1,0 +1,76 @@
+"""``convcli kernels``: list the built-in library, or print one kernel's matrix."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+EXAMPLES = """
+
+\b
+Examples:
+  convcli kernels
+  convcli kernels --json
+  convcli kernels show gaussian:sigma=1.5
+  convcli kernels show lowpass:cutoff=3000 --rate 48000
+"""
+
+
+class KernelsGroup(click.Group):
+    """'convcli kernels' alone lists the library; 'convcli kernels show NAME' prints one."""
+
+
+@click.group(cls=KernelsGroup, invoke_without_command=True,
+             help="List the built-in kernel library (name, parameters, shape, description, convention)." + EXAMPLES)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document with every kernel.")
+@click.pass_context
+def kernels(ctx: click.Context, as_json: bool) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    from convcli.kernels import entries
+    from convcli.kernels.library import DESIGNS
+
+    rows = []
+    for name, entry in entries().items():
+        shape = list(entry.matrix.shape) if entry.matrix is not None else _default_shape(name, entry, DESIGNS)
+        rows.append({"name": name, "parameters": entry.params, "shape": shape,
+                     "description": entry.description, "convention": entry.convention})
+    if as_json:
+        click.echo(json.dumps({"command": "kernels", "kernels": rows}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "parameters (defaults)", "shape", "description", "convention")
+    for row in rows:
+        params = ", ".join(f"{k}={v}" for k, v in row["parameters"].items()) or "-"
+        shape = "x".join(map(str, row["shape"])) if row["shape"] else "by parameters"
+        table.add_row(row["name"], params, shape, row["description"], row["convention"])
+    Console(width=max(Console().width, 160)).print(table)
+
+
+def _default_shape(name: str, entry, designs) -> list[int] | None:
+    """Shape with the default parameters (FIR designs at 48 kHz have `taps` taps)."""
+    if "taps" in entry.params:
+        return [entry.params["taps"]]
+    return list(designs[name](dict(entry.params), None).shape)
+
+
+@kernels.command("show", help="Print the matrix of one kernel spec (library name with parameters, file, "
+                 "or inline matrix)." + EXAMPLES)
+@click.argument("spec")
+@click.option("--rate", type=float, default=None, help="Sample rate in Hz for FIR designs (lowpass...).")
+@click.option("--json", "as_json", is_flag=True, help="The matrix as JSON.")
+def show(spec: str, rate: float | None, as_json: bool) -> None:
+    from convcli.kernels import resolve_kernel
+    from convcli.kernels.show import format_matrix
+
+    kernel = resolve_kernel(spec, sample_rate=rate)
+    if as_json:
+        click.echo(json.dumps({"command": "kernels show", "spec": spec, "shape": list(kernel.array.shape),
+                               "description": kernel.description, "matrix": kernel.array.tolist()}))
+        return
+    click.echo(f"{spec}: {kernel.description}; shape {'x'.join(map(str, kernel.array.shape))}, "
+               f"sum {float(kernel.array.sum()):.6g}")
+    click.echo(format_matrix(kernel.array))

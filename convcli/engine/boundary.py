@@ -1,0 +1,111 @@
+"""Boundary modes: what lies outside the input, under numpy.pad's names.
+
+| convcli                               | numpy.pad | scipy.ndimage | OpenCV             | PyTorch  |
+|---------------------------------------|-----------|---------------|--------------------|----------|
+| ``constant`` (alias ``zero``; cval)   | constant  | constant      | BORDER_CONSTANT    | zeros    |
+| ``reflect``   (d c b | a b c d)       | reflect   | mirror        | BORDER_REFLECT_101 | reflect  |
+| ``symmetric`` (c b a | a b c d)       | symmetric | reflect       | BORDER_REFLECT     | —        |
+| ``edge`` (aliases replicate, nearest) | edge      | nearest       | BORDER_REPLICATE   | replicate|
+| ``wrap`` (alias ``circular``)         | wrap      | wrap          | —                  | circular |
+
+Every mode is defined by :func:`source_index`, a map from a position on the padded axis to
+the input sample it copies (or -1 for the constant value). The map is periodic, so padding
+wider than the input works in every mode (it equals numpy.pad's iterated reflection).
+The Numba kernels call the same map, so padding and filtering can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit
+
+from convcli.errors import UsageError, did_you_mean
+
+BOUNDARIES = ("constant", "reflect", "symmetric", "edge", "wrap")
+ALIASES = {"zero": "constant", "replicate": "edge", "nearest": "edge", "circular": "wrap"}
+
+# integer codes the Numba kernels take
+CONSTANT, REFLECT, SYMMETRIC, EDGE, WRAP = range(5)
+MODE_CODES = {name: code for code, name in enumerate(BOUNDARIES)}
+
+
+def normalize_boundary(name: str) -> str:
+    """Canonical boundary name for ``name`` or an alias; refuse ``mirror`` and unknown names."""
+    key = str(name).strip().lower()
+    if key in MODE_CODES:
+        return key
+    if key in ALIASES:
+        return ALIASES[key]
+    if key == "mirror":
+        raise UsageError(
+            "boundary 'mirror' is ambiguous: say 'reflect' (d c b | a b c d, numpy 'reflect', "
+            "scipy.ndimage 'mirror') or 'symmetric' (c b a | a b c d, numpy 'symmetric', "
+            "scipy.ndimage 'reflect')"
+        )
+    choices = [*BOUNDARIES, *ALIASES]
+    raise UsageError(f"unknown boundary {name!r}{did_you_mean(key, choices)}; choose from {', '.join(choices)}")
+
+
+@njit(cache=True, nogil=True)
+def source_index(i: int, n: int, mode: int) -> int:
+    """Input index that padded position ``i`` copies (input is ``[0, n)``), -1 for the constant."""
+    if 0 <= i < n:
+        return i
+    if mode == CONSTANT:
+        return -1
+    if mode == EDGE:
+        return 0 if i < 0 else n - 1
+    if mode == WRAP:
+        return i % n
+    if mode == REFLECT:
+        if n == 1:
+            return 0
+        period = 2 * (n - 1)
+        i = i % period
+        return i if i < n else period - i
+    # SYMMETRIC
+    period = 2 * n
+    i = i % period
+    return i if i < n else period - 1 - i
+
+
+@njit(cache=True)
+def _source_indices(before: int, n: int, after: int, mode: int) -> np.ndarray:
+    out = np.empty(before + n + after, dtype=np.int64)
+    for t in range(out.size):
+        out[t] = source_index(t - before, n, mode)
+    return out
+
+
+def pad(
+    x: np.ndarray,
+    pad_widths: Sequence[int | tuple[int, int]],
+    boundary: str = "constant",
+    cval: float = 0.0,
+) -> np.ndarray:
+    """Pad the trailing ``len(pad_widths)`` axes of ``x``; each width is ``p`` or ``(before, after)``.
+
+    Any width works in any mode, including widths larger than the axis itself.
+    """
+    from convcli.sizes import padding_pair
+
+    mode = MODE_CODES[normalize_boundary(boundary)]
+    x = np.asarray(x)
+    if len(pad_widths) > x.ndim:
+        raise ValueError(f"{len(pad_widths)} pad widths given for an array with {x.ndim} dimensions")
+    out = x
+    first_axis = x.ndim - len(pad_widths)
+    for axis, width in enumerate(pad_widths, start=first_axis):
+        before, after = padding_pair(width)
+        if before == after == 0:
+            continue
+        index = _source_indices(before, out.shape[axis], after, mode)
+        outside = index < 0
+        out = np.take(out, np.where(outside, 0, index), axis=axis)
+        if outside.any():
+            where = [slice(None)] * out.ndim
+            where[axis] = outside
+            out[tuple(where)] = cval
+    return out if out is not x else x.copy()

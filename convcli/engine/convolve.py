@@ -1,0 +1,317 @@
+"""``convcli.convolve``: 1-D/2-D convolution or correlation with modes, boundaries, stride, dilation.
+
+One code path: :func:`plan` validates the request, works out padding and output shape
+(through :func:`convcli.sizes.output_size`) and picks a method from an operation-count model;
+:func:`convolve` pads nothing itself and hands the plan to one of three engines:
+
+- ``direct``    (Numba) cost = N·C_out·C_in·prod(out)·prod(k) multiply-adds
+- ``separable`` (Numba, rank-1 2-D kernels) cost = N·C·Ho·(W·kh + Wo·kw) multiply-adds
+- ``fft``       (scipy.fft) cost = FFT_COST·(#transforms)·L·log2 L + N·C_out·C_in·L/2 complex
+  products, with L the padded transform size (whole axis, or overlap-add blocks for 1-D);
+  strided outputs cost the same as unstrided ones here, since FFT computes all positions.
+
+The costs are in one unit (a vectorized multiply-add of the direct loop); ``FFT_COST`` is
+the measured price of one ``n·log2 n`` step of a real FFT relative to it. ``method="auto"``
+takes the cheapest; the plan's ``reason`` states the counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from convcli.errors import UsageError, did_you_mean
+from convcli.sizes import effective_kernel, output_size, padding_pair
+
+MODES = ("same", "valid", "full")
+METHODS = ("auto", "direct", "separable", "fft")
+# relative price of one n·log2(n) FFT step and of one complex product, vs one direct multiply-add
+FFT_COST = 2.0
+PRODUCT_COST = 4.0
+
+PerAxis = int | Sequence[int]
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """How a convolution will run: method and why, padding, output shape, rank-1 detection."""
+
+    method: str
+    reason: str
+    output_shape: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    channel_mixing: bool
+    rank1: bool | None  # None: not a 2-D single-channel kernel, separability not considered
+    costs: dict[str, float]
+    fft_block: int | None = None  # overlap-add FFT length, when fft runs in blocks
+    factors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary (for --json / --explain)."""
+        return {
+            "method": self.method,
+            "reason": self.reason,
+            "output_shape": list(self.output_shape),
+            "padding": [list(p) for p in self.padding],
+            "stride": list(self.stride),
+            "dilation": list(self.dilation),
+            "channel_mixing": self.channel_mixing,
+            "rank1": self.rank1,
+            "costs": self.costs,
+            "fft_block": self.fft_block,
+        }
+
+
+def _per_axis(value: PerAxis, nd: int, name: str) -> tuple[int, ...]:
+    values = (value,) * nd if np.isscalar(value) else tuple(value)
+    if len(values) != nd:
+        raise UsageError(f"{name} needs 1 or {nd} values for a {nd}-D kernel, got {value!r}")
+    out = tuple(int(v) for v in values)
+    if any(v < 1 for v in out):
+        raise UsageError(f"{name} must be >= 1, got {value!r}")
+    return out
+
+
+def _explicit_padding(padding, nd: int) -> tuple[tuple[int, int], ...]:
+    if np.isscalar(padding):
+        return (padding_pair(int(padding)),) * nd
+    items = tuple(padding)
+    if nd == 1 and len(items) == 2 and all(np.isscalar(p) for p in items):
+        return (padding_pair(items),)
+    if len(items) != nd:
+        raise UsageError(f"padding needs 1 or {nd} entries (int or (before, after)) per axis, got {padding!r}")
+    return tuple(padding_pair(p) for p in items)
+
+
+def _mode_padding(mode: str, span: int) -> tuple[int, int]:
+    if mode == "valid":
+        return 0, 0
+    if mode == "full":
+        return span - 1, span - 1
+    # scipy.signal's 'same': centred on the full output, the extra sample of an even span before
+    return span // 2, (span - 1) // 2
+
+
+def _check_kernel(kernel: np.ndarray) -> None:
+    if kernel.size == 0:
+        raise UsageError(f"empty kernel (shape {kernel.shape})")
+    if kernel.ndim not in (1, 2, 3, 4):
+        raise UsageError(
+            f"kernel has {kernel.ndim} dimensions (shape {kernel.shape}); expected 1-D or 2-D, "
+            "or (C_out, C_in, k) / (C_out, C_in, kh, kw)"
+        )
+    if not np.issubdtype(kernel.dtype, np.number) or np.iscomplexobj(kernel):
+        raise UsageError(f"kernel must be real numbers, got dtype {kernel.dtype}")
+    bad = ~np.isfinite(kernel)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise UsageError(f"kernel has a non-finite value {kernel[where]} at index {where}")
+
+
+def _layout(x_shape: tuple[int, ...], kernel: np.ndarray) -> tuple[int, int, int, int]:
+    """(nd, N, C_in, C_out) of the request; N·C_in is the number of independent signals."""
+    if kernel.ndim <= 2:
+        nd = kernel.ndim
+        if len(x_shape) < nd:
+            raise UsageError(f"kernel has {nd} dimensions {kernel.shape} but the signal only {len(x_shape)} {x_shape}")
+        return nd, int(np.prod(x_shape[:-nd], dtype=np.int64)), 1, 1
+    nd = kernel.ndim - 2
+    c_out, c_in = kernel.shape[:2]
+    if len(x_shape) not in (nd + 1, nd + 2):
+        raise UsageError(
+            f"a channel-mixing kernel {kernel.shape} needs input (C_in, ...) or (N, C_in, ...) with {nd} "
+            f"spatial axes, got shape {x_shape}"
+        )
+    if x_shape[-nd - 1] != c_in:
+        raise UsageError(f"kernel {kernel.shape} expects {c_in} input channels, the input has {x_shape[-nd - 1]}")
+    n = x_shape[0] if len(x_shape) == nd + 2 else 1
+    return nd, n, c_in, c_out
+
+
+def plan(
+    x_shape: Sequence[int],
+    kernel: np.ndarray,
+    *,
+    mode: str = "same",
+    stride: PerAxis = 1,
+    dilation: PerAxis = 1,
+    padding=None,
+    method: str = "auto",
+    dtype: np.dtype | type = np.float32,
+) -> ConvPlan:
+    """Validate a convolution request and decide how to run it (see the module doc for the model)."""
+    x_shape = tuple(int(n) for n in x_shape)
+    kernel = np.asarray(kernel)
+    _check_kernel(kernel)
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}{did_you_mean(str(method), METHODS)}; choose from {', '.join(METHODS)}")
+    if padding is None and mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}{did_you_mean(str(mode), MODES)}; choose from {', '.join(MODES)}")
+    nd, n, c_in, c_out = _layout(x_shape, kernel)
+    spatial_in = x_shape[-nd:]
+    ksize = kernel.shape[-nd:]
+    stride = _per_axis(stride, nd, "stride")
+    dilation = _per_axis(dilation, nd, "dilation")
+    spans = tuple(effective_kernel(k, d) for k, d in zip(ksize, dilation, strict=True))
+    if padding is None:
+        pads = tuple(_mode_padding(mode, s) for s in spans)
+    else:
+        pads = _explicit_padding(padding, nd)
+    spatial_out = tuple(
+        output_size(size, k, stride=s, padding=p, dilation=d)
+        for size, k, s, p, d in zip(spatial_in, ksize, stride, pads, dilation, strict=True)
+    )
+    if kernel.ndim <= 2:
+        output_shape = (*x_shape[:-nd], *spatial_out)
+    else:
+        output_shape = (*x_shape[: -nd - 1], c_out, *spatial_out)
+
+    factors = None
+    rank1 = None
+    if kernel.ndim == 2 and min(ksize) > 1:
+        from convcli.engine.separable import rank1_factors
+
+        factors = rank1_factors(kernel, np.dtype(dtype))
+        rank1 = factors is not None
+
+    costs, fft_block = _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors)
+    chosen, reason = _choose(method, costs, rank1)
+    return ConvPlan(
+        method=chosen,
+        reason=reason,
+        output_shape=output_shape,
+        padding=pads,
+        stride=stride,
+        dilation=dilation,
+        channel_mixing=kernel.ndim > 2,
+        rank1=rank1,
+        costs=costs,
+        fft_block=fft_block if chosen == "fft" else None,
+        factors=factors,
+    )
+
+
+def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors):
+    """Operation counts of each applicable method (see the module doc), and the overlap-add length."""
+    import scipy.fft as sfft
+
+    from convcli.engine.fft import overlap_add_length, transform_cost
+
+    costs = {"direct": float(n * c_out * c_in * math.prod(spatial_out) * math.prod(ksize))}
+    if factors is not None:
+        w, (ho, wo), (kh, kw) = spatial_in[1], spatial_out, ksize
+        costs["separable"] = float(n * c_in * ho * (w * kh + wo * kw))
+    reach = [(o - 1) * s + k for o, s, k in zip(spatial_out, stride, spans, strict=True)]
+    transforms = n * c_in + n * c_out + c_out * c_in
+    lengths = [sfft.next_fast_len(r, real=True) for r in reach]
+    size = math.prod(lengths)
+    whole = FFT_COST * transforms * transform_cost(size) + PRODUCT_COST * n * c_out * c_in * size / 2
+    fft_block = None
+    if len(reach) == 1:
+        block = overlap_add_length(reach[0], spans[0])
+        n_blocks = math.ceil(reach[0] / (block - spans[0] + 1))
+        blocked = (
+            FFT_COST * (n * c_in + n * c_out) * n_blocks * transform_cost(block)
+            + PRODUCT_COST * n * c_out * c_in * n_blocks * block / 2
+        )
+        if blocked < whole:
+            whole, fft_block = blocked, block
+    costs["fft"] = float(whole)
+    return costs, fft_block
+
+
+def _choose(method: str, costs: dict[str, float], rank1: bool | None) -> tuple[str, str]:
+    counts = ", ".join(f"{name} {cost:.3g}" for name, cost in costs.items())
+    if method == "auto":
+        chosen = min(costs, key=costs.get)
+        return chosen, f"auto: {chosen} has the lowest operation count ({counts})"
+    if method == "separable" and "separable" not in costs:
+        why = "is not rank 1" if rank1 is False else "is not a 2-D single-channel kernel with both sides > 1"
+        raise UsageError(f"method 'separable' needs a rank-1 2-D kernel; this kernel {why}")
+    return method, f"method {method!r} requested ({counts})"
+
+
+def _compute_dtype(x: np.ndarray) -> np.dtype:
+    if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise UsageError(f"input must be real numbers, got dtype {x.dtype}")
+    return np.dtype(np.float64 if x.dtype == np.float64 else np.float32)
+
+
+def convolve(
+    x,
+    kernel,
+    *,
+    mode: str = "same",
+    boundary: str = "constant",
+    cval: float = 0.0,
+    stride: PerAxis = 1,
+    dilation: PerAxis = 1,
+    padding=None,
+    correlate: bool = False,
+    method: str = "auto",
+) -> np.ndarray:
+    """Convolve (or with ``correlate=True`` cross-correlate) ``x`` with ``kernel``.
+
+    ``x``: ``(..., L)`` with a 1-D kernel, ``(..., H, W)`` with a 2-D kernel (leading axes are
+    channels/batch, the kernel applies to each); a ``(C_out, C_in, k)`` / ``(C_out, C_in, kh, kw)``
+    kernel mixes channels like a CNN layer: ``(C_in, ...) -> (C_out, ...)`` or batched
+    ``(N, C_in, ...) -> (N, C_out, ...)``.
+    ``mode``: same (scipy.signal's centring) | valid | full; an explicit ``padding`` (int, per-axis,
+    or (before, after) per axis) overrides it. ``boundary``: constant (``cval``) | reflect |
+    symmetric | edge | wrap (and aliases). Stride subsamples the stride-1 result; dilation spaces
+    the taps. float64 input stays float64, anything else is computed in float32.
+    """
+    from convcli.engine.boundary import MODE_CODES, normalize_boundary
+
+    boundary_code = MODE_CODES[normalize_boundary(boundary)]
+    x = np.asarray(x)
+    dtype = _compute_dtype(x)
+    kernel = np.asarray(kernel)
+    _check_kernel(kernel)
+    if not np.isfinite(cval):
+        raise UsageError(f"cval must be finite, got {cval}")
+    nd = kernel.ndim if kernel.ndim <= 2 else kernel.ndim - 2
+    if not correlate:  # true convolution: flip the spatial axes
+        kernel = np.flip(kernel, axis=tuple(range(-nd, 0)))
+    how = plan(
+        x.shape, kernel, mode=mode, stride=stride, dilation=dilation, padding=padding, method=method, dtype=dtype
+    )
+    kernel = kernel.astype(dtype)
+    x = x.astype(dtype, copy=False)
+    # engines see (N, C_in, *spatial) and (C_out, C_in, *k)
+    if kernel.ndim <= 2:
+        signals = x.reshape(-1, 1, *x.shape[-nd:])
+        kernel = kernel.reshape(1, 1, *kernel.shape)
+    else:
+        signals = x.reshape(-1, *x.shape[-nd - 1 :])
+    spatial_out = how.output_shape[-nd:]
+    out = _run(how, signals, kernel, spatial_out, boundary_code, cval)
+    return out.reshape(how.output_shape)
+
+
+def _run(how: ConvPlan, signals, kernel, spatial_out, boundary_code, cval) -> np.ndarray:
+    nd = len(spatial_out)
+    before = tuple(p[0] for p in how.padding)
+    if how.method == "fft":
+        from convcli.engine import fft
+        from convcli.engine.boundary import BOUNDARIES, pad
+
+        padded = pad(signals, how.padding, BOUNDARIES[boundary_code], cval)
+        return fft.correlate(padded, kernel, spatial_out, how.stride, how.dilation, how.fft_block)
+    # the Numba engines take 2-D images; a 1-D signal is one row
+    lift = (lambda t, one: (one, *t)) if nd == 1 else (lambda t, one: tuple(t))
+    images = signals.reshape(*signals.shape[:2], *([1] * (2 - nd)), *signals.shape[2:])
+    geometry = (lift(spatial_out, 1), lift(how.stride, 1), lift(how.dilation, 1), lift(before, 0))
+    if how.method == "separable":
+        from convcli.engine import separable
+
+        return separable.correlate(images, how.factors, *geometry, boundary_code, cval)
+    from convcli.engine import direct
+
+    kernel4 = kernel.reshape(*kernel.shape[:2], *([1] * (2 - nd)), *kernel.shape[2:])
+    return direct.correlate(images, kernel4, *geometry, boundary_code, cval)

@@ -1,0 +1,106 @@
+"""FFT correlation (scipy.fft): one transform of the whole padded input, or overlap-add in blocks.
+
+The input is padded explicitly (:func:`convcli.engine.boundary.pad`), then correlated in
+'valid' mode. A circular convolution of length L >= padded length already gives the valid
+outputs exactly (the wrap-around only touches the discarded ends), so L = next_fast_len(P).
+Long 1-D signals with a short kernel use overlap-add: blocks of an FFT length F tuned to the
+kernel, cost ~ (P/(F-k+1))·F·log2 F instead of P·log2 P. float32 input stays complex64.
+Strided outputs are computed in full and subsampled: the planner picks FFT only when that
+is still cheaper than direct.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.fft as sfft
+
+WORKERS = -1  # scipy.fft: use every core
+
+
+def dilate(kernel: np.ndarray, dilation: tuple[int, ...]) -> np.ndarray:
+    """Kernel with (d−1) zeros between taps along each trailing spatial axis."""
+    nd = len(dilation)
+    spatial = kernel.shape[-nd:]
+    span = tuple(d * (k - 1) + 1 for k, d in zip(spatial, dilation, strict=True))
+    out = np.zeros((*kernel.shape[:-nd], *span), dtype=kernel.dtype)
+    out[(Ellipsis, *(slice(None, None, d) for d in dilation))] = kernel
+    return out
+
+
+def transform_cost(n: int) -> float:
+    """Relative cost of one real FFT of length n (in units of n·log2 n)."""
+    return n * math.log2(max(n, 2))
+
+
+def overlap_add_length(padded: int, span: int) -> int:
+    """The FFT block length F (>= 2·span) minimizing the overlap-add transform work."""
+    best, best_cost = 0, math.inf
+    f = sfft.next_fast_len(2 * span, real=True)
+    while True:
+        step = f - span + 1
+        cost = math.ceil(padded / step) * transform_cost(f)
+        if cost < best_cost:
+            best, best_cost = f, cost
+        if f >= padded + span:
+            return best
+        f = sfft.next_fast_len(2 * f, real=True)
+
+
+def _product(x_hat: np.ndarray, k_hat: np.ndarray) -> np.ndarray:
+    """Sum over input channels of x̂·k̂: x̂ (N, C_in, ...), k̂ (C_out, C_in, ...) -> (N, C_out, ...)."""
+    if k_hat.shape[0] == 1 and k_hat.shape[1] == 1:
+        return x_hat * k_hat[0]
+    return np.einsum("nc...,oc...->no...", x_hat, k_hat)
+
+
+def correlate(
+    padded: np.ndarray,
+    kernel: np.ndarray,
+    out_shape: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    block: int | None = None,
+) -> np.ndarray:
+    """Valid correlation of ``padded`` (N, C_in, *P) with ``kernel`` (C_out, C_in, *k).
+
+    ``block``: overlap-add FFT length (1-D only), or None for one transform of the whole axis.
+    """
+    nd = len(out_shape)
+    flipped = np.flip(dilate(kernel, dilation), axis=tuple(range(-nd, 0)))
+    span = flipped.shape[-nd:]
+    # only the part of the padded input that some output reaches
+    reach = tuple((o - 1) * s + k for o, s, k in zip(out_shape, stride, span, strict=True))
+    padded = padded[(Ellipsis, *(slice(0, r) for r in reach))]
+    if block is not None:
+        full = _overlap_add(padded, flipped, block)
+    else:
+        axes = tuple(range(-nd, 0))
+        lengths = [sfft.next_fast_len(r, real=True) for r in reach]
+        x_hat = sfft.rfftn(padded, lengths, axes=axes, workers=WORKERS)
+        k_hat = sfft.rfftn(flipped, lengths, axes=axes, workers=WORKERS)
+        full = sfft.irfftn(_product(x_hat, k_hat), lengths, axes=axes, workers=WORKERS)
+    keep = tuple(slice(k - 1, k - 1 + (o - 1) * s + 1, s) for k, o, s in zip(span, out_shape, stride, strict=True))
+    return np.ascontiguousarray(full[(Ellipsis, *keep)], dtype=padded.dtype)
+
+
+def _overlap_add(padded: np.ndarray, flipped: np.ndarray, block: int) -> np.ndarray:
+    """Linear convolution along the last axis by overlap-add with FFT length ``block``."""
+    length, span = padded.shape[-1], flipped.shape[-1]
+    step = block - span + 1
+    n_blocks = -(-length // step)
+    lead = padded.shape[:-1]
+    blocks = np.zeros((*lead, n_blocks * step), dtype=padded.dtype)
+    blocks[..., :length] = padded
+    blocks = blocks.reshape(*lead, n_blocks, step)
+    x_hat = sfft.rfft(blocks, block, axis=-1, workers=WORKERS)
+    k_hat = sfft.rfft(flipped, block, axis=-1, workers=WORKERS)
+    # (N, C_in, ..., n_blocks, F) with kernel (C_out, C_in, ..., 1, F): blocks act as an extra axis
+    y = sfft.irfft(_product(x_hat, k_hat[..., None, :]), block, axis=-1, workers=WORKERS)
+    out_lead = y.shape[:-2]
+    full = np.zeros((*out_lead, (n_blocks + 1) * step), dtype=y.dtype)
+    full[..., : n_blocks * step] = y[..., :step].reshape(*out_lead, n_blocks * step)
+    tails = full[..., step:].reshape(*out_lead, n_blocks, step)
+    tails[..., : span - 1] += y[..., step : step + span - 1]
+    return full

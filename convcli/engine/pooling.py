@@ -1,0 +1,415 @@
+"""Max / min / average / sum / Lp pooling and adaptive (global) pooling, PyTorch's semantics.
+
+Every op here is separable: a rectangular window is the product of one interval per axis, and
+max, min and sum reduce axis by axis; the average divisor PyTorch uses is also a product of one
+count per axis. So 2-D pooling is two 1-D passes — first down the rows (contiguous, vectorised
+over the width, and it shrinks the data), then along each row. All of PyTorch's edge rules
+(padding, ``ceil_mode`` windows that hang over the right padding, ``count_include_pad``) live in
+the per-axis :class:`AxisPlan` arrays built in Python; the Numba kernels only gather and reduce.
+
+Lp pooling: convcli's ``lp`` is the Lp norm of each window, ``(Σ |x|^p)^(1/p)`` (p=1: sum of
+magnitudes, p=2: L2 norm, p=inf: largest magnitude), the seeds' ``‖·‖_n`` pooling. PyTorch's
+``LPPool`` computes ``(Σ x^p)^(1/p)`` without the absolute value: the two agree for inputs ≥ 0
+(e.g. after a ReLU) and for even integer ``p``; for negative inputs and odd or fractional ``p``
+PyTorch gives signed sums or NaN where convcli gives the norm. PyTorch's ``LPPool`` also has no
+padding and rescales ``ceil_mode`` windows that hang over the edge; convcli treats padding as
+zeros (they add nothing to a norm) and sums only the samples a window really covers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from convcli.sizes import effective_kernel, left_over, output_size
+
+OPS = ("max", "min", "avg", "sum", "lp")
+ADAPTIVE_OPS = ("max", "min", "avg", "sum")
+
+# reduction codes understood by the kernels
+_MAX, _MIN, _SUM = 0, 1, 2
+
+PerAxis = int | Sequence[int]
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """Where each output position's window lies along one axis.
+
+    Output ``o`` reduces the input samples ``first[o] + j·step`` for ``j < count[o]`` (only the
+    samples inside the input; padding is never read) and, for averages, divides by
+    ``divisor[o]``.
+    """
+
+    size_in: int
+    first: np.ndarray  # int64, first input index each window covers
+    count: np.ndarray  # int64, how many input samples it covers
+    step: int  # distance between taps (the dilation)
+    divisor: np.ndarray  # float64, what an average divides by (PyTorch's rule)
+    uncovered: int  # trailing input samples no window reaches
+
+    @property
+    def size_out(self) -> int:
+        return len(self.first)
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """The per-axis plans of one pooling, and what a user should hear about them."""
+
+    axes: tuple[AxisPlan, ...]
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return tuple(axis.size_out for axis in self.axes)
+
+    @property
+    def uncovered(self) -> tuple[int, ...]:
+        """Trailing input rows/columns (or samples) per axis that no window reaches."""
+        return tuple(axis.uncovered for axis in self.axes)
+
+
+def window_plan(
+    n: int,
+    k: int,
+    *,
+    stride: int,
+    padding: int,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> AxisPlan:
+    """One axis of a sliding-window pooling (PyTorch's MaxPool/AvgPool arithmetic)."""
+    _check_window(k, stride, padding, dilation)
+    size_out = output_size(n, k, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    starts = np.arange(size_out, dtype=np.int64) * stride - padding
+    # taps start + j·d inside [0, n): j from ceil(-start/d) up to ceil((n-start)/d), within [0, k)
+    j_first = np.clip(-(starts // dilation), 0, k)
+    j_end = np.clip(-((starts - n) // dilation), 0, k)
+    count = np.maximum(j_end - j_first, 0)
+    first = starts + j_first * dilation
+    if count_include_pad:
+        # PyTorch: the window clipped to the padded input, padding included
+        divisor = np.minimum(starts + k, n + padding) - starts
+    else:
+        divisor = count
+    return AxisPlan(
+        size_in=n,
+        first=first,
+        count=count,
+        step=dilation,
+        divisor=divisor.astype(np.float64),
+        uncovered=_uncovered(n, k, stride, padding, dilation, ceil_mode),
+    )
+
+
+def _uncovered(n: int, k: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
+    """Trailing *input* samples no window reaches (sizes.left_over counts padded positions)."""
+    if ceil_mode and output_size(
+        n, k, stride=stride, padding=padding, dilation=dilation, ceil_mode=True
+    ) > output_size(n, k, stride=stride, padding=padding, dilation=dilation):
+        return 0  # the extra ceil_mode window hangs over the end and reaches the last sample
+    return max(0, left_over(n, k, stride=stride, padding=padding, dilation=dilation) - padding)
+
+
+def adaptive_plan(n: int, size_out: int) -> AxisPlan:
+    """One axis of adaptive pooling: bin i covers [floor(i·n/out), ceil((i+1)·n/out))."""
+    if size_out < 1:
+        raise ValueError(f"adaptive output size must be >= 1, got {size_out}")
+    index = np.arange(size_out, dtype=np.int64)
+    first = (index * n) // size_out
+    end = -((-(index + 1) * n) // size_out)
+    count = end - first
+    return AxisPlan(
+        size_in=n, first=first, count=count, step=1, divisor=count.astype(np.float64), uncovered=0
+    )
+
+
+def _check_window(k: int, stride: int, padding: int, dilation: int) -> None:
+    if k < 1:
+        raise ValueError(f"pool size must be >= 1, got {k}")
+    if stride < 1:
+        raise ValueError(f"pool stride must be >= 1, got {stride}")
+    if dilation < 1:
+        raise ValueError(f"pool dilation must be >= 1, got {dilation}")
+    if padding < 0:
+        raise ValueError(f"pool padding must be >= 0, got {padding}")
+    span = effective_kernel(k, dilation)
+    if 2 * padding > span:
+        raise ValueError(
+            f"pool padding {padding} is more than half the window {span} (PyTorch's rule: padding <= size/2)"
+        )
+
+
+def _per_axis(name: str, value: PerAxis, ndim: int) -> tuple[int, ...]:
+    """An int, or one int per pooled axis."""
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * ndim
+    values = tuple(value)
+    if len(values) != ndim or not all(isinstance(v, (int, np.integer)) for v in values):
+        raise ValueError(f"{name} must be an int or {ndim} ints (one per pooled axis), got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _check_ndim(x: np.ndarray, ndim: int) -> None:
+    if ndim not in (1, 2):
+        raise ValueError(f"ndim must be 1 (signals) or 2 (images), got {ndim}")
+    if x.ndim < ndim:
+        raise ValueError(f"input of shape {x.shape} has fewer than ndim={ndim} axes to pool")
+    if 0 in x.shape:
+        raise ValueError(f"input of shape {x.shape} is empty")
+
+
+def _as_float(x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype == np.float32 or x.dtype == np.float64:
+        return x
+    if np.iscomplexobj(x):
+        raise ValueError(f"pooling needs real numbers, got dtype {x.dtype}")
+    return x.astype(np.float32 if x.dtype == np.float16 else np.float64)
+
+
+def pool_plan(
+    shape: Sequence[int],
+    size: PerAxis,
+    *,
+    stride: PerAxis | None = None,
+    padding: PerAxis = 0,
+    op: str = "max",
+    ndim: int = 2,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    dilation: PerAxis = 1,
+) -> PoolPlan:
+    """The plan of :func:`pool` for an input of this shape: output shape, uncovered rows, divisors."""
+    if ndim not in (1, 2):
+        raise ValueError(f"ndim must be 1 (signals) or 2 (images), got {ndim}")
+    if op not in OPS:
+        raise ValueError(f"unknown pooling op {op!r}; choose one of {', '.join(OPS)}")
+    sizes = _per_axis("size", size, ndim)
+    strides = sizes if stride is None else _per_axis("stride", stride, ndim)
+    paddings = _per_axis("padding", padding, ndim)
+    dilations = _per_axis("dilation", dilation, ndim)
+    if op not in ("max", "min") and any(d != 1 for d in dilations):
+        raise ValueError(f"dilation {dilation!r} applies only to max and min pooling (as in PyTorch), "
+                         f"not {op}")
+    spatial = tuple(shape)[-ndim:]
+    axes = tuple(
+        window_plan(
+            n, k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode, count_include_pad=count_include_pad
+        )
+        for n, k, s, p, d in zip(spatial, sizes, strides, paddings, dilations, strict=True)
+    )
+    return PoolPlan(axes)
+
+
+def pool(
+    x: np.ndarray,
+    size: PerAxis,
+    *,
+    stride: PerAxis | None = None,
+    padding: PerAxis = 0,
+    op: str = "max",
+    p: float = 2.0,
+    ndim: int = 2,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    boundary: str = "constant",
+    dilation: PerAxis = 1,
+) -> np.ndarray:
+    """Pool the last ``ndim`` axes of ``x`` (leading axes are channels/batch), as PyTorch does.
+
+    ``op``: ``max``/``min`` (padding is −inf/+inf, never zeros; ``dilation`` spaces the taps),
+    ``avg`` (``count_include_pad`` as in AvgPool), ``sum``, ``lp`` (``(Σ|x|^p)^(1/p)``, see the
+    module notes on how it differs from PyTorch's LPPool). ``size``, ``stride`` (default
+    ``size``), ``padding`` and ``dilation`` are an int or one int per pooled axis; padding is at
+    most half the window. ``ceil_mode`` keeps a last partial window unless it would start in the
+    right padding. ``boundary`` (avg, sum, lp) fills the padding by another mode than zeros
+    (``reflect``, ``edge``, ... as in :mod:`convcli.engine.boundary`); padded values then count
+    as real samples.
+    """
+    x = _as_float(x)
+    _check_ndim(x, ndim)
+    if op == "lp" and not (p > 0):  # also refuses NaN
+        raise ValueError(f"lp pooling needs p > 0, got p={p}")
+    if boundary != "constant":
+        x, padding = _pad_by_boundary(x, boundary, padding, op, ndim)
+    plan = pool_plan(
+        x.shape, size, stride=stride, padding=padding, op=op, ndim=ndim, ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad, dilation=dilation,
+    )
+    if op == "lp":
+        return _lp(x, plan, float(p), ndim)
+    return _run(x, plan, op, ndim)
+
+
+def adaptive_pool(x: np.ndarray, output_size: PerAxis | Sequence[int | None], *, op: str = "avg",
+                  ndim: int = 2) -> np.ndarray:
+    """Adaptive pooling of the last ``ndim`` axes to ``output_size`` (PyTorch's AdaptiveAvg/MaxPool).
+
+    Bin ``i`` covers ``[floor(i·n/out), ceil((i+1)·n/out))``; ``None`` keeps an axis' size, and
+    ``output_size=1`` is global pooling. An output larger than the input is allowed (bins then
+    repeat samples); ``op`` is ``avg``, ``max``, ``min`` or ``sum``.
+    """
+    x = _as_float(x)
+    _check_ndim(x, ndim)
+    if op not in ADAPTIVE_OPS:
+        raise ValueError(f"unknown adaptive pooling op {op!r}; choose one of {', '.join(ADAPTIVE_OPS)}")
+    spatial = x.shape[-ndim:]
+    if output_size is None or isinstance(output_size, (int, np.integer)):
+        targets = (output_size,) * ndim
+    else:
+        targets = tuple(output_size)
+        if len(targets) != ndim:
+            raise ValueError(f"output size must be an int or {ndim} values, got {output_size!r}")
+    axes = []
+    for n, target in zip(spatial, targets, strict=True):
+        if target is not None and not isinstance(target, (int, np.integer)):
+            raise ValueError(f"adaptive output size must be an int, got {target!r}")
+        axes.append(adaptive_plan(n, n if target is None else int(target)))
+    return _run(x, PoolPlan(tuple(axes)), op, ndim)
+
+
+def _pad_by_boundary(x: np.ndarray, boundary: str, padding: PerAxis, op: str, ndim: int):
+    """Pad explicitly by a boundary mode; the pooling itself then needs no padding."""
+    from convcli.engine.boundary import normalize_boundary
+    from convcli.engine.boundary import pad as pad_boundary
+
+    mode = normalize_boundary(boundary)
+    paddings = _per_axis("padding", padding, ndim)
+    if mode == "constant" or not any(paddings):
+        return x, padding
+    if op in ("max", "min"):
+        raise ValueError(f"boundary {boundary!r} applies to avg, sum and lp pooling; max/min pad with ∓inf")
+    return np.ascontiguousarray(pad_boundary(x, [(q, q) for q in paddings], mode)), 0
+
+
+def _run(x: np.ndarray, plan: PoolPlan, op: str, ndim: int) -> np.ndarray:
+    """Reduce axis by axis: rows (vectorised over the width), then along each row."""
+    reduction = {"max": _MAX, "min": _MIN, "avg": _SUM, "sum": _SUM}[op]
+    average = op == "avg"
+    lead = x.shape[:-ndim]
+    if ndim == 1:  # a signal is an image of one row
+        planes = np.ascontiguousarray(x).reshape(-1, 1, x.shape[-1])
+        row_plan, col_plan = adaptive_plan(1, 1), plan.axes[0]
+    else:
+        planes = np.ascontiguousarray(x).reshape(-1, x.shape[-2], x.shape[-1])
+        row_plan, col_plan = plan.axes
+    out = np.empty((planes.shape[0], row_plan.size_out, col_plan.size_out), dtype=x.dtype)
+    # sums accumulate in float64 so long float32 windows stay accurate
+    accumulator = np.empty(0, dtype=np.float64 if reduction == _SUM else x.dtype)
+    _pool_planes(
+        planes, out, _kernel_args(row_plan, average), _kernel_args(col_plan, average), reduction, accumulator
+    )
+    return out.reshape(*lead, *plan.output_shape)
+
+
+def _kernel_args(axis: AxisPlan, average: bool) -> tuple:
+    """The plan as the kernels take it, with the run of whole, evenly spaced windows marked."""
+    scale = 1.0 / axis.divisor if average else np.ones(axis.size_out)
+    return axis.first, axis.count, axis.step, scale, _whole_windows(axis)
+
+
+def _whole_windows(axis: AxisPlan) -> np.ndarray:
+    """(lo, hi, k, stride): outputs lo..hi-1 have k taps each, starting stride apart."""
+    k = int(axis.count.max())
+    whole = np.flatnonzero(axis.count == k)
+    lo, hi = int(whole[0]), int(whole[-1]) + 1
+    stride = int(axis.first[lo + 1] - axis.first[lo]) if hi - lo > 1 else 1
+    regular = np.array_equal(axis.first[lo:hi], axis.first[lo] + stride * np.arange(hi - lo)) and bool(
+        np.all(axis.count[lo:hi] == k)
+    )
+    if k == 0 or not regular:
+        return np.array([0, 0, 1, 1], dtype=np.int64)
+    return np.array([lo, hi, k, stride], dtype=np.int64)
+
+
+def _lp(x: np.ndarray, plan: PoolPlan, p: float, ndim: int) -> np.ndarray:
+    magnitude = np.abs(x)
+    if math.isinf(p):
+        return _run(magnitude, plan, "max", ndim)
+    powered = magnitude if p == 1 else (magnitude * magnitude if p == 2 else magnitude**p)
+    total = _run(powered, plan, "sum", ndim)
+    if p == 1:
+        return total
+    return np.sqrt(total, out=total) if p == 2 else np.power(total, 1.0 / p, out=total)
+
+
+@njit(cache=True, inline="always")
+def _max(acc, value):
+    # NaN propagates, as in PyTorch
+    return value if (value > acc) | (value != value) else acc
+
+
+@njit(cache=True, inline="always")
+def _min(acc, value):
+    return value if (value < acc) | (value != value) else acc
+
+
+@njit(cache=True, inline="always")
+def _pick(acc, value, reduction):
+    if reduction == 0:
+        return _max(acc, value)
+    if reduction == 1:
+        return _min(acc, value)
+    return acc + value
+
+
+@njit(cache=True, inline="always")
+def _reduce_line(line, target, first, count, step, scale, inner, reduction):
+    """target[o] = reduce of line[first[o] + j·step], j < count[o]; windows in ``inner`` are whole."""
+    lo, hi, k, stride = inner[0], inner[1], inner[2], inner[3]
+    for o in range(target.shape[0]):
+        if lo <= o < hi:  # a whole window: fixed tap count, no table look-ups
+            column = first[lo] + (o - lo) * stride
+            acc = line[column]
+            for j in range(1, k):
+                acc = _pick(acc, line[column + j * step], reduction)
+        else:
+            column = first[o]
+            acc = line[0] - line[0] if reduction == 2 else (-np.inf if reduction == 0 else np.inf)
+            for _ in range(count[o]):
+                acc = _pick(acc, line[column], reduction)
+                column += step
+        target[o] = acc * scale[o] if reduction == 2 else acc
+
+
+@njit(cache=True, parallel=True)
+def _pool_planes(x, out, rows, cols, reduction, accumulator):  # pragma: no cover - jitted
+    """Pool every plane of x (planes, H, W) into out: per output row, reduce its input rows into
+    a buffer (vectorised over the width), then reduce along that buffer while it is in cache.
+
+    ``rows``/``cols``: (first, count, step, scale, inner) of each axis, see :class:`AxisPlan`.
+    ``accumulator``: an empty array of the type the row buffer has (float64 for sums).
+    """
+    planes, rows_out, _ = out.shape
+    width = x.shape[2]
+    r_first, r_count, r_step, r_scale, _unused = rows
+    c_first, c_count, c_step, c_scale, c_inner = cols
+    for task in prange(planes * rows_out):
+        b = task // rows_out
+        o = task % rows_out
+        buffer = np.empty(width, dtype=accumulator.dtype)
+        buffer[:] = 0.0 if reduction == 2 else (-np.inf if reduction == 0 else np.inf)
+        row = r_first[o]
+        for _ in range(r_count[o]):
+            source = x[b, row]
+            if reduction == 0:
+                for w in range(width):
+                    buffer[w] = _max(buffer[w], source[w])
+            elif reduction == 1:
+                for w in range(width):
+                    buffer[w] = _min(buffer[w], source[w])
+            else:
+                for w in range(width):
+                    buffer[w] += source[w]
+            row += r_step
+        if reduction == 2:
+            s = r_scale[o]
+            for w in range(width):
+                buffer[w] *= s
+        _reduce_line(buffer, out[b, o], c_first, c_count, c_step, c_scale, c_inner, reduction)

@@ -1,0 +1,108 @@
+"""Separable filtering: a rank-1 2-D kernel ``outer(a, b)`` as a vertical and a horizontal pass.
+
+Cost per output pixel is kh + kw multiply-adds instead of kh·kw. The two passes are fused
+per output row (the vertical pass fills one row buffer, the horizontal pass reads it), so
+no intermediate image is written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from convcli.engine.boundary import source_index
+from convcli.engine.direct import COLUMN_BLOCK, ROW_BAND, accumulate_taps
+
+# a kernel is rank 1 when its second singular value is below this many float epsilons
+# (scaled by the kernel size) relative to the first
+RANK_TOLERANCE_EPS = 10.0
+
+
+def rank1_factors(kernel: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(a, b)`` with ``kernel ≈ outer(a, b)`` if the 2-D kernel is numerically rank 1, else None."""
+    if kernel.ndim != 2 or min(kernel.shape) < 2:
+        return None
+    u, s, vt = np.linalg.svd(kernel.astype(np.float64))
+    if s[0] == 0.0:
+        return None
+    tolerance = RANK_TOLERANCE_EPS * max(kernel.shape) * np.finfo(dtype).eps
+    if s[1] > tolerance * s[0]:
+        return None
+    scale = np.sqrt(s[0])
+    return (u[:, 0] * scale).astype(dtype), (vt[0] * scale).astype(dtype)
+
+
+@njit(cache=True, nogil=True)
+def _vertical_at(position, sources, column, w, mode, row_cval):
+    """The vertical pass at one padded column outside the input (mapped by the boundary)."""
+    source = source_index(position, w, mode)
+    if source < 0:
+        return row_cval
+    total = 0.0
+    for u in range(column.shape[0]):
+        total += column[u] * sources[u][source]
+    return total
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def correlate_separable(x, column, row, out, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, mode, cval):
+    """``out`` (N, C, Ho, Wo) = valid correlation of padded ``x`` with ``outer(column, row)``."""
+    n_images, channels, h, w = x.shape
+    ho, wo = out.shape[2], out.shape[3]
+    kh, kw = column.shape[0], row.shape[0]
+    padded_w = (wo - 1) * stride_w + dil_w * (kw - 1) + 1
+    # a padding value cval, filtered by the vertical pass, becomes cval·sum(column)
+    column_sum = 0.0
+    for u in range(kh):
+        column_sum += column[u]
+    row_cval = cval * column_sum
+    vertical_offsets = np.zeros(kh, dtype=np.int64)
+    row_offsets = np.empty(kw, dtype=np.int64)
+    for v in range(kw):
+        row_offsets[v] = v * dil_w
+    interior = max(min(w, padded_w - pad_left), 0)  # input columns that land inside the padded row
+    n_bands = (ho + ROW_BAND - 1) // ROW_BAND
+    for task in prange(n_images * channels * n_bands):
+        band = task % n_bands
+        img = task // n_bands // channels
+        c = task // n_bands % channels
+        constant_row = np.full(w, cval, dtype=x.dtype)
+        padded = np.empty(padded_w, dtype=x.dtype)
+        for i in range(band * ROW_BAND, min(ho, (band + 1) * ROW_BAND)):
+            sources = []
+            for u in range(kh):
+                r = source_index(i * stride_h + u * dil_h - pad_top, h, mode)
+                sources.append(constant_row if r < 0 else x[img, c, r])
+            # vertical pass straight into the padded row: contiguous interior, mapped edges
+            middle = padded[pad_left : pad_left + interior]
+            middle[:] = 0.0
+            accumulate_taps(middle, 0, interior, sources, column, vertical_offsets, 1)
+            for t in range(min(pad_left, padded_w)):
+                padded[t] = _vertical_at(t - pad_left, sources, column, w, mode, row_cval)
+            for t in range(pad_left + interior, padded_w):
+                padded[t] = _vertical_at(t - pad_left, sources, column, w, mode, row_cval)
+            rows = [padded] * kw
+            orow = out[img, c, i]
+            for j0 in range(0, wo, COLUMN_BLOCK):
+                j1 = min(wo, j0 + COLUMN_BLOCK)
+                orow[j0:j1] = 0.0
+                accumulate_taps(orow, j0, j1, rows, row, row_offsets, stride_w)
+
+
+def correlate(
+    x: np.ndarray,
+    factors: tuple[np.ndarray, np.ndarray],
+    out_shape: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    pad_before: tuple[int, int],
+    mode: int,
+    cval: float,
+) -> np.ndarray:
+    """Valid correlation of ``x`` (N, C, H, W), padded virtually, with ``outer(*factors)``."""
+    column, row = (np.ascontiguousarray(f, dtype=x.dtype) for f in factors)
+    out = np.empty((*x.shape[:2], *out_shape), dtype=x.dtype)
+    correlate_separable(
+        np.ascontiguousarray(x), column, row, out, *stride, *dilation, *pad_before, mode, x.dtype.type(cval)
+    )
+    return out

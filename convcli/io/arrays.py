@@ -1,0 +1,67 @@
+"""Arrays: .npy, .npz (one array), .csv and .txt. Values are kept as they are (float32/64)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from convcli.errors import InputError, UsageError
+
+Source = Path | IO[bytes]
+
+
+def read_array(source: Source, extension: str, *, name: str | None = None) -> np.ndarray:
+    """Read a numeric array; pickled (object) arrays are refused, never loaded."""
+    label = name or str(source)
+    extension = extension.lower()
+    try:
+        if extension == ".npy":
+            array = np.load(source, allow_pickle=False)
+        elif extension == ".npz":
+            array = _single_npz_array(source, label)
+        elif extension in (".csv", ".txt"):
+            array = np.loadtxt(source, delimiter="," if extension == ".csv" else None, ndmin=1)
+        else:
+            raise UsageError(f"{label}: not an array file extension {extension!r}")
+    except ValueError as error:
+        if "pickle" in str(error).lower():
+            raise InputError(f"{label}: array needs pickle (object data); refused for safety") from error
+        if isinstance(error, UsageError):
+            raise
+        reason = " ".join(str(error).split())
+        raise InputError(f"{label}: not a readable {extension} array ({reason})") from error
+    except (OSError, EOFError) as error:
+        raise InputError(f"{label}: not a readable {extension} array ({error})") from error
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{label}: array of dtype {array.dtype} is not numeric")
+    if array.size == 0:
+        raise InputError(f"{label}: empty array")
+    return array
+
+
+def _single_npz_array(source: Source, label: str) -> np.ndarray:
+    with np.load(source, allow_pickle=False) as archive:
+        names = list(archive.files)
+        if len(names) != 1:
+            raise InputError(f"{label}: .npz holds {len(names)} arrays {names}; exactly one is needed")
+        return archive[names[0]]
+
+
+def write_array(path: Path, array: np.ndarray, extension: str) -> None:
+    """Write ``array`` in the format ``extension`` names (.csv/.txt only up to 2-D)."""
+    extension = extension.lower()
+    if extension == ".npy":
+        with open(path, "wb") as handle:
+            np.save(handle, array)
+    elif extension == ".npz":
+        with open(path, "wb") as handle:
+            np.savez(handle, data=array)
+    elif extension in (".csv", ".txt"):
+        if array.ndim > 2:
+            raise UsageError(
+                f"a {array.ndim}-D result {array.shape} cannot be written as {extension}; use .npy")
+        np.savetxt(path, np.atleast_1d(array), delimiter="," if extension == ".csv" else " ", fmt="%.9g")
+    else:
+        raise UsageError(f"not an array file extension {extension!r}")

@@ -1,0 +1,140 @@
+"""Audio via soundfile, as channels-first float32 arrays (C, L) in [-1, 1].
+
+Sample rate and subtype are kept. Long files are read and written in blocks so memory stays
+bounded; see :mod:`convcli.kernels.stream` for the block-wise convolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from convcli.errors import InputError, UsageError
+from convcli.io.files import AUDIO_EXTENSIONS
+from convcli.io.ranges import fit_range, peak_normalize_gain
+
+FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int
+    channels: int
+    frames: int
+    subtype: str
+    format: str
+
+    @property
+    def is_float(self) -> bool:
+        """Float subtypes are never clipped; every other subtype has a fixed range."""
+        return self.subtype in FLOAT_SUBTYPES
+
+
+def _open(source: Path | IO[bytes], label: str):
+    import soundfile
+
+    try:
+        return soundfile.SoundFile(source)
+    except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError) as error:
+        raise InputError(f"{label}: not a readable audio file ({' '.join(str(error).split())})") from error
+
+
+def audio_info(source: Path | IO[bytes], *, name: str | None = None) -> AudioInfo:
+    with _open(source, name or str(source)) as handle:
+        return _info(handle)
+
+
+def _info(handle) -> AudioInfo:
+    return AudioInfo(handle.samplerate, handle.channels, handle.frames, handle.subtype, handle.format)
+
+
+def read_audio(source: Path | IO[bytes], *, name: str | None = None) -> tuple[np.ndarray, AudioInfo]:
+    """The whole file as (C, L) float32, and its info."""
+    label = name or str(source)
+    with _open(source, label) as handle:
+        info = _info(handle)
+        try:
+            data = handle.read(dtype="float32", always_2d=True)
+        except RuntimeError as error:
+            raise InputError(f"{label}: corrupt audio data ({error})") from error
+    if data.shape[0] == 0:
+        raise InputError(f"{label}: audio file has no samples")
+    return np.ascontiguousarray(data.T), info
+
+
+def read_audio_blocks(source: Path | IO[bytes], block: int, *, name: str | None = None
+                      ) -> Iterator[np.ndarray]:
+    """Consecutive (C, <=block) float32 blocks of the file."""
+    label = name or str(source)
+    with _open(source, label) as handle:
+        while True:
+            try:
+                data = handle.read(block, dtype="float32", always_2d=True)
+            except RuntimeError as error:
+                raise InputError(f"{label}: corrupt audio data ({error})") from error
+            if data.shape[0] == 0:
+                return
+            yield np.ascontiguousarray(data.T)
+
+
+def output_subtype(info: AudioInfo | None, extension: str) -> tuple[str, str | None]:
+    """(format, subtype) for writing: the input's subtype when the output format allows it."""
+    import soundfile
+
+    fmt = AUDIO_EXTENSIONS.get(extension.lower())
+    if fmt is None:
+        raise UsageError(f"not an audio extension {extension!r}")
+    if info is not None and soundfile.check_format(fmt, info.subtype):
+        return fmt, info.subtype
+    return fmt, soundfile.default_subtype(fmt)
+
+
+class AudioWriter:
+    """Block-wise writer that applies the range policy to every block and counts clipped samples."""
+
+    def __init__(self, path: Path, *, sample_rate: int, channels: int, info: AudioInfo | None,
+                 policy: str = "clip", gain: float | None = None):
+        import soundfile
+
+        self.format, self.subtype = output_subtype(info, Path(path).suffix)
+        self.policy = policy
+        self.gain = gain
+        self.clipped = 0
+        self._handle = soundfile.SoundFile(path, "w", samplerate=sample_rate, channels=channels,
+                                           subtype=self.subtype, format=self.format)
+
+    @property
+    def is_float(self) -> bool:
+        return self.subtype in FLOAT_SUBTYPES
+
+    def write(self, block: np.ndarray) -> None:
+        """Write a (C, n) block."""
+        if not self.is_float:
+            block, clipped = fit_range(block, self.policy, -1.0, 1.0, gain=self.gain)
+            self.clipped += clipped
+        self._handle.write(np.ascontiguousarray(block.T))
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> AudioWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_audio(path: Path, data: np.ndarray, *, sample_rate: int, info: AudioInfo | None,
+                policy: str = "clip") -> int:
+    """Write (C, L) or (L,) samples; return the clipped count (0 for float subtypes)."""
+    data = np.atleast_2d(data)
+    channels = data.shape[0]
+    with AudioWriter(path, sample_rate=sample_rate, channels=channels, info=info, policy=policy) as writer:
+        if policy == "normalize" and not writer.is_float:
+            writer.gain = peak_normalize_gain(data, 1.0)
+        writer.write(data)
+        return writer.clipped

@@ -1,0 +1,121 @@
+"""Where files go: format dispatch by extension or magic bytes, atomic writes.
+
+Writes are atomic: data goes to a temporary file in the target folder, which is renamed over
+the target only when complete, so a failed or interrupted run never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from convcli.errors import InputError, OutputExistsError, UsageError
+
+IMAGE_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+                    ".bmp": "BMP", ".webp": "WEBP"}
+AUDIO_EXTENSIONS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+ARRAY_EXTENSIONS = {".npy": "NPY", ".npz": "NPZ", ".csv": "CSV", ".txt": "TXT"}
+STDIO = "-"
+
+# leading bytes -> extension, to recognise data piped on stdin
+_MAGIC = [
+    (b"\x89PNG", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"),
+    (b"BM", ".bmp"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"\x93NUMPY", ".npy"), (b"PK\x03\x04", ".npz"),
+]
+
+
+def kind_of(extension: str) -> str:
+    """'image', 'audio' or 'array' for a file extension (with the dot); UsageError otherwise."""
+    extension = extension.lower()
+    if extension in IMAGE_EXTENSIONS:
+        return "image"
+    if extension in AUDIO_EXTENSIONS:
+        return "audio"
+    if extension in ARRAY_EXTENSIONS:
+        return "array"
+    known = ", ".join(sorted({*IMAGE_EXTENSIONS, *AUDIO_EXTENSIONS, *ARRAY_EXTENSIONS}))
+    shown = extension or "(none)"
+    raise UsageError(f"unknown file extension {shown!r}; known: {known}")
+
+
+def sniff_extension(head: bytes) -> str:
+    """The extension matching a file's first bytes (for stdin), or InputError."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return ".wav"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    for magic, extension in _MAGIC:
+        if head.startswith(magic):
+            return extension
+    raise InputError("stdin: unrecognised data (expected an image, audio or .npy/.npz stream)")
+
+
+def read_stdin() -> tuple[io.BytesIO, str]:
+    """All of stdin as a seekable buffer, and the extension its content looks like."""
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise InputError("stdin: empty input")
+    return io.BytesIO(data), sniff_extension(data[:16])
+
+
+def input_is_audio_file(name: str) -> bool:
+    return name != STDIO and Path(name).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def check_input_file(path: Path) -> None:
+    """One clear line for a missing, non-regular or empty input file."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+
+
+def check_can_write(path: Path, force: bool) -> None:
+    """Refuse an existing output without --force, before any work is done."""
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: output exists (use --force to replace it)")
+    if not path.parent.is_dir():
+        raise InputError(f"{path.parent}: output folder does not exist")
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary name keeps the extension so encoders that choose the format by extension work.
+    """
+    path = Path(path)
+    check_can_write(path, force)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    temp = Path(temp_name)
+    try:
+        yield temp
+        if path.exists() and not force:
+            raise OutputExistsError(f"{path}: output appeared while writing (use --force to replace it)")
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+@contextlib.contextmanager
+def stdout_output(extension: str) -> Iterator[Path]:
+    """Like :func:`atomic_output` for ``-o -``: encode to a temporary file, then copy it to stdout."""
+    fd, temp_name = tempfile.mkstemp(suffix=extension)
+    os.close(fd)
+    temp = Path(temp_name)
+    try:
+        yield temp
+        sys.stdout.buffer.write(temp.read_bytes())
+        sys.stdout.buffer.flush()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()

@@ -1,0 +1,51 @@
+"""Output range policy for integer formats: clip, normalize, abs or offset. Never wrap integers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convcli.errors import UsageError
+
+POLICIES = ("clip", "normalize", "abs", "offset")
+
+
+def check_policy(policy: str) -> str:
+    if policy not in POLICIES:
+        raise UsageError(f"unknown range policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    return policy
+
+
+def fit_range(x: np.ndarray, policy: str, low: float, high: float, *, gain: float | None = None
+              ) -> tuple[np.ndarray, int]:
+    """Map ``x`` into ``[low, high]`` by ``policy``; return the result and how many values were clipped.
+
+    - clip: values outside are clipped (and counted).
+    - normalize: rescale to the full range; for a signed range (audio) peak-normalize around 0,
+      for images map [min, max] onto [low, high]. ``gain`` forces a precomputed peak gain (block-wise audio).
+    - abs: magnitude, then clip (edge kernels).
+    - offset: shift zero to mid-range (+0.5 for images in [0, 1]; audio's mid-range is already 0), then clip.
+    """
+    check_policy(policy)
+    x = np.asarray(x)
+    if policy == "normalize":
+        if gain is not None or low < 0:
+            peak_gain = gain if gain is not None else peak_normalize_gain(x, high)
+            return x * peak_gain, 0
+        lo, hi = float(np.min(x)), float(np.max(x))
+        if hi == lo:
+            return np.full_like(x, low), 0
+        return (x - lo) * ((high - low) / (hi - lo)) + low, 0
+    if policy == "abs":
+        x = np.abs(x)
+    elif policy == "offset":
+        x = x + (low + high) / 2
+    clipped = int(np.count_nonzero((x < low) | (x > high)))
+    if clipped:
+        x = np.clip(x, low, high)
+    return x, clipped
+
+
+def peak_normalize_gain(x: np.ndarray, high: float) -> float:
+    """The gain that takes the largest magnitude to ``high`` (1 for silence)."""
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    return high / peak if peak > 0 else 1.0

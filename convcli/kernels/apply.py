@@ -1,0 +1,167 @@
+"""Applying resolved kernels to decoded data through the engine (``convcli.convolve``).
+
+This is where channel rules live: a filter applies to every channel, an impulse response maps
+channels as :class:`convcli.kernels.Kernel` describes, a learned layer mixes channels the way
+the CNN layer does (correlation, plus its bias).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from convcli.errors import UsageError
+from convcli.kernels import Kernel
+from convcli.sizes import output_size, padding_pair
+
+PerAxis = int | tuple[int, ...]
+Padding = int | tuple[tuple[int, int], ...] | None
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The options of ``convcli.convolve`` shared by every kernel of a run."""
+
+    mode: str = "same"
+    boundary: str = "constant"
+    cval: float = 0.0
+    stride: PerAxis = 1
+    dilation: PerAxis = 1
+    padding: Padding = None
+    correlate: bool = False
+    method: str = "auto"
+
+    def engine_options(self, *, correlate: bool | None = None) -> dict:
+        return {"mode": self.mode, "boundary": self.boundary, "cval": self.cval, "stride": self.stride,
+                "dilation": self.dilation, "padding": self.padding,
+                "correlate": self.correlate if correlate is None else correlate, "method": self.method}
+
+    @property
+    def keeps_size(self) -> bool:
+        """Output grid equals the input grid (so alpha can pass through as is)."""
+        strides = self.stride if isinstance(self.stride, tuple) else (self.stride,)
+        return self.padding is None and self.mode == "same" and all(s == 1 for s in strides)
+
+
+def signal_ndim(kind: str, data: np.ndarray, kernel: Kernel) -> int:
+    """How many trailing axes the kernel slides over: audio 1, images 2, arrays as the kernel."""
+    want = kernel.spatial_ndim
+    have = 1 if kind == "audio" else 2 if kind == "image" else data.ndim
+    described = f"{kind} of shape {tuple(data.shape)}"
+    if kind == "image" and want == 1 and kernel.role == "filter":
+        return 2  # a 1-D kernel on an image is applied as a row (1, k)
+    if want > have or (kind != "array" and want != have):
+        raise UsageError(f"kernel {kernel.spec!r} is {want}-D {tuple(kernel.array.shape)} but the input is "
+                         f"{have}-D ({described}); use a {have}-D kernel")
+    return want
+
+
+def check_fits(data: np.ndarray, kernel_shape: tuple[int, ...], geometry: Geometry, spec: str) -> None:
+    """Clear message when the kernel does not fit (valid mode, stride/dilation < 1...)."""
+    ndim = len(kernel_shape)
+    strides = _per_axis(geometry.stride, ndim, "stride")
+    dilations = _per_axis(geometry.dilation, ndim, "dilation")
+    pads = geometry.padding if isinstance(geometry.padding, tuple) else ((geometry.padding or 0,) * 2,) * ndim
+    if geometry.mode != "valid" or geometry.padding is not None:
+        return
+    for n, k, s, d, p in zip(data.shape[-ndim:], kernel_shape, strides, dilations, pads, strict=True):
+        try:
+            output_size(n, k, stride=s, dilation=d, padding=padding_pair(p))
+        except ValueError as error:
+            raise UsageError(f"kernel {spec!r} {tuple(kernel_shape)} does not fit the input "
+                             f"{tuple(data.shape[-ndim:])} in valid mode: {error}") from error
+
+
+def _per_axis(value: PerAxis, ndim: int, name: str) -> tuple[int, ...]:
+    values = value if isinstance(value, tuple) else (value,) * ndim
+    if len(values) != ndim:
+        raise UsageError(f"--{name} {','.join(map(str, values))}: give 1 or {ndim} values for a {ndim}-D kernel")
+    for v in values:
+        if v < 1:
+            raise UsageError(f"--{name} must be >= 1, got {v}")
+    return tuple(values)
+
+
+def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry) -> tuple[np.ndarray, dict]:
+    """One kernel on channels-first ``data`` of media ``kind``; returns (result, the engine's plan)."""
+    from convcli.engine.convolve import convolve, plan
+
+    ndim = signal_ndim(kind, data, kernel)
+    _per_axis(geometry.stride, ndim, "stride")
+    _per_axis(geometry.dilation, ndim, "dilation")
+    if kernel.role == "ir":
+        return _apply_ir(data, kernel, geometry)
+    if kernel.role == "layer":
+        data = data if data.ndim > ndim else data[None]
+        weights = kernel.array
+        geometry_options = geometry.engine_options(correlate=True)  # a layer's map is a correlation
+    else:
+        weights = kernel.array[None, :] if ndim == 2 and kernel.array.ndim == 1 else kernel.array
+        geometry_options = geometry.engine_options()
+    weights = weights.astype(data.dtype)
+    check_fits(data, weights.shape[-ndim:], geometry, kernel.spec)
+    how = _plan(plan, data.shape, weights, geometry_options)
+    out = convolve(data, weights, **geometry_options)
+    if kernel.bias is not None:
+        out += kernel.bias.astype(out.dtype).reshape((-1,) + (1,) * ndim)
+    return out, how
+
+
+def _plan(plan, shape: tuple[int, ...], weights: np.ndarray, options: dict) -> dict:
+    chosen = plan(shape, weights, mode=options["mode"], stride=options["stride"], dilation=options["dilation"],
+                  padding=options["padding"], method=options["method"])
+    return {"method": chosen.method, "reason": chosen.reason}
+
+
+def _apply_ir(data: np.ndarray, kernel: Kernel, geometry: Geometry) -> tuple[np.ndarray, dict]:
+    from convcli.engine.convolve import convolve, plan
+
+    ir = kernel.array.astype(data.dtype)
+    pairs = ir_channel_pairs(data.shape[0], ir.shape[0], kernel.spec)
+    check_fits(data, ir.shape[-1:], geometry, kernel.spec)
+    options = geometry.engine_options()
+    how = _plan(plan, data.shape[1:], ir[0], options)
+    return np.stack([convolve(data[c], ir[i], **options) for c, i in pairs]), how
+
+
+def ir_channel_pairs(channels: int, ir_channels: int, spec: str) -> list[tuple[int, int]]:
+    """(input channel, IR channel) for each output channel, by the impulse-response rules."""
+    if ir_channels == 1:
+        return [(c, 0) for c in range(channels)]
+    if channels == 1:
+        return [(0, i) for i in range(ir_channels)]
+    if channels == ir_channels:
+        return [(c, c) for c in range(channels)]
+    raise UsageError(f"impulse response {spec!r} has {ir_channels} channels but the input has {channels}; "
+                     f"use a mono impulse response, a mono input, or matching channel counts")
+
+
+def apply_chain(data: np.ndarray, kind: str, kernels: list[Kernel], geometry: Geometry
+                ) -> tuple[np.ndarray, list[dict]]:
+    """Several kernels one after another (``-k a -k b``); returns the result and each step's plan."""
+    plans = []
+    for kernel in kernels:
+        data, how = apply_kernel(data, kind, kernel, geometry)
+        plans.append(how)
+    return data, plans
+
+
+def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -> np.ndarray:
+    """Alpha is not filtered, but must land on the output grid: sample it with a unit impulse
+    of each kernel's shape (so crops, strides and padding match the colour planes exactly)."""
+    if geometry.keeps_size:
+        return alpha
+    from convcli.engine.convolve import convolve
+
+    for kernel in kernels:
+        shape = kernel.array.shape[-2:] if kernel.array.ndim >= 2 else (1, kernel.array.shape[-1])
+        correlate = geometry.correlate or kernel.role == "layer"
+        impulse = np.zeros(shape, dtype=alpha.dtype)
+        # the tap that lines up output and input: centre of the (flipped, for convolution) kernel
+        row = shape[0] - 1 - (shape[0] - 1) // 2 if correlate else (shape[0] - 1) // 2
+        col = shape[1] - 1 - (shape[1] - 1) // 2 if correlate else (shape[1] - 1) // 2
+        impulse[row, col] = 1
+        options = geometry.engine_options(correlate=correlate) | {"cval": 0.0, "method": "direct"}
+        alpha = convolve(alpha, impulse, **options)
+    return alpha

@@ -1,0 +1,40 @@
+"""Text renderings of kernels: the matrix for 'kernels show' and the --explain report."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_SHOWN = 25  # values per axis printed in full; longer kernels are summarised
+
+
+def format_matrix(matrix: np.ndarray) -> str:
+    """Rows of aligned numbers; long 1-D kernels (FIR, impulse responses) are abbreviated."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.ndim == 1:
+        matrix = matrix[None]
+    if matrix.ndim > 2:
+        return "\n\n".join(f"[{i}]\n{format_matrix(sub)}" for i, sub in enumerate(matrix))
+    words = [[f"{v:.6g}" for v in row] for row in matrix]
+    width = max(len(w) for row in words for w in row)
+    lines = []
+    for row in words:
+        if len(row) > MAX_SHOWN:
+            row = [*row[:10], "...", *row[-10:]]
+        lines.append(" ".join(w.rjust(width) for w in row))
+    if len(lines) > MAX_SHOWN:
+        lines = [*lines[:10], "...", *lines[-10:]]
+    return "\n".join(lines)
+
+
+def explain_text(kernels, plans: list[dict], geometry) -> str:
+    """What --explain prints: each kernel resolved, and the method the engine chose and why."""
+    lines = []
+    for step, (kernel, how) in enumerate(zip(kernels, plans, strict=True), start=1):
+        applied = "correlation" if geometry.correlate or kernel.role == "layer" else "convolution (kernel flipped)"
+        lines.append(f"kernel {step}: {kernel.spec} = {kernel.description}; shape {tuple(kernel.array.shape)}, "
+                     f"sum {float(np.sum(kernel.array)):.6g}; applied as {applied}")
+        lines.append(format_matrix(kernel.array))
+        lines.append(f"method: {how['method']}: {how['reason']}")
+    lines.append(f"mode {geometry.mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
+                 f"stride {geometry.stride}, dilation {geometry.dilation}, padding {geometry.padding}")
+    return "\n".join(lines)

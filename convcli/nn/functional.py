@@ -1,0 +1,404 @@
+"""The numeric ops of training: each forward next to its backward.
+
+Arrays are channels first. 1-D ops run as 2-D ops on a height-1 image, so there is one
+implementation of each convolution and pooling. Convolution is im2col (a strided view,
+one copy) followed by one BLAS GEMM per group; its adjoint (col2im) scatters the columns
+back with one vectorized add per kernel tap, so no two writes race. Max-pooling picks
+and scatters through the same column layout.
+
+Conventions: ``stride``, ``dilation`` are ``(sh, sw)``; ``padding`` is
+``((top, bottom), (left, right))``. Every ``*_forward`` returns ``(out, cache)`` and the
+matching ``*_backward(dout, cache)`` returns the gradients in the order of the inputs.
+All sizes come from :func:`convcli.sizes.output_size`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convcli.sizes import output_size
+
+Pair = tuple[int, int]
+PadPair = tuple[Pair, Pair]
+Cache = dict[str, Any]
+
+
+# ---------------------------------------------------------------- im2col / col2im
+def _out_hw(h: int, w: int, kernel: Pair, stride: Pair, padding: PadPair, dilation: Pair,
+            ceil_mode: bool = False) -> Pair:
+    ho = output_size(h, kernel[0], stride=stride[0], padding=padding[0], dilation=dilation[0],
+                     ceil_mode=ceil_mode)
+    wo = output_size(w, kernel[1], stride=stride[1], padding=padding[1], dilation=dilation[1],
+                     ceil_mode=ceil_mode)
+    return ho, wo
+
+
+def _pad(x: np.ndarray, padding: PadPair, extra: Pair = (0, 0), value: float = 0.0) -> np.ndarray:
+    """Pad the last two axes by ``padding`` plus ``extra`` more at the bottom/right."""
+    (top, bottom), (left, right) = padding
+    widths = [(0, 0)] * (x.ndim - 2) + [(top, bottom + extra[0]), (left, right + extra[1])]
+    if not any(any(w) for w in widths):
+        return x
+    return np.pad(x, widths, mode="constant", constant_values=value)
+
+
+def _ceil_extra(size: int, out: int, kernel: int, stride: int, dilation: int, padded: int) -> int:
+    """Rows beyond the padded input that the last ceil-mode window reaches."""
+    return max(0, (out - 1) * stride + dilation * (kernel - 1) + 1 - padded)
+
+
+def _windows(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair) -> np.ndarray:
+    """Read-only view (N, C, Ho, Wo, kh, kw) of the windows of a padded input."""
+    n, c = xp.shape[:2]
+    sn, sc, sh, sw = xp.strides
+    shape = (n, c, out[0], out[1], kernel[0], kernel[1])
+    strides = (sn, sc, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1])
+    return np.lib.stride_tricks.as_strided(xp, shape, strides, writeable=False)
+
+
+def _col2im(cols: np.ndarray, padded_hw: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
+    """Adjoint of :func:`_windows`: sum (N, C, Ho, Wo, kh, kw) back onto (N, C, Hp, Wp).
+
+    One strided add per kernel tap: within a tap no two windows touch the same pixel,
+    so the adds are race-free and vectorized.
+    """
+    n, c, ho, wo, kh, kw = cols.shape
+    out = np.zeros((n, c, *padded_hw), dtype=cols.dtype)
+    for i in range(kh):
+        r0 = i * dilation[0]
+        rows = slice(r0, r0 + stride[0] * (ho - 1) + 1, stride[0])
+        for j in range(kw):
+            c0 = j * dilation[1]
+            out[:, :, rows, slice(c0, c0 + stride[1] * (wo - 1) + 1, stride[1])] += cols[:, :, :, :, i, j]
+    return out
+
+
+def _crop(xp: np.ndarray, padding: PadPair, hw: Pair) -> np.ndarray:
+    (top, _), (left, _) = padding
+    return xp[:, :, top:top + hw[0], left:left + hw[1]]
+
+
+# ---------------------------------------------------------------- convolution
+def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair = (1, 1),
+                   padding: PadPair = ((0, 0), (0, 0)), dilation: Pair = (1, 1),
+                   groups: int = 1) -> tuple[np.ndarray, Cache]:
+    """Cross-correlation as CNN layers compute it: x (N, C_in, H, W), weight (C_out, C_in/g, kh, kw)."""
+    n, c_in, h, w = x.shape
+    c_out, c_group, kh, kw = weight.shape
+    if c_in != c_group * groups:
+        raise ValueError(f"input has {c_in} channels, the weight expects {c_group * groups}")
+    out_hw = _out_hw(h, w, (kh, kw), stride, padding, dilation)
+    xp = _pad(x, padding)
+    win = _windows(xp, (kh, kw), stride, dilation, out_hw)            # N, C, Ho, Wo, kh, kw
+    win = win.reshape(n, groups, c_group, *out_hw, kh, kw)
+    # (g, C_g·kh·kw, N·Ho·Wo): one contiguous copy, then one GEMM per group
+    cols = np.ascontiguousarray(win.transpose(1, 2, 5, 6, 0, 3, 4)).reshape(groups, c_group * kh * kw, -1)
+    wmat = weight.reshape(groups, c_out // groups, c_group * kh * kw)
+    y = np.matmul(wmat, cols)                                           # g, C_out/g, N·Ho·Wo
+    y = y.reshape(c_out, n, *out_hw).transpose(1, 0, 2, 3)
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1, 1)
+    cache = {"cols": cols, "x_shape": x.shape, "weight": weight, "stride": stride, "padding": padding,
+             "dilation": dilation, "groups": groups, "out_hw": out_hw, "has_bias": bias is not None}
+    return np.ascontiguousarray(y), cache
+
+
+def _cols_to_input(dcols: np.ndarray, cache: Cache) -> np.ndarray:
+    """(g, C_g·kh·kw, N·Ho·Wo) column gradient -> (N, C_in, H, W) input gradient."""
+    n, c_in, h, w = cache["x_shape"]
+    _, c_group, kh, kw = cache["weight"].shape
+    groups, out_hw, padding = cache["groups"], cache["out_hw"], cache["padding"]
+    d6 = dcols.reshape(groups, c_group, kh, kw, n, *out_hw).transpose(4, 0, 1, 5, 6, 2, 3)
+    d6 = d6.reshape(n, c_in, *out_hw, kh, kw)
+    padded_hw = (h + sum(padding[0]), w + sum(padding[1]))
+    dxp = _col2im(d6, padded_hw, cache["stride"], cache["dilation"])
+    return np.ascontiguousarray(_crop(dxp, padding, (h, w)))
+
+
+def conv2d_backward(dy: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients (dx, dweight, dbias) of :func:`conv2d_forward`."""
+    weight, groups = cache["weight"], cache["groups"]
+    c_out = weight.shape[0]
+    dy_mat = dy.transpose(1, 0, 2, 3).reshape(groups, c_out // groups, -1)   # g, C_out/g, N·Ho·Wo
+    dweight = np.matmul(dy_mat, cache["cols"].transpose(0, 2, 1)).reshape(weight.shape)
+    wmat = weight.reshape(groups, c_out // groups, -1)
+    dcols = np.matmul(wmat.transpose(0, 2, 1), dy_mat)
+    dx = _cols_to_input(dcols, cache)
+    dbias = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
+    return dx, dweight, dbias
+
+
+def conv_transpose2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                             stride: Pair = (1, 1), padding: PadPair = ((0, 0), (0, 0)),
+                             output_padding: Pair = (0, 0), dilation: Pair = (1, 1),
+                             groups: int = 1) -> tuple[np.ndarray, Cache]:
+    """Transposed convolution (the input-gradient of a convolution): weight (C_in, C_out/g, kh, kw)."""
+    n, c_in, h, w = x.shape
+    _, c_out_group, kh, kw = weight.shape
+    if weight.shape[0] != c_in:
+        raise ValueError(f"input has {c_in} channels, the weight expects {weight.shape[0]}")
+    ho = output_size(h, kh, stride=stride[0], padding=padding[0], dilation=dilation[0], transposed=True,
+                     output_padding=output_padding[0])
+    wo = output_size(w, kw, stride=stride[1], padding=padding[1], dilation=dilation[1], transposed=True,
+                     output_padding=output_padding[1])
+    c_out = c_out_group * groups
+    # the equivalent forward convolution maps (N, C_out, Ho, Wo) -> x with weight viewed (C_in, C_out/g, ...)
+    conv_cache = {"x_shape": (n, c_out, ho, wo), "weight": weight, "stride": stride, "padding": padding,
+                  "dilation": dilation, "groups": groups, "out_hw": (h, w), "has_bias": False}
+    x_mat = x.transpose(1, 0, 2, 3).reshape(groups, c_in // groups, -1)
+    wmat = weight.reshape(groups, c_in // groups, -1)
+    y = _cols_to_input(np.matmul(wmat.transpose(0, 2, 1), x_mat), conv_cache)
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1, 1)
+    cache = {"x": x, "conv_cache": conv_cache, "has_bias": bias is not None}
+    return y, cache
+
+
+def conv_transpose2d_backward(dy: np.ndarray,
+                              cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    conv_cache = cache["conv_cache"]
+    weight, groups = conv_cache["weight"], conv_cache["groups"]
+    dx, col_cache = conv2d_forward(dy, weight, None, conv_cache["stride"], conv_cache["padding"],
+                                   conv_cache["dilation"], groups)
+    x = cache["x"]
+    c_in = x.shape[1]
+    x_mat = x.transpose(1, 0, 2, 3).reshape(groups, c_in // groups, -1)
+    dweight = np.matmul(x_mat, col_cache["cols"].transpose(0, 2, 1)).reshape(weight.shape)
+    dbias = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
+    return dx, dweight, dbias
+
+
+# ---------------------------------------------------------------- linear
+def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, Cache]:
+    """y = x·Wᵀ + b with weight (out, in), as torch.nn.Linear."""
+    y = x @ weight.T
+    if bias is not None:
+        y = y + bias
+    return y, {"x": x, "weight": weight, "has_bias": bias is not None}
+
+
+def linear_backward(dy: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    x, weight = cache["x"], cache["weight"]
+    dbias = dy.sum(axis=0) if cache["has_bias"] else None
+    return dy @ weight, dy.T @ x, dbias
+
+
+# ---------------------------------------------------------------- pooling
+def max_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: PadPair = ((0, 0), (0, 0)),
+                       dilation: Pair = (1, 1), ceil_mode: bool = False) -> tuple[np.ndarray, Cache]:
+    """Max pooling as torch.nn.MaxPool2d (padding counts as −inf)."""
+    n, c, h, w = x.shape
+    out_hw = _out_hw(h, w, kernel, stride, padding, dilation, ceil_mode)
+    extra = tuple(_ceil_extra(s, o, k, st, d, s + sum(p)) for s, o, k, st, d, p in
+                  zip((h, w), out_hw, kernel, stride, dilation, padding, strict=True))
+    xp = _pad(x, padding, extra, value=-np.inf)
+    win = _windows(xp, kernel, stride, dilation, out_hw).reshape(n, c, *out_hw, -1)
+    arg = win.argmax(axis=-1)
+    y = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+    cache = {"arg": arg, "x_shape": x.shape, "padded_hw": xp.shape[2:], "kernel": kernel, "stride": stride,
+             "padding": padding, "dilation": dilation}
+    return np.ascontiguousarray(y), cache
+
+
+def max_pool2d_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
+    kh, kw = cache["kernel"]
+    arg = cache["arg"]
+    dcols = np.zeros((*arg.shape, kh * kw), dtype=dy.dtype)
+    np.put_along_axis(dcols, arg[..., None], dy[..., None], axis=-1)
+    dxp = _col2im(dcols.reshape(*arg.shape, kh, kw), cache["padded_hw"], cache["stride"], cache["dilation"])
+    return np.ascontiguousarray(_crop(dxp, cache["padding"], cache["x_shape"][2:]))
+
+
+def avg_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: PadPair = ((0, 0), (0, 0)),
+                       ceil_mode: bool = False, count_include_pad: bool = True) -> tuple[np.ndarray, Cache]:
+    """Average pooling as torch.nn.AvgPool2d.
+
+    The divisor of each window counts the input and (with ``count_include_pad``) the
+    padding it covers, but never the ceil-mode overhang beyond the padding.
+    """
+    n, c, h, w = x.shape
+    dilation = (1, 1)
+    out_hw = _out_hw(h, w, kernel, stride, padding, dilation, ceil_mode)
+    extra = tuple(_ceil_extra(s, o, k, st, 1, s + sum(p)) for s, o, k, st, p in
+                  zip((h, w), out_hw, kernel, stride, padding, strict=True))
+    xp = _pad(x, padding, extra)
+    win = _windows(xp, kernel, stride, dilation, out_hw)
+    mask = np.zeros((1, 1, *xp.shape[2:]), dtype=x.dtype)
+    if count_include_pad:
+        mask[:, :, :h + sum(padding[0]), :w + sum(padding[1])] = 1
+    else:
+        mask[:, :, padding[0][0]:padding[0][0] + h, padding[1][0]:padding[1][0] + w] = 1
+    divisor = _windows(mask, kernel, stride, dilation, out_hw).sum(axis=(-2, -1))
+    y = win.sum(axis=(-2, -1)) / divisor
+    cache = {"divisor": divisor, "x_shape": x.shape, "padded_hw": xp.shape[2:], "kernel": kernel,
+             "stride": stride, "padding": padding}
+    return y.astype(x.dtype, copy=False), cache
+
+
+def avg_pool2d_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
+    kh, kw = cache["kernel"]
+    share = (dy / cache["divisor"]).astype(dy.dtype, copy=False)
+    dcols = np.broadcast_to(share[..., None, None], (*share.shape, kh, kw))
+    dxp = _col2im(dcols, cache["padded_hw"], cache["stride"], (1, 1))
+    return np.ascontiguousarray(_crop(dxp, cache["padding"], cache["x_shape"][2:]))
+
+
+def adaptive_bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive bins [floor(i·In/Out), ceil((i+1)·In/Out))."""
+    return [((i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)) for i in range(n_out)]
+
+
+def adaptive_pool2d_forward(x: np.ndarray, out_hw: Pair, op: str = "avg") -> tuple[np.ndarray, Cache]:
+    """Adaptive average or max pooling to ``out_hw`` (torch.nn.AdaptiveAvgPool2d / AdaptiveMaxPool2d)."""
+    n, c, h, w = x.shape
+    rows, cols = adaptive_bins(h, out_hw[0]), adaptive_bins(w, out_hw[1])
+    y = np.empty((n, c, *out_hw), dtype=x.dtype)
+    where = {}
+    for i, (r0, r1) in enumerate(rows):
+        for j, (c0, c1) in enumerate(cols):
+            block = x[:, :, r0:r1, c0:c1].reshape(n, c, -1)
+            if op == "max":
+                arg = block.argmax(axis=-1)
+                where[i, j] = arg
+                y[:, :, i, j] = np.take_along_axis(block, arg[..., None], axis=-1)[..., 0]
+            else:
+                y[:, :, i, j] = block.mean(axis=-1)
+    return y, {"x_shape": x.shape, "rows": rows, "cols": cols, "op": op, "where": where}
+
+
+def adaptive_pool2d_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
+    n, c, h, w = cache["x_shape"]
+    dx = np.zeros(cache["x_shape"], dtype=dy.dtype)
+    for i, (r0, r1) in enumerate(cache["rows"]):
+        for j, (c0, c1) in enumerate(cache["cols"]):
+            size = (r1 - r0) * (c1 - c0)
+            if cache["op"] == "max":
+                block = np.zeros((n, c, size), dtype=dy.dtype)
+                np.put_along_axis(block, cache["where"][i, j][..., None], dy[:, :, i, j, None], axis=-1)
+                dx[:, :, r0:r1, c0:c1] += block.reshape(n, c, r1 - r0, c1 - c0)
+            else:
+                dx[:, :, r0:r1, c0:c1] += (dy[:, :, i, j] / size)[:, :, None, None]
+    return dx
+
+
+# ---------------------------------------------------------------- normalization, dropout
+def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                       running_var: np.ndarray, training: bool, momentum: float = 0.1,
+                       eps: float = 1e-5) -> tuple[np.ndarray, Cache]:
+    """BatchNorm1d/2d over every axis but 1. Training updates the running stats in place
+    (unbiased variance, as PyTorch); evaluation uses them."""
+    axes = tuple(a for a in range(x.ndim) if a != 1)
+    shape = [1] * x.ndim
+    shape[1] = -1
+    if training:
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)
+        count = x.size // x.shape[1]
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * count / max(count - 1, 1)
+    else:
+        mean, var = running_mean, running_var
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+    y = xhat * gamma.reshape(shape) + beta.reshape(shape)
+    cache = {"xhat": xhat, "inv_std": inv_std, "gamma": gamma, "axes": axes, "shape": shape,
+             "training": training}
+    return y.astype(x.dtype, copy=False), cache
+
+
+def batch_norm_backward(dy: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xhat, inv_std, gamma, axes, shape = (cache[k] for k in ("xhat", "inv_std", "gamma", "axes", "shape"))
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    dxhat = dy * gamma.reshape(shape)
+    if not cache["training"]:
+        return (dxhat * inv_std.reshape(shape)).astype(dy.dtype, copy=False), dgamma, dbeta
+    count = dy.size // dy.shape[1]
+    dx = (inv_std.reshape(shape) / count) * (
+        count * dxhat - dxhat.sum(axis=axes).reshape(shape)
+        - xhat * (dxhat * xhat).sum(axis=axes).reshape(shape))
+    return dx.astype(dy.dtype, copy=False), dgamma, dbeta
+
+
+def dropout_forward(x: np.ndarray, p: float, training: bool,
+                    rng: np.random.Generator | None) -> tuple[np.ndarray, Cache]:
+    """Inverted dropout: zero with probability p, scale the rest by 1/(1−p); identity in evaluation."""
+    if not training or p == 0:
+        return x, {"mask": None}
+    if p >= 1:
+        mask = np.zeros_like(x)
+    else:
+        mask = (rng.random(x.shape) >= p).astype(x.dtype) / x.dtype.type(1 - p)
+    return x * mask, {"mask": mask}
+
+
+def dropout_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
+    return dy if cache["mask"] is None else dy * cache["mask"]
+
+
+# ---------------------------------------------------------------- activations
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
+    return np.maximum(x, 0), {"positive": x > 0}
+
+
+def relu_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
+    return dy * cache["positive"]
+
+
+def leaky_relu_forward(x: np.ndarray, slope: float = 0.01) -> tuple[np.ndarray, Cache]:
+    positive = x > 0
+    return np.where(positive, x, x * x.dtype.type(slope)), {"positive": positive, "slope": slope}
+
+
+def leaky_relu_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
+    return np.where(cache["positive"], dy, dy * dy.dtype.type(cache["slope"]))
+
+
+def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
+    y = np.tanh(x)
+    return y, {"y": y}
+
+
+def tanh_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
+    return dy * (1 - cache["y"] ** 2)
+
+
+def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
+    # split by sign so exp never overflows
+    e = np.exp(-np.abs(x))
+    y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return y, {"y": y}
+
+
+def sigmoid_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
+    y = cache["y"]
+    return dy * y * (1 - y)
+
+
+# ---------------------------------------------------------------- loss
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax along the last axis via log-sum-exp (stable for any magnitude)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    return np.exp(log_softmax(logits))
+
+
+def cross_entropy_forward(logits: np.ndarray, labels: np.ndarray) -> tuple[float, Cache]:
+    """Mean softmax cross-entropy of (N, K) logits against integer labels."""
+    logp = log_softmax(logits)
+    loss = -float(np.take_along_axis(logp, labels[:, None], axis=1).mean())
+    return loss, {"logp": logp, "labels": labels}
+
+
+def cross_entropy_backward(cache: Cache) -> np.ndarray:
+    logp, labels = cache["logp"], cache["labels"]
+    grad = np.exp(logp)
+    grad[np.arange(len(labels)), labels] -= 1
+    return grad / len(labels)

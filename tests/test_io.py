@@ -1,0 +1,160 @@
+"""convcli.io: decoding/encoding round trips, range policies, atomic writes."""
+
+import numpy as np
+import pytest
+import soundfile
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image
+
+from convcli.errors import InputError, OutputExistsError, UsageError
+from convcli.io import Media, read_media, write_media
+from convcli.io.files import atomic_output, kind_of, sniff_extension
+from convcli.io.ranges import fit_range
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("extension", [".png", ".tif", ".bmp"])
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_lossless_image_round_trip(tmp_path, extension, mode):
+    pixels = RNG.integers(0, 256, size=(9, 13, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    image.save(tmp_path / f"in{extension}")
+    media = read_media(tmp_path / f"in{extension}", extension)
+    assert media.data.shape == ((1 if mode == "L" else 3), 9, 13) and media.data.dtype == np.float32
+    expected = np.asarray(image, dtype=np.float32) / 255
+    assert np.allclose(np.moveaxis(media.data, 0, -1).squeeze(), expected)
+    write_media(tmp_path / f"out{extension}", media)
+    again = Image.open(tmp_path / f"out{extension}")
+    assert again.mode == mode and np.array_equal(np.asarray(again), np.asarray(image))
+
+
+@pytest.mark.parametrize("extension", [".jpg", ".webp"])
+def test_lossy_formats_read_and_write(tmp_path, extension):
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / f"in{extension}")
+    media = read_media(tmp_path / f"in{extension}", extension)
+    write_media(tmp_path / f"out{extension}", media)
+    assert abs(np.asarray(Image.open(tmp_path / f"out{extension}"), dtype=float).mean() - 200) < 3
+
+
+def test_alpha_is_returned_apart_and_written_back(tmp_path):
+    rgba = RNG.integers(0, 256, size=(6, 7, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    media = read_media(tmp_path / "a.png", ".png")
+    assert media.data.shape == (3, 6, 7) and media.alpha.shape == (6, 7)
+    write_media(tmp_path / "b.png", media)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), rgba)
+
+
+def test_sixteen_bit_gray_stays_sixteen_bit(tmp_path):
+    pixels = RNG.integers(0, 65536, size=(5, 6), dtype=np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "g.png")
+    media = read_media(tmp_path / "g.png", ".png")
+    assert media.image.bits == 16
+    write_media(tmp_path / "h.png", media)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "h.png")), pixels)
+
+
+@pytest.mark.parametrize(("extension", "subtype"), [(".wav", "PCM_24"), (".flac", "PCM_16"), (".wav", "FLOAT")])
+def test_audio_keeps_rate_and_subtype(tmp_path, extension, subtype):
+    samples = RNG.uniform(-0.5, 0.5, size=(300, 3))
+    soundfile.write(tmp_path / f"in{extension}", samples, 22050, subtype=subtype)
+    media = read_media(tmp_path / f"in{extension}", extension)
+    assert media.data.shape == (3, 300) and media.sample_rate == 22050
+    write_media(tmp_path / f"out{extension}", media)
+    info = soundfile.info(tmp_path / f"out{extension}")
+    assert (info.samplerate, info.subtype, info.channels) == (22050, subtype, 3)
+    back, _ = soundfile.read(tmp_path / f"out{extension}")
+    assert np.allclose(back, samples, atol=1e-4)
+
+
+def test_audio_clip_counts_and_normalize_peaks(tmp_path):
+    data = np.array([[0.5, 1.5, -2.0, 0.25]], dtype=np.float32)
+    media = Media("audio", data)
+    assert write_media(tmp_path / "c.wav", media, policy="clip") == 2
+    assert np.allclose(soundfile.read(tmp_path / "c.wav")[0], [0.5, 1.0, -1.0, 0.25], atol=1e-4)
+    assert write_media(tmp_path / "n.wav", media, policy="normalize") == 0
+    assert np.allclose(soundfile.read(tmp_path / "n.wav")[0], data[0] / 2, atol=1e-4)
+
+
+def test_ogg_vorbis_is_read(tmp_path):
+    soundfile.write(tmp_path / "a.ogg", np.sin(np.arange(4000) / 10) * 0.3, 16000)
+    media = read_media(tmp_path / "a.ogg", ".ogg")
+    assert media.data.shape == (1, 4000) and media.audio.subtype == "VORBIS"
+
+
+@pytest.mark.parametrize("extension", [".npy", ".npz", ".csv", ".txt"])
+def test_array_round_trip(tmp_path, extension):
+    array = RNG.standard_normal((4, 5))
+    write_media(tmp_path / f"a{extension}", Media("array", array))
+    assert np.allclose(read_media(tmp_path / f"a{extension}", extension).data, array, rtol=1e-7)
+
+
+def test_pickled_npy_is_refused(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="pickle"):
+        read_media(tmp_path / "o.npy", ".npy")
+
+
+@pytest.mark.parametrize("blob", [b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\0" * 20])
+def test_corrupt_image_is_one_clear_error(tmp_path, blob):
+    (tmp_path / "bad.png").write_bytes(blob)
+    with pytest.raises(InputError, match="bad.png: not a readable image"):
+        read_media(tmp_path / "bad.png", ".png")
+
+
+def test_corrupt_audio_is_one_clear_error(tmp_path):
+    (tmp_path / "bad.wav").write_bytes(b"RIFF....WAVEjunkjunk")
+    with pytest.raises(InputError, match="bad.wav: not a readable audio file"):
+        read_media(tmp_path / "bad.wav", ".wav")
+
+
+def test_extension_dispatch_and_sniffing():
+    assert [kind_of(e) for e in (".PNG", ".flac", ".csv")] == ["image", "audio", "array"]
+    with pytest.raises(UsageError, match="'.xyz'"):
+        kind_of(".xyz")
+    assert sniff_extension(b"RIFF\0\0\0\0WAVEfmt ") == ".wav"
+    assert sniff_extension(b"\x93NUMPY\x01\x00") == ".npy"
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.png"
+    with pytest.raises(RuntimeError), atomic_output(target) as temp:
+        temp.write_bytes(b"partial")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_output_refuses_existing_without_force(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(OutputExistsError), atomic_output(target) as temp:
+        temp.write_text("new")
+    assert target.read_text() == "old"
+    with atomic_output(target, force=True) as temp:
+        temp.write_text("new")
+    assert target.read_text() == "new" and len(list(tmp_path.iterdir())) == 1
+
+
+values = hnp.arrays(np.float64, st.integers(1, 30), elements=st.floats(-3, 3))
+
+
+@given(values)
+def test_clip_counts_match_an_independent_count(x):
+    out, clipped = fit_range(x, "clip", 0.0, 1.0)
+    assert clipped == sum(1 for v in x if v < 0 or v > 1)
+    assert np.array_equal(out, np.minimum(np.maximum(x, 0), 1))
+
+
+@given(values)
+def test_abs_offset_normalize_stay_in_range(x):
+    for policy in ("abs", "offset", "normalize"):
+        out, _ = fit_range(x, policy, 0.0, 1.0)
+        assert out.min() >= 0 and out.max() <= 1 + 1e-12
+    assert np.allclose(fit_range(x, "abs", 0.0, 1.0)[0], np.clip(np.abs(x), 0, 1))
+    assert np.allclose(fit_range(x, "offset", 0.0, 1.0)[0], np.clip(x + 0.5, 0, 1))
+    if np.ptp(x) > 0:
+        normalized = fit_range(x, "normalize", 0.0, 1.0)[0]
+        assert np.isclose(normalized.min(), 0) and np.isclose(normalized.max(), 1)

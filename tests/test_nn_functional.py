@@ -1,0 +1,327 @@
+"""Every op of convcli.nn.functional: forward against an independent reference, backward
+against central finite differences in float64, over randomized shapes/strides/paddings/
+dilations/groups."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+from hypothesis import given
+from hypothesis import strategies as st
+
+from convcli.nn import functional as F
+
+
+def numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar f() with respect to every entry of x (mutated in place)."""
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        up = f()
+        flat[i] = old - eps
+        down = f()
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def check_grads(forward, backward, inputs: list[np.ndarray], rng: np.random.Generator) -> None:
+    """Compare backward's gradients of sum(out·R) with finite differences, input by input."""
+    out, cache = forward(*inputs)
+    weights = rng.standard_normal(out.shape)
+    grads = backward(weights, cache)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+
+    def loss() -> float:
+        return float((forward(*inputs)[0] * weights).sum())
+
+    for value, grad in zip(inputs, grads, strict=False):
+        if grad is None:
+            continue
+        np.testing.assert_allclose(grad, numeric_grad(loss, value), rtol=1e-5, atol=1e-6)
+
+
+def reference_conv2d(x, w, b, stride, padding, dilation, groups):
+    """Tap-by-tap sum over shifted slices: an implementation independent of im2col."""
+    (pt, pb), (pl, pr) = padding
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    n, c_in, hp, wp = xp.shape
+    c_out, c_g, kh, kw = w.shape
+    ho = (hp - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (wp - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    y = np.zeros((n, c_out, ho, wo))
+    per_group = c_out // groups
+    for o in range(c_out):
+        g = o // per_group
+        for c in range(c_g):
+            for i in range(kh):
+                for j in range(kw):
+                    r0, c0 = i * dilation[0], j * dilation[1]
+                    patch = xp[:, g * c_g + c, r0:r0 + stride[0] * (ho - 1) + 1:stride[0],
+                               c0:c0 + stride[1] * (wo - 1) + 1:stride[1]]
+                    y[:, o] += w[o, c, i, j] * patch
+    return y + (0 if b is None else b.reshape(1, -1, 1, 1))
+
+
+conv_cases = st.fixed_dictionaries({
+    "n": st.integers(1, 2), "groups": st.sampled_from([1, 2]), "cg": st.integers(1, 2),
+    "og": st.integers(1, 2), "h": st.integers(1, 7), "w": st.integers(3, 7),
+    "kh": st.integers(1, 3), "kw": st.integers(1, 3),
+    "stride": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    "dilation": st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    "padding": st.tuples(st.tuples(st.integers(0, 2), st.integers(0, 2)),
+                         st.tuples(st.integers(0, 2), st.integers(0, 2))),
+    "bias": st.booleans(), "seed": st.integers(0, 2**31),
+})
+
+
+def _fits(case) -> bool:
+    h_span = case["dilation"][0] * (case["kh"] - 1) + 1
+    w_span = case["dilation"][1] * (case["kw"] - 1) + 1
+    return (case["h"] + sum(case["padding"][0]) >= h_span) and (case["w"] + sum(case["padding"][1]) >= w_span)
+
+
+def _conv_inputs(case):
+    rng = np.random.default_rng(case["seed"])
+    c_in, c_out = case["cg"] * case["groups"], case["og"] * case["groups"]
+    x = rng.standard_normal((case["n"], c_in, case["h"], case["w"]))
+    w = rng.standard_normal((c_out, case["cg"], case["kh"], case["kw"]))
+    b = rng.standard_normal(c_out) if case["bias"] else None
+    return rng, x, w, b
+
+
+@given(conv_cases)
+def test_conv2d_forward_matches_tap_by_tap_reference(case):
+    if not _fits(case):
+        return
+    _, x, w, b = _conv_inputs(case)
+    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    y, _ = F.conv2d_forward(x, w, b, *args)
+    np.testing.assert_allclose(y, reference_conv2d(x, w, b, *args), rtol=1e-10, atol=1e-10)
+
+
+@given(conv_cases)
+def test_conv2d_backward_matches_finite_differences(case):
+    if not _fits(case):
+        return
+    rng, x, w, b = _conv_inputs(case)
+    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    inputs = [x, w] + ([b] if b is not None else [])
+
+    def forward(x, w, b=None):
+        return F.conv2d_forward(x, w, b, *args)
+
+    check_grads(forward, F.conv2d_backward, inputs, rng)
+
+
+def test_conv2d_matches_scipy_correlate():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 9, 11))
+    w = rng.standard_normal((1, 1, 3, 4))
+    y, _ = F.conv2d_forward(x, w, None)
+    np.testing.assert_allclose(y[0, 0], scipy.signal.correlate2d(x[0, 0], w[0, 0], mode="valid"), rtol=1e-12)
+
+
+@given(conv_cases, st.integers(0, 2))
+def test_conv_transpose2d_is_the_adjoint_of_conv2d(case, output_padding):
+    """<convT(y), x> == <y, conv(x)> for the same weight: the definition of a transposed convolution."""
+    if not _fits(case):
+        return
+    rng, x, w, _ = _conv_inputs(case)
+    stride, padding, dilation, groups = case["stride"], case["padding"], case["dilation"], case["groups"]
+    op = tuple(min(output_padding, max(s, d) - 1) for s, d in zip(stride, dilation, strict=True))
+    y, _ = F.conv2d_forward(x, w, None, stride, padding, dilation, groups)
+    dy = rng.standard_normal(y.shape)
+    xt, _ = F.conv_transpose2d_forward(dy, w, None, stride, padding, op, dilation, groups)
+    x2 = rng.standard_normal(xt.shape)
+    y2, _ = F.conv2d_forward(x2, w, None, stride, padding, dilation, groups)
+    if y2.shape != dy.shape:  # output_padding beyond the stride changes the size of the round trip
+        return
+    assert np.isclose((xt * x2).sum(), (dy * y2).sum())
+
+
+@given(conv_cases)
+def test_conv_transpose2d_backward_matches_finite_differences(case):
+    if not _fits(case):
+        return
+    rng, x, w, b = _conv_inputs(case)
+    stride, padding, dilation, groups = case["stride"], case["padding"], case["dilation"], case["groups"]
+    y, _ = F.conv2d_forward(x, w, None, stride, padding, dilation, groups)
+    # transposed weight layout: (C_in of the transposed layer, C_out/g, kh, kw) = conv weight
+    bias = rng.standard_normal(w.shape[1] * groups) if b is not None else None
+    inputs = [rng.standard_normal(y.shape), w] + ([bias] if bias is not None else [])
+
+    def forward(x, w, b=None):
+        return F.conv_transpose2d_forward(x, w, b, stride, padding, (0, 0), dilation, groups)
+
+    try:
+        forward(*inputs)
+    except ValueError as error:  # padding larger than the transposed output: refused, nothing to check
+        assert "transposed output size" in str(error)
+        return
+    check_grads(forward, F.conv_transpose2d_backward, inputs, rng)
+
+
+def test_linear_forward_and_backward():
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((3, 5)), rng.standard_normal((4, 5)), rng.standard_normal(4)
+    y, _ = F.linear_forward(x, w, b)
+    np.testing.assert_allclose(y, np.einsum("ni,oi->no", x, w) + b)
+    check_grads(F.linear_forward, F.linear_backward, [x, w, b], rng)
+
+
+pool_cases = st.fixed_dictionaries({
+    "h": st.integers(2, 7), "w": st.integers(2, 7), "kh": st.integers(1, 3), "kw": st.integers(1, 3),
+    "stride": st.tuples(st.integers(1, 3), st.integers(1, 3)), "pad": st.tuples(st.integers(0, 1),
+                                                                                st.integers(0, 1)),
+    "ceil": st.booleans(), "include_pad": st.booleans(), "seed": st.integers(0, 2**31),
+})
+
+
+def _pool_ok(case) -> bool:
+    # PyTorch: padding at most half the kernel
+    return case["pad"][0] * 2 <= case["kh"] and case["pad"][1] * 2 <= case["kw"] and \
+        case["h"] + 2 * case["pad"][0] >= case["kh"] and case["w"] + 2 * case["pad"][1] >= case["kw"]
+
+
+def reference_pool(x, kernel, stride, pad, ceil, op, include_pad=True):
+    """Window by window, with PyTorch's window bounds."""
+    from convcli.sizes import output_size
+    n, c, h, w = x.shape
+    ho = output_size(h, kernel[0], stride=stride[0], padding=pad[0], ceil_mode=ceil)
+    wo = output_size(w, kernel[1], stride=stride[1], padding=pad[1], ceil_mode=ceil)
+    y = np.zeros((n, c, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            r0, c0 = i * stride[0] - pad[0], j * stride[1] - pad[1]
+            r1, c1 = min(r0 + kernel[0], h + pad[0]), min(c0 + kernel[1], w + pad[1])
+            block = x[:, :, max(r0, 0):min(r1, h), max(c0, 0):min(c1, w)]
+            if op == "max":
+                y[:, :, i, j] = block.max(axis=(2, 3))
+            else:
+                count = (r1 - r0) * (c1 - c0) if include_pad else block.shape[2] * block.shape[3]
+                y[:, :, i, j] = block.sum(axis=(2, 3)) / count
+    return y
+
+
+@given(pool_cases)
+def test_max_pool2d_forward_and_backward(case):
+    if not _pool_ok(case):
+        return
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((2, 2, case["h"], case["w"]))
+    kernel, pad = (case["kh"], case["kw"]), tuple((p, p) for p in case["pad"])
+
+    def forward(x):
+        return F.max_pool2d_forward(x, kernel, case["stride"], pad, (1, 1), case["ceil"])
+
+    np.testing.assert_allclose(forward(x)[0], reference_pool(x, kernel, case["stride"], case["pad"],
+                                                             case["ceil"], "max"))
+    check_grads(forward, F.max_pool2d_backward, [x], rng)
+
+
+@given(pool_cases)
+def test_avg_pool2d_forward_and_backward(case):
+    if not _pool_ok(case):
+        return
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((1, 2, case["h"], case["w"]))
+    kernel, pad = (case["kh"], case["kw"]), tuple((p, p) for p in case["pad"])
+
+    def forward(x):
+        return F.avg_pool2d_forward(x, kernel, case["stride"], pad, case["ceil"], case["include_pad"])
+
+    expected = reference_pool(x, kernel, case["stride"], case["pad"], case["ceil"], "avg",
+                              case["include_pad"])
+    np.testing.assert_allclose(forward(x)[0], expected, rtol=1e-12)
+    check_grads(forward, F.avg_pool2d_backward, [x], rng)
+
+
+@given(st.integers(1, 7), st.integers(1, 7), st.integers(1, 4), st.integers(1, 4),
+       st.sampled_from(["avg", "max"]), st.integers(0, 2**31))
+def test_adaptive_pool2d_forward_and_backward(h, w, oh, ow, op, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 2, h, w))
+
+    def forward(x):
+        return F.adaptive_pool2d_forward(x, (oh, ow), op)
+
+    y, _ = forward(x)
+    for i in range(oh):
+        for j in range(ow):
+            r0, r1 = (i * h) // oh, -(-((i + 1) * h) // oh)
+            c0, c1 = (j * w) // ow, -(-((j + 1) * w) // ow)
+            block = x[:, :, r0:r1, c0:c1]
+            ref = block.max(axis=(2, 3)) if op == "max" else block.mean(axis=(2, 3))
+            np.testing.assert_allclose(y[:, :, i, j], ref, rtol=1e-12)
+    check_grads(forward, F.adaptive_pool2d_backward, [x], rng)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 2, 5), (2, 3, 2, 3)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm(shape, training):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape) * 3 + 1
+    gamma, beta = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    mean0, var0 = rng.standard_normal(shape[1]), rng.random(shape[1]) + 0.5
+
+    def forward(x, gamma, beta):
+        return F.batch_norm_forward(x, gamma, beta, mean0.copy(), var0.copy(), training)
+
+    axes = tuple(a for a in range(x.ndim) if a != 1)
+    view = [1] * x.ndim
+    view[1] = -1
+    mean, var = (x.mean(axis=axes), x.var(axis=axes)) if training else (mean0, var0)
+    expected = (x - mean.reshape(view)) / np.sqrt(var.reshape(view) + 1e-5) * gamma.reshape(view) \
+        + beta.reshape(view)
+    np.testing.assert_allclose(forward(x, gamma, beta)[0], expected, rtol=1e-10)
+    check_grads(forward, F.batch_norm_backward, [x, gamma, beta], rng)
+    if training:
+        running_mean, running_var = mean0.copy(), var0.copy()
+        F.batch_norm_forward(x, gamma, beta, running_mean, running_var, True)
+        np.testing.assert_allclose(running_mean, 0.9 * mean0 + 0.1 * mean)
+        np.testing.assert_allclose(running_var, 0.9 * var0 + 0.1 * x.var(axis=axes, ddof=1))
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "tanh", "sigmoid"])
+def test_activations(name):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4)) * 3
+    x[np.abs(x) < 1e-3] = 0.5  # keep away from the kink of relu
+    forward, backward = getattr(F, f"{name}_forward"), getattr(F, f"{name}_backward")
+    expected = {"relu": np.maximum(x, 0), "leaky_relu": np.where(x > 0, x, 0.01 * x), "tanh": np.tanh(x),
+                "sigmoid": 1 / (1 + np.exp(-x))}[name]
+    np.testing.assert_allclose(forward(x)[0], expected, rtol=1e-12)
+    check_grads(forward, backward, [x], rng)
+
+
+def test_dropout_scales_kept_units_and_is_identity_in_evaluation():
+    rng = np.random.default_rng(4)
+    x = np.ones((1000, 10))
+    y, cache = F.dropout_forward(x, 0.3, True, rng)
+    kept = y != 0
+    assert abs(kept.mean() - 0.7) < 0.02
+    np.testing.assert_allclose(y[kept], 1 / 0.7)
+    np.testing.assert_array_equal(F.dropout_backward(np.ones_like(x), cache), y)
+    assert F.dropout_forward(x, 0.3, False, rng)[0] is x
+
+
+def test_cross_entropy_matches_direct_formula_and_finite_differences():
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((4, 3))
+    labels = np.array([0, 2, 1, 2])
+    loss, cache = F.cross_entropy_forward(logits, labels)
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert np.isclose(loss, -np.log(p[np.arange(4), labels]).mean())
+    numeric = numeric_grad(lambda: F.cross_entropy_forward(logits, labels)[0], logits)
+    np.testing.assert_allclose(F.cross_entropy_backward(cache), numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    loss, _ = F.cross_entropy_forward(np.array([[1000.0, 0.0, -1000.0]]), np.array([0]))
+    assert loss == 0.0
+    loss, _ = F.cross_entropy_forward(np.array([[1000.0, 0.0]], dtype=np.float32), np.array([1]))
+    assert np.isclose(loss, 1000.0)
