@@ -62,8 +62,9 @@ def speech(rate: int = 16000, seconds: float = 2.0, seed: int = 1) -> np.ndarray
 def signal(n: int = 1000, seed: int = 2) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(n) / n
-    return (np.sin(2 * np.pi * 3 * t) + 0.3 * np.sin(2 * np.pi * 60 * t)
-            + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    return (
+        np.sin(2 * np.pi * 3 * t) + 0.3 * np.sin(2 * np.pi * 60 * t) + 0.1 * rng.standard_normal(n)
+    ).astype(np.float32)
 
 
 def main(folder: Path = HERE) -> None:

@@ -10,7 +10,7 @@ from convcli.engine.boundary import ALIASES, BOUNDARIES, normalize_boundary, pad
 from convcli.engine.convolve import convolve, plan
 
 METHODS = ("direct", "fft")
-NUMPY_MODE = {"constant": "constant", "reflect": "reflect", "symmetric": "symmetric", "edge": "edge", "wrap": "wrap"}
+NUMPY_MODE = {name: name for name in BOUNDARIES}  # convcli's canonical names are numpy.pad's
 
 
 def loop_correlate(padded, kernel, stride, dilation):
@@ -104,7 +104,9 @@ def test_boundary_stride_dilation_padding_match_numpy_loop(geo, boundary, cval, 
     before=st.integers(0, 40), after=st.integers(0, 40), boundary=st.sampled_from(BOUNDARIES),
     method=st.sampled_from(METHODS), seed=st.integers(0, 2**16),
 )
-def test_1d_padding_before_after_matches_numpy_loop(n, k, stride, dilation, before, after, boundary, method, seed):
+def test_1d_padding_before_after_matches_numpy_loop(
+    n, k, stride, dilation, before, after, boundary, method, seed
+):
     assume(dilation * (k - 1) + 1 <= n + before + after)
     rng = np.random.default_rng(seed)
     x, h = rng.standard_normal((3, n)), rng.standard_normal(k)
@@ -131,7 +133,9 @@ def test_same_with_stride_gives_ceil_n_over_s(n, k, stride, dilation):
 
 # ---- all methods agree -----------------------------------------------------------------------
 
-@given(geo=geometry(max_size=12, max_kernel=5), boundary=st.sampled_from(BOUNDARIES), seed=st.integers(0, 2**16))
+@given(
+    geo=geometry(max_size=12, max_kernel=5), boundary=st.sampled_from(BOUNDARIES), seed=st.integers(0, 2**16)
+)
 def test_direct_separable_fft_agree_on_rank1_kernels(geo, boundary, seed):
     (h, w), (kh, kw), stride, dilation, padding = geo
     spans = [d * (k - 1) + 1 for k, d in zip((kh, kw), dilation, strict=True)]

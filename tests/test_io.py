@@ -57,7 +57,9 @@ def test_sixteen_bit_gray_stays_sixteen_bit(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "h.png")), pixels)
 
 
-@pytest.mark.parametrize(("extension", "subtype"), [(".wav", "PCM_24"), (".flac", "PCM_16"), (".wav", "FLOAT")])
+@pytest.mark.parametrize(
+    ("extension", "subtype"), [(".wav", "PCM_24"), (".flac", "PCM_16"), (".wav", "FLOAT")]
+)
 def test_audio_keeps_rate_and_subtype(tmp_path, extension, subtype):
     samples = RNG.uniform(-0.5, 0.5, size=(300, 3))
     soundfile.write(tmp_path / f"in{extension}", samples, 22050, subtype=subtype)

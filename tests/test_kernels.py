@@ -14,9 +14,26 @@ from convcli import load_kernel
 from convcli.errors import UsageError
 from convcli.kernels import entries, resolve_kernel
 
-REQUIRED = ["identity", "box", "gaussian", "sharpen", "laplacian", "emboss", "sobel-x", "sobel-y", "prewitt-x",
-            "prewitt-y", "scharr-x", "scharr-y", "edge", "moving-average", "lowpass", "highpass", "bandpass",
-            "bandstop"]
+REQUIRED = [
+    "identity",
+    "box",
+    "gaussian",
+    "sharpen",
+    "laplacian",
+    "emboss",
+    "sobel-x",
+    "sobel-y",
+    "prewitt-x",
+    "prewitt-y",
+    "scharr-x",
+    "scharr-y",
+    "edge",
+    "moving-average",
+    "lowpass",
+    "highpass",
+    "bandpass",
+    "bandstop",
+]
 
 
 def test_library_has_every_required_kernel_with_description_and_convention():
@@ -61,9 +78,15 @@ def test_positional_and_named_parameters():
     assert load_kernel("moving-average:9").shape == (9,)
 
 
-@pytest.mark.parametrize(("spec", "kind"), [("lowpass:cutoff=2000", "low"), ("highpass:cutoff=2000", "high"),
-                                            ("bandpass:low=1000,high=4000", "band"),
-                                            ("bandstop:low=1000,high=4000", "stop")])
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("lowpass:cutoff=2000", "low"),
+        ("highpass:cutoff=2000", "high"),
+        ("bandpass:low=1000,high=4000", "band"),
+        ("bandstop:low=1000,high=4000", "stop"),
+    ],
+)
 def test_fir_designs_respond_at_the_input_sample_rate(spec, kind):
     rate = 16000
     taps = load_kernel(spec, sample_rate=rate)
@@ -73,21 +96,24 @@ def test_fir_designs_respond_at_the_input_sample_rate(spec, kind):
     assert np.allclose(gain, expected, atol=0.05), gain
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("gausian", "did you mean 'gaussian'"),
-    ("gaussian:sigma=0", "sigma=0 must be > 0"),
-    ("gaussian:sigma=-1", "must be > 0"),
-    ("box:4", "size=4 must be an odd number"),
-    ("gaussian:sigma=1,size=6", "size=6 must be an odd"),
-    ("lowpass:cutoff=9000", "Nyquist frequency 8000 Hz"),
-    ("bandpass:low=3000,high=1000", "must be below"),
-    ("lowpass:cutoff=1000,taps=100", "taps=100 must be an odd"),
-    ("box:size=3,colour=2", "no parameter 'colour'"),
-    ("sobel-x:3", "takes no parameters"),
-    ("1 2 1; 2 4", "ragged matrix: row 2 has 2 values, row 1 has 3"),
-    ("1 2 1 /0", "bad scale"),
-    ("missing.npy", "no such kernel file"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("gausian", "did you mean 'gaussian'"),
+        ("gaussian:sigma=0", "sigma=0 must be > 0"),
+        ("gaussian:sigma=-1", "must be > 0"),
+        ("box:4", "size=4 must be an odd number"),
+        ("gaussian:sigma=1,size=6", "size=6 must be an odd"),
+        ("lowpass:cutoff=9000", "Nyquist frequency 8000 Hz"),
+        ("bandpass:low=3000,high=1000", "must be below"),
+        ("lowpass:cutoff=1000,taps=100", "taps=100 must be an odd"),
+        ("box:size=3,colour=2", "no parameter 'colour'"),
+        ("sobel-x:3", "takes no parameters"),
+        ("1 2 1; 2 4", "ragged matrix: row 2 has 2 values, row 1 has 3"),
+        ("1 2 1 /0", "bad scale"),
+        ("missing.npy", "no such kernel file"),
+    ],
+)
 def test_bad_specs_name_the_problem(spec, message):
     with pytest.raises(UsageError, match=message):
         load_kernel(spec, sample_rate=16000)
@@ -150,7 +176,11 @@ def test_learned_layer_whole_and_one_channel(tmp_path):
     weight = np.random.default_rng(1).standard_normal((4, 3, 3, 3))
     make_model(tmp_path / "m.npz", weight, bias=np.arange(4.0))
     whole = resolve_kernel(f"{tmp_path / 'm.npz'}:conv1")
-    assert whole.role == "layer" and np.array_equal(whole.array, weight) and np.array_equal(whole.bias, np.arange(4.0))
+    assert (
+        whole.role == "layer"
+        and np.array_equal(whole.array, weight)
+        and np.array_equal(whole.bias, np.arange(4.0))
+    )
     one = resolve_kernel(f"{tmp_path / 'm.npz'}:conv1[3]")
     assert np.array_equal(one.array, weight[3:4]) and np.array_equal(one.bias, [3.0])
     with pytest.raises(UsageError, match="has 4 output channels"):

@@ -129,13 +129,15 @@ def test_existing_output_needs_force(tmp_path):
     [
         (["--size", "0"], "pool size must be >= 1, got 0"),
         (["--size", "2", "--stride", "0"], "stride must be >= 1, got 0"),
-        (["--size", "3", "--padding", "2"], "padding 2 is more than half the window 3"),
+        (["--size", "3", "--padding", "2"], "padding 2 is more than half the window size 3"),
         (["--size", "9"], "kernel span 9"),
         (["--size", "2", "--op", "lp", "--p", "0"], "--p must be > 0, got 0.0"),
         (["--output-size", "0"], "adaptive output size must be >= 1, got 0"),
         (["--op", "max"], "--size is required"),
         (["--size", "2x"], "expected an integer or HxW"),
         (["--global", "--op", "lp"], "adaptive pooling takes --op"),
+        (["--size", "3", "--padding", "1", "--boundary", "edge"], "--boundary edge applies to avg"),
+        (["--op", "avg", "--size", "3", "--boundary", "mirror"], "'mirror' is ambiguous"),
     ],
 )
 def test_bad_options_exit_2_with_one_line_and_no_output(tmp_path, options, message):
@@ -146,6 +148,19 @@ def test_bad_options_exit_2_with_one_line_and_no_output(tmp_path, options, messa
     assert message in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_bad_window_is_refused_before_reading_any_file(tmp_path):
+    for name in ("a.npy", "b.npy"):
+        np.save(tmp_path / name, np.ones((8, 8)))
+    folder = tmp_path / "out"
+    folder.mkdir()
+    inputs = [tmp_path / "a.npy", tmp_path / "b.npy"]
+    result = run("pool", *inputs, "--size", "2x2", "--stride", "1x0", "-o", folder)
+    assert result.exit_code == 2 and result.output.count("error") == 1
+    assert "stride must be >= 1, got 0" in result.output and not list(folder.iterdir())
+    result = run("pool", tmp_path / "a.npy", "--op", "avg", "--size", 2, "--dilation", 2, "-o", folder)
+    assert result.exit_code == 2 and "--dilation applies to --op max and min only" in result.output
 
 
 def test_one_bad_file_among_many_exits_1_and_the_others_are_written(tmp_path):

@@ -39,6 +39,12 @@ def test_spec_file_and_input_option(tmp_path):
     assert document["output_shape"] == [8, 12, 12] and document["total_params"] == 208
 
 
+def test_spec_from_stdin():
+    result = CliRunner().invoke(cli, ["shapes", "-", "--json"], input="Input(2, 10)\nConv1d(2, 3, 4)\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["output_shape"] == [3, 7]
+
+
 def test_json_contract():
     document = json.loads(run("shapes", SPEC, "--json").stdout)
     assert set(document) == {

@@ -20,10 +20,13 @@ from convcli.errors import ConvcliError, ExitStatus
 # command name -> "module:attribute". Add a line here only when the command is built.
 COMMANDS: dict[str, str] = {
     "convolve": "convcli.cli.convolve:convolve",
+    "evaluate": "convcli.cli.train:evaluate",
     "kernels": "convcli.cli.kernels:kernels",
     "params": "convcli.cli.params:params",
     "pool": "convcli.cli.pool:pool_command",
+    "predict": "convcli.cli.train:predict",
     "shapes": "convcli.cli.shapes:shapes",
+    "train": "convcli.cli.train:train",
 }
 
 

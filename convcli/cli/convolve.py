@@ -100,7 +100,7 @@ def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
 
 
 def parse_padding(text: str | None):
-    """'2' -> 2, '1,2' -> (1, 2) on every axis, '1,2;0,3' -> per axis."""
+    """'2' -> 2, '1,2' -> ((1, 2),) (before, after on every axis), '1,2;0,3' -> per axis pairs."""
     if text is None:
         return None
     try:
@@ -112,37 +112,85 @@ def parse_padding(text: str | None):
             raise UsageError(f"--padding {text!r}: each axis takes P or B,A with values >= 0")
     if len(axes) == 1 and len(axes[0]) == 1:
         return axes[0][0]
-    return tuple(a if len(a) == 2 else (a[0], a[0]) for a in axes) if len(axes) > 1 else axes[0]
+    return tuple(a if len(a) == 2 else (a[0], a[0]) for a in axes)
 
 
 @click.command(help=HELP)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("-k", "--kernel", "kernels", multiple=True, required=True, metavar="SPEC",
-              help="Kernel: library name[:params], file, inline matrix, audio IR, model.npz:layer[i]. Repeat to chain.")
+@click.option(
+    "-k",
+    "--kernel",
+    "kernels",
+    multiple=True,
+    required=True,
+    metavar="SPEC",
+    help="Kernel: library name[:params], file, inline matrix, audio IR, model.npz:layer[i]. Repeat to chain.",
+)
 @click.option("--mode", type=click.Choice(["same", "valid", "full"]), default="same", show_default=True)
 @click.option("--padding", metavar="P|B,A|B,A;B,A", help="Explicit zero/boundary padding; overrides --mode.")
-@click.option("--boundary", default="constant", show_default=True,
-              help="constant|reflect|symmetric|edge|wrap (aliases zero, replicate, nearest, circular).")
-@click.option("--cval", type=float, default=0.0, show_default=True, help="Value outside the input for constant.")
+@click.option(
+    "--boundary",
+    default="constant",
+    show_default=True,
+    help="constant|reflect|symmetric|edge|wrap (aliases zero, replicate, nearest, circular).",
+)
+@click.option(
+    "--cval", type=float, default=0.0, show_default=True, help="Value outside the input for constant."
+)
 @click.option("--stride", default="1", show_default=True, metavar="S|SH,SW")
 @click.option("--dilation", default="1", show_default=True, metavar="D|DH,DW")
 @click.option("--correlate", is_flag=True, help="Cross-correlation (no kernel flip), as CNN layers compute.")
-@click.option("--method", type=click.Choice(["auto", "direct", "separable", "fft"]), default="auto",
-              show_default=True, help="Engine method; auto picks from an operation-count model.")
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "direct", "separable", "fft"]),
+    default="auto",
+    show_default=True,
+    help="Engine method; auto picks from an operation-count model.",
+)
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--explain", is_flag=True, help="Print the resolved kernel, the method and why (stderr).")
-@click.option("--block-size", type=click.IntRange(min=1), hidden=True,
-              help="Frames per block for block-wise audio (default: automatic).")
+@click.option(
+    "--block-size",
+    type=click.IntRange(min=1),
+    hidden=True,
+    help="Frames per block for block-wise audio (default: automatic).",
+)
 @output_options
-def convolve(inputs, kernels, mode, padding, boundary, cval, stride, dilation, correlate, method, dtype,
-             explain, block_size, output, jobs, force, range_policy, as_json, quiet) -> None:
+def convolve(
+    inputs,
+    kernels,
+    mode,
+    padding,
+    boundary,
+    cval,
+    stride,
+    dilation,
+    correlate,
+    method,
+    dtype,
+    explain,
+    block_size,
+    output,
+    jobs,
+    force,
+    range_policy,
+    as_json,
+    quiet,
+) -> None:
     from convcli.cli.common import expand_inputs
     from convcli.engine.boundary import normalize_boundary
     from convcli.kernels.apply import Geometry
 
-    geometry = Geometry(mode=mode, boundary=normalize_boundary(boundary), cval=cval,
-                        stride=parse_ints(stride, "stride"), dilation=parse_ints(dilation, "dilation"),
-                        padding=parse_padding(padding), correlate=correlate, method=method)
+    geometry = Geometry(
+        mode=mode,
+        boundary=normalize_boundary(boundary),
+        cval=cval,
+        stride=parse_ints(stride, "stride"),
+        dilation=parse_ints(dilation, "dilation"),
+        padding=parse_padding(padding),
+        correlate=correlate,
+        method=method,
+    )
     _check_specs(kernels)
     names = expand_inputs(inputs)
     plans = plan_outputs(names, output, tag="convolved", force=force)
@@ -151,12 +199,18 @@ def convolve(inputs, kernels, mode, padding, boundary, cval, stride, dilation, c
     for record in records:
         for note in record.pop("notes", []):
             warn(note)
-        if record.get("clipped"):
+        if record.get("clipped") and not quiet:
             warn(f"{record['input']}: {record['clipped']} values clipped to the output range (see --range)")
         if explain and not record.get("error"):
             click.echo(record["explain"], err=True)
-    status = finish(records, command="convolve", as_json=as_json, quiet=quiet, describe=_describe,
-                    extra={"kernels": list(kernels)})
+    status = finish(
+        records,
+        command="convolve",
+        as_json=as_json,
+        quiet=quiet,
+        describe=_describe,
+        extra={"kernels": list(kernels)},
+    )
     if status:
         raise SystemExit(int(status))
 
@@ -202,9 +256,16 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
         return None
     if settings.dtype != "float32":
         return None
-    outcome = stream_file(job.input, job.output, settings.specs, settings.geometry, policy=settings.policy,
-                          force=settings.force, block=settings.block_size,
-                          min_samples=1 if settings.block_size else STREAM_MIN_SAMPLES)
+    outcome = stream_file(
+        job.input,
+        job.output,
+        settings.specs,
+        settings.geometry,
+        policy=settings.policy,
+        force=settings.force,
+        block=settings.block_size,
+        min_samples=1 if settings.block_size else STREAM_MIN_SAMPLES,
+    )
     if outcome is None:
         return None
     shape_in, shape_out, kernels, plans, clipped = outcome
@@ -214,9 +275,15 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
 def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Settings) -> dict:
     from convcli.kernels.show import explain_text
 
-    record = {"shape_in": list(shape_in), "shape": list(shape_out), "kernel": [k.spec for k in kernels],
-              "method": [p["method"] for p in plans], "reason": [p["reason"] for p in plans],
-              "clipped": clipped, "notes": [n for k in kernels for n in k.notes]}
+    record = {
+        "shape_in": list(shape_in),
+        "shape": list(shape_out),
+        "kernel": [k.spec for k in kernels],
+        "method": [p["method"] for p in plans],
+        "reason": [p["reason"] for p in plans],
+        "clipped": clipped,
+        "notes": [n for k in kernels for n in k.notes],
+    }
     if settings.explain:
         record["explain"] = explain_text(kernels, plans, settings.geometry)
     return record
@@ -226,5 +293,5 @@ def _describe(record: dict) -> str:
     shape_in = "x".join(map(str, record["shape_in"]))
     shape_out = "x".join(map(str, record["shape"]))
     steps = ", ".join(f"{k} [{m}]" for k, m in zip(record["kernel"], record["method"], strict=True))
-    line = f"{record['input']} -> {record['output']}  {shape_in} -> {shape_out}  {steps}  {record['seconds']:.2f} s"
-    return line
+    where = f"{record['input']} -> {record['output']}"
+    return f"{where}  {shape_in} -> {shape_out}  {steps}  {record['seconds']:.2f} s"

@@ -21,8 +21,11 @@ class KernelsGroup(click.Group):
     """'convcli kernels' alone lists the library; 'convcli kernels show NAME' prints one."""
 
 
-@click.group(cls=KernelsGroup, invoke_without_command=True,
-             help="List the built-in kernel library (name, parameters, shape, description, convention)." + EXAMPLES)
+@click.group(
+    cls=KernelsGroup,
+    invoke_without_command=True,
+    help="List the built-in kernel library (name, parameters, shape, description, convention)." + EXAMPLES,
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document with every kernel.")
 @click.pass_context
 def kernels(ctx: click.Context, as_json: bool) -> None:
@@ -34,8 +37,15 @@ def kernels(ctx: click.Context, as_json: bool) -> None:
     rows = []
     for name, entry in entries().items():
         shape = list(entry.matrix.shape) if entry.matrix is not None else _default_shape(name, entry, DESIGNS)
-        rows.append({"name": name, "parameters": entry.params, "shape": shape,
-                     "description": entry.description, "convention": entry.convention})
+        rows.append(
+            {
+                "name": name,
+                "parameters": entry.params,
+                "shape": shape,
+                "description": entry.description,
+                "convention": entry.convention,
+            }
+        )
     if as_json:
         click.echo(json.dumps({"command": "kernels", "kernels": rows}, indent=2))
         return
@@ -57,8 +67,11 @@ def _default_shape(name: str, entry, designs) -> list[int] | None:
     return list(designs[name](dict(entry.params), None).shape)
 
 
-@kernels.command("show", help="Print the matrix of one kernel spec (library name with parameters, file, "
-                 "or inline matrix)." + EXAMPLES)
+@kernels.command(
+    "show",
+    help="Print the matrix of one kernel spec (library name with parameters, file, "
+    "or inline matrix)." + EXAMPLES,
+)
 @click.argument("spec")
 @click.option("--rate", type=float, default=None, help="Sample rate in Hz for FIR designs (lowpass...).")
 @click.option("--json", "as_json", is_flag=True, help="The matrix as JSON.")
@@ -68,9 +81,20 @@ def show(spec: str, rate: float | None, as_json: bool) -> None:
 
     kernel = resolve_kernel(spec, sample_rate=rate)
     if as_json:
-        click.echo(json.dumps({"command": "kernels show", "spec": spec, "shape": list(kernel.array.shape),
-                               "description": kernel.description, "matrix": kernel.array.tolist()}))
+        click.echo(
+            json.dumps(
+                {
+                    "command": "kernels show",
+                    "spec": spec,
+                    "shape": list(kernel.array.shape),
+                    "description": kernel.description,
+                    "matrix": kernel.array.tolist(),
+                }
+            )
+        )
         return
-    click.echo(f"{spec}: {kernel.description}; shape {'x'.join(map(str, kernel.array.shape))}, "
-               f"sum {float(kernel.array.sum()):.6g}")
+    click.echo(
+        f"{spec}: {kernel.description}; shape {'x'.join(map(str, kernel.array.shape))}, "
+        f"sum {float(kernel.array.sum()):.6g}"
+    )
     click.echo(format_matrix(kernel.array))

@@ -82,6 +82,24 @@ def pooled_dims(media, dims: int | None) -> int:
     return 1 if media.data.ndim == 1 else 2
 
 
+def check_settings(settings: PoolSettings) -> None:
+    """Refuse bad window options once, before any file is read (exit 2, not one error per file)."""
+    if settings.output_size is not None:
+        return
+    from convcli.engine.boundary import normalize_boundary
+    from convcli.engine.pooling import check_window
+
+    if normalize_boundary(settings.boundary) != "constant" and settings.op in ("max", "min"):
+        raise UsageError(f"--boundary {settings.boundary} applies to avg, sum and lp; max/min pad with ∓inf")
+
+    if settings.op not in ("max", "min") and any(d != 1 for d in settings.dilation):
+        raise UsageError(f"--dilation applies to --op max and min only, not {settings.op}")
+    stride = settings.stride or settings.size
+    values = (settings.size, stride, settings.padding, settings.dilation)
+    for axis in range(max(map(len, values))):
+        check_window(*(value[min(axis, len(value) - 1)] for value in values))
+
+
 def pool_file(job: Job, settings: PoolSettings) -> dict:
     """Read, pool and write one file; the record says what happened."""
     import numpy as np
@@ -186,9 +204,9 @@ def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, 
 
     \b
     Examples:
-      convcli pool samples/photo.png --size 2 -o half.png        # 2×2 max: 512×512 → 256×256
+      convcli pool samples/photo.png --size 2 -o half.png     # 2×2 max: 512×512 → 256×256
       convcli pool samples/photo.png --op avg --size 3 --stride 2 --padding 1 -o small.png
-      convcli pool samples/speech.wav --op max --abs --size 441 -o envelope.wav
+      convcli pool samples/speech.wav --op max --abs --size 160 -o envelope.wav
       convcli pool features.npy --global --op avg -o means.npy
       convcli pool photos/ --op avg --output-size 7x7 -o thumbs/ -j 2
     """
@@ -207,6 +225,7 @@ def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, 
         p=power, ceil_mode=ceil_mode, count_include_pad=count_include_pad, boundary=boundary,
         output_size=adaptive, magnitude=magnitude, dims=dims, force=force, policy=range_policy,
     )
+    check_settings(settings)
     paths = expand_inputs(inputs)
     planned = plan_outputs(paths, output, tag="pool", force=force)
     records = run_jobs(planned, functools.partial(pool_file, settings=settings), workers=jobs, quiet=quiet)

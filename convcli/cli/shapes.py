@@ -41,7 +41,9 @@ def load_network(spec: str | None, input_shape: str | None, model: str | None):
         return zoo.load(model, input_shape)
     if not spec:
         raise UsageError("give a spec (text or file), --model NAME, or --size/--kernel for one layer")
-    if os.path.isfile(spec):
+    if spec == "-":
+        text = sys.stdin.read()
+    elif os.path.isfile(spec):
         with open(spec, encoding="utf-8") as handle:
             text = handle.read()
     elif "(" not in spec:
@@ -209,7 +211,8 @@ def shapes(
 ):
     """Output shapes layer by layer, or of one layer (and solve for a missing parameter).
 
-    SPEC is a file or inline text in PyTorch's layer names, one layer per line or ';'-separated.
+    SPEC is a file ('-' for stdin) or inline text in PyTorch's layer names, one layer per line
+    or ';'-separated.
     Columns: output shape, parameters, MACs (multiply-accumulates of conv/linear layers per
     sample, bias not counted), receptive field and jump on the input (Araujo et al., 2019),
     float32 activation memory. padding='same' follows PyTorch (stride 1 only); the notes say

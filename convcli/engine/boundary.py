@@ -45,7 +45,8 @@ def normalize_boundary(name: str) -> str:
             "scipy.ndimage 'reflect')"
         )
     choices = [*BOUNDARIES, *ALIASES]
-    raise UsageError(f"unknown boundary {name!r}{did_you_mean(key, choices)}; choose from {', '.join(choices)}")
+    hint = did_you_mean(key, choices)
+    raise UsageError(f"unknown boundary {name!r}{hint}; choose from {', '.join(choices)}")
 
 
 @njit(cache=True, nogil=True)
@@ -72,10 +73,11 @@ def source_index(i: int, n: int, mode: int) -> int:
 
 
 @njit(cache=True)
-def _source_indices(before: int, n: int, after: int, mode: int) -> np.ndarray:
-    out = np.empty(before + n + after, dtype=np.int64)
-    for t in range(out.size):
-        out[t] = source_index(t - before, n, mode)
+def _source_indices(first: int, count: int, n: int, mode: int) -> np.ndarray:
+    """``source_index`` of the padded positions ``first, first+1, ..., first+count-1``."""
+    out = np.empty(count, dtype=np.int64)
+    for t in range(count):
+        out[t] = source_index(first + t, n, mode)
     return out
 
 
@@ -101,11 +103,24 @@ def pad(
         before, after = padding_pair(width)
         if before == after == 0:
             continue
-        index = _source_indices(before, out.shape[axis], after, mode)
-        outside = index < 0
-        out = np.take(out, np.where(outside, 0, index), axis=axis)
-        if outside.any():
-            where = [slice(None)] * out.ndim
-            where[axis] = outside
-            out[tuple(where)] = cval
+        out = _pad_axis(out, axis, before, after, mode, cval)
     return out if out is not x else x.copy()
+
+
+def _pad_axis(x: np.ndarray, axis: int, before: int, after: int, mode: int, cval: float) -> np.ndarray:
+    """Copy the interior once, then fill each side from its mapped indices (or cval)."""
+    n = x.shape[axis]
+    shape = list(x.shape)
+    shape[axis] = before + n + after
+    out = np.empty(shape, dtype=x.dtype)
+
+    def along(part: slice) -> tuple:
+        return (slice(None),) * axis + (part,)
+
+    out[along(slice(before, before + n))] = x
+    for side, first, count in ((slice(0, before), -before, before), (slice(before + n, None), n, after)):
+        if mode == CONSTANT:
+            out[along(side)] = cval
+        elif count:
+            out[along(side)] = np.take(x, _source_indices(first, count, n, mode), axis=axis)
+    return out

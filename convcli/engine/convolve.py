@@ -84,8 +84,14 @@ def _explicit_padding(padding, nd: int) -> tuple[tuple[int, int], ...]:
     if nd == 1 and len(items) == 2 and all(np.isscalar(p) for p in items):
         return (padding_pair(items),)
     if len(items) != nd:
-        raise UsageError(f"padding needs 1 or {nd} entries (int or (before, after)) per axis, got {padding!r}")
+        raise UsageError(
+            f"padding needs 1 or {nd} entries (int or (before, after)) per axis, got {padding!r}"
+        )
     return tuple(padding_pair(p) for p in items)
+
+
+def _unknown(kind: str, name: object, choices: Sequence[str]) -> str:
+    return f"unknown {kind} {name!r}{did_you_mean(str(name), choices)}; choose from {', '.join(choices)}"
 
 
 def _mode_padding(mode: str, span: int) -> tuple[int, int]:
@@ -118,7 +124,9 @@ def _layout(x_shape: tuple[int, ...], kernel: np.ndarray) -> tuple[int, int, int
     if kernel.ndim <= 2:
         nd = kernel.ndim
         if len(x_shape) < nd:
-            raise UsageError(f"kernel has {nd} dimensions {kernel.shape} but the signal only {len(x_shape)} {x_shape}")
+            raise UsageError(
+                f"kernel has {nd} dimensions {kernel.shape} but the signal only {len(x_shape)} {x_shape}"
+            )
         return nd, int(np.prod(x_shape[:-nd], dtype=np.int64)), 1, 1
     nd = kernel.ndim - 2
     c_out, c_in = kernel.shape[:2]
@@ -128,7 +136,9 @@ def _layout(x_shape: tuple[int, ...], kernel: np.ndarray) -> tuple[int, int, int
             f"spatial axes, got shape {x_shape}"
         )
     if x_shape[-nd - 1] != c_in:
-        raise UsageError(f"kernel {kernel.shape} expects {c_in} input channels, the input has {x_shape[-nd - 1]}")
+        raise UsageError(
+            f"kernel {kernel.shape} expects {c_in} input channels, the input has {x_shape[-nd - 1]}"
+        )
     n = x_shape[0] if len(x_shape) == nd + 2 else 1
     return nd, n, c_in, c_out
 
@@ -149,9 +159,9 @@ def plan(
     kernel = np.asarray(kernel)
     _check_kernel(kernel)
     if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}{did_you_mean(str(method), METHODS)}; choose from {', '.join(METHODS)}")
+        raise UsageError(_unknown("method", method, METHODS))
     if padding is None and mode not in MODES:
-        raise UsageError(f"unknown mode {mode!r}{did_you_mean(str(mode), MODES)}; choose from {', '.join(MODES)}")
+        raise UsageError(_unknown("mode", mode, MODES))
     nd, n, c_in, c_out = _layout(x_shape, kernel)
     spatial_in = x_shape[-nd:]
     ksize = kernel.shape[-nd:]
@@ -279,7 +289,8 @@ def convolve(
     if not correlate:  # true convolution: flip the spatial axes
         kernel = np.flip(kernel, axis=tuple(range(-nd, 0)))
     how = plan(
-        x.shape, kernel, mode=mode, stride=stride, dilation=dilation, padding=padding, method=method, dtype=dtype
+        x.shape, kernel, mode=mode, stride=stride, dilation=dilation, padding=padding, method=method,
+        dtype=dtype,
     )
     kernel = kernel.astype(dtype)
     x = x.astype(dtype, copy=False)

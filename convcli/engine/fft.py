@@ -81,7 +81,9 @@ def correlate(
         x_hat = sfft.rfftn(padded, lengths, axes=axes, workers=WORKERS)
         k_hat = sfft.rfftn(flipped, lengths, axes=axes, workers=WORKERS)
         full = sfft.irfftn(_product(x_hat, k_hat), lengths, axes=axes, workers=WORKERS)
-    keep = tuple(slice(k - 1, k - 1 + (o - 1) * s + 1, s) for k, o, s in zip(span, out_shape, stride, strict=True))
+    keep = tuple(
+        slice(k - 1, k - 1 + (o - 1) * s + 1, s) for k, o, s in zip(span, out_shape, stride, strict=True)
+    )
     return np.ascontiguousarray(full[(Ellipsis, *keep)], dtype=padded.dtype)
 
 
@@ -91,16 +93,24 @@ def _overlap_add(padded: np.ndarray, flipped: np.ndarray, block: int) -> np.ndar
     step = block - span + 1
     n_blocks = -(-length // step)
     lead = padded.shape[:-1]
-    blocks = np.zeros((*lead, n_blocks * step), dtype=padded.dtype)
-    blocks[..., :length] = padded
-    blocks = blocks.reshape(*lead, n_blocks, step)
-    x_hat = sfft.rfft(blocks, block, axis=-1, workers=WORKERS)
-    k_hat = sfft.rfft(flipped, block, axis=-1, workers=WORKERS)
-    # (N, C_in, ..., n_blocks, F) with kernel (C_out, C_in, ..., 1, F): blocks act as an extra axis
-    y = sfft.irfft(_product(x_hat, k_hat[..., None, :]), block, axis=-1, workers=WORKERS)
+    # each row: `step` samples then zeros up to the FFT length (no per-transform padding copy)
+    blocks = np.zeros((*lead, n_blocks, block), dtype=padded.dtype)
+    whole, rest = divmod(length, step)
+    blocks[..., :whole, :step] = padded[..., : whole * step].reshape(*lead, whole, step)
+    if rest:
+        blocks[..., whole, :rest] = padded[..., whole * step :]
+    x_hat = sfft.rfft(blocks, axis=-1, workers=WORKERS)
+    k_hat = sfft.rfft(flipped, block, axis=-1, workers=WORKERS)[..., None, :]
+    if k_hat.shape[0] == 1 and k_hat.shape[1] == 1:
+        x_hat *= k_hat[0]  # in place: no second spectrum-sized buffer
+        product = x_hat
+    else:
+        product = _product(x_hat, k_hat)
+    y = sfft.irfft(product, block, axis=-1, workers=WORKERS)
     out_lead = y.shape[:-2]
-    full = np.zeros((*out_lead, (n_blocks + 1) * step), dtype=y.dtype)
-    full[..., : n_blocks * step] = y[..., :step].reshape(*out_lead, n_blocks * step)
+    full = np.empty((*out_lead, (n_blocks + 1) * step), dtype=y.dtype)
+    full[..., : n_blocks * step].reshape(*out_lead, n_blocks, step)[...] = y[..., :step]
+    full[..., n_blocks * step :] = 0.0
     tails = full[..., step:].reshape(*out_lead, n_blocks, step)
     tails[..., : span - 1] += y[..., step : step + span - 1]
     return full

@@ -14,6 +14,9 @@ magnitudes, p=2: L2 norm, p=inf: largest magnitude), the seeds' ``‖·‖_n`` p
 PyTorch gives signed sums or NaN where convcli gives the norm. PyTorch's ``LPPool`` also has no
 padding and rescales ``ceil_mode`` windows that hang over the edge; convcli treats padding as
 zeros (they add nothing to a norm) and sums only the samples a window really covers.
+
+One deliberate difference for every op: a window larger than the padded input is refused with a
+ValueError, even where PyTorch's ``ceil_mode`` arithmetic would still make one output of it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from convcli.sizes import effective_kernel, left_over, output_size
+from convcli.sizes import left_over, output_size
 
 OPS = ("max", "min", "avg", "sum", "lp")
 ADAPTIVE_OPS = ("max", "min", "avg", "sum")
@@ -84,7 +87,7 @@ def window_plan(
     count_include_pad: bool = True,
 ) -> AxisPlan:
     """One axis of a sliding-window pooling (PyTorch's MaxPool/AvgPool arithmetic)."""
-    _check_window(k, stride, padding, dilation)
+    check_window(k, stride, padding, dilation)
     size_out = output_size(n, k, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
     starts = np.arange(size_out, dtype=np.int64) * stride - padding
     # taps start + j·d inside [0, n): j from ceil(-start/d) up to ceil((n-start)/d), within [0, k)
@@ -129,7 +132,8 @@ def adaptive_plan(n: int, size_out: int) -> AxisPlan:
     )
 
 
-def _check_window(k: int, stride: int, padding: int, dilation: int) -> None:
+def check_window(k: int, stride: int, padding: int, dilation: int) -> None:
+    """Refuse, naming the value, a window PyTorch would refuse (whatever the input's size)."""
     if k < 1:
         raise ValueError(f"pool size must be >= 1, got {k}")
     if stride < 1:
@@ -138,10 +142,9 @@ def _check_window(k: int, stride: int, padding: int, dilation: int) -> None:
         raise ValueError(f"pool dilation must be >= 1, got {dilation}")
     if padding < 0:
         raise ValueError(f"pool padding must be >= 0, got {padding}")
-    span = effective_kernel(k, dilation)
-    if 2 * padding > span:
+    if 2 * padding > k:
         raise ValueError(
-            f"pool padding {padding} is more than half the window {span} (PyTorch's rule: padding <= size/2)"
+            f"pool padding {padding} is more than half the window size {k} (PyTorch: padding <= size/2)"
         )
 
 

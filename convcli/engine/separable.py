@@ -75,8 +75,7 @@ def correlate_separable(x, column, row, out, stride_h, stride_w, dil_h, dil_w, p
                 sources.append(constant_row if r < 0 else x[img, c, r])
             # vertical pass straight into the padded row: contiguous interior, mapped edges
             middle = padded[pad_left : pad_left + interior]
-            middle[:] = 0.0
-            accumulate_taps(middle, 0, interior, sources, column, vertical_offsets, 1)
+            accumulate_taps(middle, 0, interior, sources, column, vertical_offsets, 1, True)
             for t in range(min(pad_left, padded_w)):
                 padded[t] = _vertical_at(t - pad_left, sources, column, w, mode, row_cval)
             for t in range(pad_left + interior, padded_w):
@@ -85,8 +84,7 @@ def correlate_separable(x, column, row, out, stride_h, stride_w, dil_h, dil_w, p
             orow = out[img, c, i]
             for j0 in range(0, wo, COLUMN_BLOCK):
                 j1 = min(wo, j0 + COLUMN_BLOCK)
-                orow[j0:j1] = 0.0
-                accumulate_taps(orow, j0, j1, rows, row, row_offsets, stride_w)
+                accumulate_taps(orow, j0, j1, rows, row, row_offsets, stride_w, True)
 
 
 def correlate(

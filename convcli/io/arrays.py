@@ -61,7 +61,8 @@ def write_array(path: Path, array: np.ndarray, extension: str) -> None:
     elif extension in (".csv", ".txt"):
         if array.ndim > 2:
             raise UsageError(
-                f"a {array.ndim}-D result {array.shape} cannot be written as {extension}; use .npy")
+                f"a {array.ndim}-D result {array.shape} cannot be written as {extension}; use .npy"
+            )
         np.savetxt(path, np.atleast_1d(array), delimiter="," if extension == ".csv" else " ", fmt="%.9g")
     else:
         raise UsageError(f"not an array file extension {extension!r}")

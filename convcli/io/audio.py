@@ -66,8 +66,9 @@ def read_audio(source: Path | IO[bytes], *, name: str | None = None) -> tuple[np
     return np.ascontiguousarray(data.T), info
 
 
-def read_audio_blocks(source: Path | IO[bytes], block: int, *, name: str | None = None
-                      ) -> Iterator[np.ndarray]:
+def read_audio_blocks(
+    source: Path | IO[bytes], block: int, *, name: str | None = None
+) -> Iterator[np.ndarray]:
     """Consecutive (C, <=block) float32 blocks of the file."""
     label = name or str(source)
     with _open(source, label) as handle:
@@ -96,16 +97,25 @@ def output_subtype(info: AudioInfo | None, extension: str) -> tuple[str, str | N
 class AudioWriter:
     """Block-wise writer that applies the range policy to every block and counts clipped samples."""
 
-    def __init__(self, path: Path, *, sample_rate: int, channels: int, info: AudioInfo | None,
-                 policy: str = "clip", gain: float | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        sample_rate: int,
+        channels: int,
+        info: AudioInfo | None,
+        policy: str = "clip",
+        gain: float | None = None,
+    ):
         import soundfile
 
         self.format, self.subtype = output_subtype(info, Path(path).suffix)
         self.policy = policy
         self.gain = gain
         self.clipped = 0
-        self._handle = soundfile.SoundFile(path, "w", samplerate=sample_rate, channels=channels,
-                                           subtype=self.subtype, format=self.format)
+        self._handle = soundfile.SoundFile(
+            path, "w", samplerate=sample_rate, channels=channels, subtype=self.subtype, format=self.format
+        )
 
     @property
     def is_float(self) -> bool:
@@ -128,8 +138,9 @@ class AudioWriter:
         self.close()
 
 
-def write_audio(path: Path, data: np.ndarray, *, sample_rate: int, info: AudioInfo | None,
-                policy: str = "clip") -> int:
+def write_audio(
+    path: Path, data: np.ndarray, *, sample_rate: int, info: AudioInfo | None, policy: str = "clip"
+) -> int:
     """Write (C, L) or (L,) samples; return the clipped count (0 for float subtypes)."""
     data = np.atleast_2d(data)
     channels = data.shape[0]

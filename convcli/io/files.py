@@ -16,16 +16,30 @@ from pathlib import Path
 
 from convcli.errors import InputError, OutputExistsError, UsageError
 
-IMAGE_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
-                    ".bmp": "BMP", ".webp": "WEBP"}
+IMAGE_EXTENSIONS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+}
 AUDIO_EXTENSIONS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 ARRAY_EXTENSIONS = {".npy": "NPY", ".npz": "NPZ", ".csv": "CSV", ".txt": "TXT"}
 STDIO = "-"
 
 # leading bytes -> extension, to recognise data piped on stdin
 _MAGIC = [
-    (b"\x89PNG", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"),
-    (b"BM", ".bmp"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"\x93NUMPY", ".npy"), (b"PK\x03\x04", ".npz"),
+    (b"\x89PNG", ".png"),
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+    (b"BM", ".bmp"),
+    (b"fLaC", ".flac"),
+    (b"OggS", ".ogg"),
+    (b"\x93NUMPY", ".npy"),
+    (b"PK\x03\x04", ".npz"),
 ]
 
 
@@ -98,12 +112,19 @@ def atomic_output(path: Path, *, force: bool = False) -> Iterator[Path]:
     temp = Path(temp_name)
     try:
         yield temp
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         if path.exists() and not force:
             raise OutputExistsError(f"{path}: output appeared while writing (use --force to replace it)")
         os.replace(temp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager

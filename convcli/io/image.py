@@ -26,8 +26,9 @@ class ImageInfo:
     bits: int  # 8 or 16
 
 
-def read_image(source: Path | IO[bytes], *, name: str | None = None
-               ) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
+def read_image(
+    source: Path | IO[bytes], *, name: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
     """Return ``(colour (C, H, W) float32 in [0, 1], alpha (H, W) or None, info)``."""
     from PIL import Image, UnidentifiedImageError
 
@@ -64,8 +65,15 @@ def _decode(image) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
     return colour, alpha, ImageInfo("L" if colour.shape[0] == 1 else "RGB", 8)
 
 
-def write_image(path: Path, colour: np.ndarray, alpha: np.ndarray | None, *, bits: int = 8,
-                policy: str = "clip", extension: str | None = None) -> int:
+def write_image(
+    path: Path,
+    colour: np.ndarray,
+    alpha: np.ndarray | None,
+    *,
+    bits: int = 8,
+    policy: str = "clip",
+    extension: str | None = None,
+) -> int:
     """Encode (C, H, W) values in [0, 1] (C = 1 or 3) to ``path``; return the clipped count."""
     from PIL import Image
 
@@ -75,7 +83,8 @@ def write_image(path: Path, colour: np.ndarray, alpha: np.ndarray | None, *, bit
         raise UsageError(f"not an image extension {extension!r}")
     if colour.ndim != 3 or colour.shape[0] not in (1, 3):
         raise UsageError(
-            f"a result of shape {colour.shape} is not a gray or RGB image; write it as .npy instead")
+            f"a result of shape {colour.shape} is not a gray or RGB image; write it as .npy instead"
+        )
     if fmt not in SIXTEEN_BIT_FORMATS:
         bits = 8
     if fmt == "JPEG":

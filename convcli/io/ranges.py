@@ -15,8 +15,9 @@ def check_policy(policy: str) -> str:
     return policy
 
 
-def fit_range(x: np.ndarray, policy: str, low: float, high: float, *, gain: float | None = None
-              ) -> tuple[np.ndarray, int]:
+def fit_range(
+    x: np.ndarray, policy: str, low: float, high: float, *, gain: float | None = None
+) -> tuple[np.ndarray, int]:
     """Map ``x`` into ``[low, high]`` by ``policy``; return the result and how many values were clipped.
 
     - clip: values outside are clipped (and counted).

@@ -66,11 +66,18 @@ def resolve_kernel(spec: str, *, sample_rate: float | None = None) -> Kernel:
         if suffix in AUDIO_EXTENSIONS:
             ir, notes = sources.impulse_response(path, sample_rate)
             role = "ir"
-            return Kernel(spec, ir, role, f"impulse response {path.name}, {ir.shape[0]} channel(s), "
-                          f"{ir.shape[-1]} samples", notes=notes)
+            return Kernel(
+                spec,
+                ir,
+                role,
+                f"impulse response {path.name}, {ir.shape[0]} channel(s), {ir.shape[-1]} samples",
+                notes=notes,
+            )
         if suffix not in sources.FILE_EXTENSIONS:
-            raise UsageError(f"{spec}: unknown kernel file type {suffix!r} "
-                             f"(use {', '.join(sources.FILE_EXTENSIONS)} or an audio file)")
+            raise UsageError(
+                f"{spec}: unknown kernel file type {suffix!r} "
+                f"(use {', '.join(sources.FILE_EXTENSIONS)} or an audio file)"
+            )
         return Kernel(spec, sources.file_kernel(path), "filter", f"kernel file {path.name}")
     if sources.is_inline(spec):
         return Kernel(spec, sources.inline_matrix(spec), "filter", "inline matrix")

@@ -13,7 +13,7 @@ import numpy as np
 
 from convcli.errors import UsageError
 from convcli.kernels import Kernel
-from convcli.sizes import output_size, padding_pair
+from convcli.sizes import output_size
 
 PerAxis = int | tuple[int, ...]
 Padding = int | tuple[tuple[int, int], ...] | None
@@ -32,10 +32,21 @@ class Geometry:
     correlate: bool = False
     method: str = "auto"
 
-    def engine_options(self, *, correlate: bool | None = None) -> dict:
-        return {"mode": self.mode, "boundary": self.boundary, "cval": self.cval, "stride": self.stride,
-                "dilation": self.dilation, "padding": self.padding,
-                "correlate": self.correlate if correlate is None else correlate, "method": self.method}
+    def engine_options(self, ndim: int, *, correlate: bool | None = None) -> dict:
+        """Keyword arguments of ``convcli.convolve`` for an ``ndim``-D kernel."""
+        padding = self.padding
+        if isinstance(padding, tuple) and len(padding) == 1 and ndim > 1:
+            padding = padding * ndim  # one (before, after) pair given for every axis
+        return {
+            "mode": self.mode,
+            "boundary": self.boundary,
+            "cval": self.cval,
+            "stride": self.stride,
+            "dilation": self.dilation,
+            "padding": padding,
+            "correlate": self.correlate if correlate is None else correlate,
+            "method": self.method,
+        }
 
     @property
     def keeps_size(self) -> bool:
@@ -52,31 +63,37 @@ def signal_ndim(kind: str, data: np.ndarray, kernel: Kernel) -> int:
     if kind == "image" and want == 1 and kernel.role == "filter":
         return 2  # a 1-D kernel on an image is applied as a row (1, k)
     if want > have or (kind != "array" and want != have):
-        raise UsageError(f"kernel {kernel.spec!r} is {want}-D {tuple(kernel.array.shape)} but the input is "
-                         f"{have}-D ({described}); use a {have}-D kernel")
+        raise UsageError(
+            f"kernel {kernel.spec!r} is {want}-D {tuple(kernel.array.shape)} but the input is "
+            f"{have}-D ({described}); use a {have}-D kernel"
+        )
     return want
 
 
 def check_fits(data: np.ndarray, kernel_shape: tuple[int, ...], geometry: Geometry, spec: str) -> None:
-    """Clear message when the kernel does not fit (valid mode, stride/dilation < 1...)."""
+    """A message naming the kernel when it is larger than the input in valid mode (the engine checks
+    explicit padding itself)."""
     ndim = len(kernel_shape)
     strides = _per_axis(geometry.stride, ndim, "stride")
     dilations = _per_axis(geometry.dilation, ndim, "dilation")
-    pads = geometry.padding if isinstance(geometry.padding, tuple) else ((geometry.padding or 0,) * 2,) * ndim
     if geometry.mode != "valid" or geometry.padding is not None:
         return
-    for n, k, s, d, p in zip(data.shape[-ndim:], kernel_shape, strides, dilations, pads, strict=True):
+    for n, k, s, d in zip(data.shape[-ndim:], kernel_shape, strides, dilations, strict=True):
         try:
-            output_size(n, k, stride=s, dilation=d, padding=padding_pair(p))
+            output_size(n, k, stride=s, dilation=d)
         except ValueError as error:
-            raise UsageError(f"kernel {spec!r} {tuple(kernel_shape)} does not fit the input "
-                             f"{tuple(data.shape[-ndim:])} in valid mode: {error}") from error
+            raise UsageError(
+                f"kernel {spec!r} {tuple(kernel_shape)} does not fit the input "
+                f"{tuple(data.shape[-ndim:])} in valid mode: {error}"
+            ) from error
 
 
 def _per_axis(value: PerAxis, ndim: int, name: str) -> tuple[int, ...]:
     values = value if isinstance(value, tuple) else (value,) * ndim
     if len(values) != ndim:
-        raise UsageError(f"--{name} {','.join(map(str, values))}: give 1 or {ndim} values for a {ndim}-D kernel")
+        raise UsageError(
+            f"--{name} {','.join(map(str, values))}: give 1 or {ndim} values for a {ndim}-D kernel"
+        )
     for v in values:
         if v < 1:
             raise UsageError(f"--{name} must be >= 1, got {v}")
@@ -95,10 +112,10 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
     if kernel.role == "layer":
         data = data if data.ndim > ndim else data[None]
         weights = kernel.array
-        geometry_options = geometry.engine_options(correlate=True)  # a layer's map is a correlation
+        geometry_options = geometry.engine_options(ndim, correlate=True)  # a layer's map is a correlation
     else:
         weights = kernel.array[None, :] if ndim == 2 and kernel.array.ndim == 1 else kernel.array
-        geometry_options = geometry.engine_options()
+        geometry_options = geometry.engine_options(ndim)
     weights = weights.astype(data.dtype)
     check_fits(data, weights.shape[-ndim:], geometry, kernel.spec)
     how = _plan(plan, data.shape, weights, geometry_options)
@@ -109,8 +126,15 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
 
 
 def _plan(plan, shape: tuple[int, ...], weights: np.ndarray, options: dict) -> dict:
-    chosen = plan(shape, weights, mode=options["mode"], stride=options["stride"], dilation=options["dilation"],
-                  padding=options["padding"], method=options["method"])
+    chosen = plan(
+        shape,
+        weights,
+        mode=options["mode"],
+        stride=options["stride"],
+        dilation=options["dilation"],
+        padding=options["padding"],
+        method=options["method"],
+    )
     return {"method": chosen.method, "reason": chosen.reason}
 
 
@@ -120,7 +144,7 @@ def _apply_ir(data: np.ndarray, kernel: Kernel, geometry: Geometry) -> tuple[np.
     ir = kernel.array.astype(data.dtype)
     pairs = ir_channel_pairs(data.shape[0], ir.shape[0], kernel.spec)
     check_fits(data, ir.shape[-1:], geometry, kernel.spec)
-    options = geometry.engine_options()
+    options = geometry.engine_options(1)
     how = _plan(plan, data.shape[1:], ir[0], options)
     return np.stack([convolve(data[c], ir[i], **options) for c, i in pairs]), how
 
@@ -133,12 +157,15 @@ def ir_channel_pairs(channels: int, ir_channels: int, spec: str) -> list[tuple[i
         return [(0, i) for i in range(ir_channels)]
     if channels == ir_channels:
         return [(c, c) for c in range(channels)]
-    raise UsageError(f"impulse response {spec!r} has {ir_channels} channels but the input has {channels}; "
-                     f"use a mono impulse response, a mono input, or matching channel counts")
+    raise UsageError(
+        f"impulse response {spec!r} has {ir_channels} channels but the input has {channels}; "
+        f"use a mono impulse response, a mono input, or matching channel counts"
+    )
 
 
-def apply_chain(data: np.ndarray, kind: str, kernels: list[Kernel], geometry: Geometry
-                ) -> tuple[np.ndarray, list[dict]]:
+def apply_chain(
+    data: np.ndarray, kind: str, kernels: list[Kernel], geometry: Geometry
+) -> tuple[np.ndarray, list[dict]]:
     """Several kernels one after another (``-k a -k b``); returns the result and each step's plan."""
     plans = []
     for kernel in kernels:
@@ -162,6 +189,6 @@ def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -
         row = shape[0] - 1 - (shape[0] - 1) // 2 if correlate else (shape[0] - 1) // 2
         col = shape[1] - 1 - (shape[1] - 1) // 2 if correlate else (shape[1] - 1) // 2
         impulse[row, col] = 1
-        options = geometry.engine_options(correlate=correlate) | {"cval": 0.0, "method": "direct"}
+        options = geometry.engine_options(2, correlate=correlate) | {"cval": 0.0, "method": "direct"}
         alpha = convolve(alpha, impulse, **options)
     return alpha

@@ -57,7 +57,9 @@ def rows_to_matrix(rows: list[list[float]], label: str) -> np.ndarray:
         raise UsageError(f"{label}: empty kernel")
     for index, row in enumerate(rows[1:], start=2):
         if len(row) != len(rows[0]):
-            raise UsageError(f"{label}: ragged matrix: row {index} has {len(row)} values, row 1 has {len(rows[0])}")
+            raise UsageError(
+                f"{label}: ragged matrix: row {index} has {len(row)} values, row 1 has {len(rows[0])}"
+            )
     matrix = np.array(rows, dtype=np.float64)
     return matrix[0] if len(rows) == 1 else matrix
 
@@ -83,8 +85,9 @@ def entries() -> dict[str, Entry]:
         if resource.name.endswith(".kernel"):
             name = Path(resource.name).stem
             matrix, headers = parse_kernel_text(resource.read_text(), label=resource.name)
-            table[name] = Entry(name, headers.get("description", ""), headers.get("convention", ""),
-                                matrix=matrix)
+            table[name] = Entry(
+                name, headers.get("description", ""), headers.get("convention", ""), matrix=matrix
+            )
     for name, spec in json.loads(root.joinpath("parametric.json").read_text()).items():
         table[name] = Entry(name, spec["description"], spec["convention"], params=dict(spec["params"]))
     return dict(sorted(table.items()))
@@ -112,12 +115,16 @@ def bind_params(entry: Entry, args: list[str]) -> dict:
         key, eq, value = arg.partition("=")
         if not eq:
             if position >= len(names):
-                raise UsageError(f"kernel {entry.name!r} takes at most {len(names)} parameters ({', '.join(names)})")
+                raise UsageError(
+                    f"kernel {entry.name!r} takes at most {len(names)} parameters ({', '.join(names)})"
+                )
             key, value = names[position], arg
         key = key.strip()
         if key not in params:
-            raise UsageError(f"kernel {entry.name!r} has no parameter {key!r}{did_you_mean(key, names)}; "
-                             f"parameters: {', '.join(names)}")
+            raise UsageError(
+                f"kernel {entry.name!r} has no parameter {key!r}{did_you_mean(key, names)}; "
+                f"parameters: {', '.join(names)}"
+            )
         params[key] = _typed(entry.name, key, value.strip(), entry.params[key])
     return params
 
@@ -140,7 +147,9 @@ def _typed(kernel: str, key: str, value: str, default):
 
 def _odd_size(kernel: str, key: str, size: int) -> int:
     if size < 1 or size % 2 == 0:
-        raise UsageError(f"kernel {kernel!r}: {key}={size} must be an odd number >= 1 (so the kernel has a centre)")
+        raise UsageError(
+            f"kernel {kernel!r}: {key}={size} must be an odd number >= 1 (so the kernel has a centre)"
+        )
     return size
 
 
@@ -173,15 +182,19 @@ def _fir(kind: str):
         from scipy.signal import firwin, get_window
 
         if sample_rate is None:
-            raise UsageError(f"kernel {kind!r} is designed in Hz and needs a sample rate: use it on audio input "
-                             f"(or give --rate to 'convcli kernels show')")
+            raise UsageError(
+                f"kernel {kind!r} is designed in Hz and needs a sample rate: use it on audio input "
+                f"(or give --rate to 'convcli kernels show')"
+            )
         nyquist = sample_rate / 2
         taps = _odd_size(kind, "taps", params["taps"])
         edges = [params["cutoff"]] if kind in ("lowpass", "highpass") else [params["low"], params["high"]]
         for edge in edges:
             if not 0 < edge < nyquist:
-                raise UsageError(f"kernel {kind!r}: cutoff {edge:g} Hz must be above 0 and below the Nyquist "
-                                 f"frequency {nyquist:g} Hz of the {sample_rate:g} Hz input")
+                raise UsageError(
+                    f"kernel {kind!r}: cutoff {edge:g} Hz must be above 0 and below the Nyquist "
+                    f"frequency {nyquist:g} Hz of the {sample_rate:g} Hz input"
+                )
         if len(edges) == 2 and not edges[0] < edges[1]:
             raise UsageError(f"kernel {kind!r}: low={edges[0]:g} Hz must be below high={edges[1]:g} Hz")
         try:

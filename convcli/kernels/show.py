@@ -19,7 +19,7 @@ def format_matrix(matrix: np.ndarray) -> str:
     lines = []
     for row in words:
         if len(row) > MAX_SHOWN:
-            row = [*row[:10], "...", *row[-10:]]
+            row = [*row[:6], "...", *row[-6:]]
         lines.append(" ".join(w.rjust(width) for w in row))
     if len(lines) > MAX_SHOWN:
         lines = [*lines[:10], "...", *lines[-10:]]
@@ -30,11 +30,17 @@ def explain_text(kernels, plans: list[dict], geometry) -> str:
     """What --explain prints: each kernel resolved, and the method the engine chose and why."""
     lines = []
     for step, (kernel, how) in enumerate(zip(kernels, plans, strict=True), start=1):
-        applied = "correlation" if geometry.correlate or kernel.role == "layer" else "convolution (kernel flipped)"
-        lines.append(f"kernel {step}: {kernel.spec} = {kernel.description}; shape {tuple(kernel.array.shape)}, "
-                     f"sum {float(np.sum(kernel.array)):.6g}; applied as {applied}")
+        applied = (
+            "correlation" if geometry.correlate or kernel.role == "layer" else "convolution (kernel flipped)"
+        )
+        lines.append(
+            f"kernel {step}: {kernel.spec} = {kernel.description}; shape {tuple(kernel.array.shape)}, "
+            f"sum {float(np.sum(kernel.array)):.6g}; applied as {applied}"
+        )
         lines.append(format_matrix(kernel.array))
         lines.append(f"method: {how['method']}: {how['reason']}")
-    lines.append(f"mode {geometry.mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
-                 f"stride {geometry.stride}, dilation {geometry.dilation}, padding {geometry.padding}")
+    lines.append(
+        f"mode {geometry.mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
+        f"stride {geometry.stride}, dilation {geometry.dilation}, padding {geometry.padding}"
+    )
     return "\n".join(lines)

@@ -39,7 +39,9 @@ def inline_matrix(spec: str) -> np.ndarray:
 def finite(matrix: np.ndarray, label: str, *, max_ndim: int = 2) -> np.ndarray:
     """Refuse NaN/inf, empty kernels and too many dimensions."""
     if matrix.ndim > max_ndim:
-        raise UsageError(f"{label}: kernel has {matrix.ndim} dimensions {matrix.shape}; at most {max_ndim} allowed")
+        raise UsageError(
+            f"{label}: kernel has {matrix.ndim} dimensions {matrix.shape}; at most {max_ndim} allowed"
+        )
     if matrix.size == 0:
         raise UsageError(f"{label}: empty kernel")
     if not np.all(np.isfinite(matrix)):
@@ -78,8 +80,10 @@ def impulse_response(path: Path, sample_rate: float | None) -> tuple[np.ndarray,
         rate = int(sample_rate)
         divisor = math.gcd(rate, info.sample_rate)
         data = resample_poly(data.astype(np.float64), rate // divisor, info.sample_rate // divisor, axis=-1)
-        notes.append(f"impulse response {path} is {info.sample_rate} Hz but the input is {rate} Hz: "
-                     f"resampled the impulse response to {rate} Hz (scipy.signal.resample_poly)")
+        notes.append(
+            f"impulse response {path} is {info.sample_rate} Hz but the input is {rate} Hz: "
+            f"resampled the impulse response to {rate} Hz (scipy.signal.resample_poly)"
+        )
     return finite(np.asarray(data, dtype=np.float64), str(path)), notes
 
 
@@ -102,10 +106,14 @@ def learned_layer(spec: str) -> tuple[np.ndarray, np.ndarray | None, str]:
                 layers = sorted({n.rsplit(".", 1)[0] for n in names if n.endswith(".weight")})
                 from convcli.errors import did_you_mean
 
-                raise UsageError(f"{path}: no layer {layer!r}{did_you_mean(layer, layers)}; "
-                                 f"layers with weights: {', '.join(layers) or 'none'}")
+                raise UsageError(
+                    f"{path}: no layer {layer!r}{did_you_mean(layer, layers)}; "
+                    f"layers with weights: {', '.join(layers) or 'none'}"
+                )
             weight = np.asarray(archive[key], dtype=np.float64)
-            bias = np.asarray(archive[f"{layer}.bias"], dtype=np.float64) if f"{layer}.bias" in names else None
+            bias = (
+                np.asarray(archive[f"{layer}.bias"], dtype=np.float64) if f"{layer}.bias" in names else None
+            )
             meta = _meta(archive)
     except ValueError as error:
         if isinstance(error, UsageError):
@@ -114,8 +122,10 @@ def learned_layer(spec: str) -> tuple[np.ndarray, np.ndarray | None, str]:
     except OSError as error:
         raise UsageError(f"{path}: not a readable model file ({error})") from error
     if weight.ndim not in (3, 4):
-        raise UsageError(f"{path}:{layer}: weight of shape {weight.shape} is not a Conv1d/Conv2d weight "
-                         f"(C_out, C_in, k) or (C_out, C_in, kh, kw)")
+        raise UsageError(
+            f"{path}:{layer}: weight of shape {weight.shape} is not a Conv1d/Conv2d weight "
+            f"(C_out, C_in, k) or (C_out, C_in, kh, kw)"
+        )
     if index is not None:
         i = int(index)
         if not -weight.shape[0] <= i < weight.shape[0]:

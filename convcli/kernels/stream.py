@@ -23,26 +23,38 @@ def can_stream(kernels: list[Kernel], geometry: Geometry) -> bool:
     """Overlap-add holds for one 1-D kernel, zero boundary, stride and dilation 1, same/full."""
     if len(kernels) != 1 or kernels[0].role not in ("filter", "ir") or kernels[0].spatial_ndim != 1:
         return False
-    return (geometry.mode in STREAM_MODES and geometry.padding is None and geometry.boundary == "constant"
-            and geometry.cval == 0 and geometry.stride in (1, (1,)) and geometry.dilation in (1, (1,)))
+    return (
+        geometry.mode in STREAM_MODES
+        and geometry.padding is None
+        and geometry.boundary == "constant"
+        and geometry.cval == 0
+        and geometry.stride in (1, (1,))
+        and geometry.dilation in (1, (1,))
+    )
 
 
 def stream_taps(kernel: Kernel, channels: int, correlate: bool) -> tuple[list[tuple[int, int]], np.ndarray]:
     """(channel pairs, taps (C_k, K)) with correlation turned into convolution by a flip."""
     taps = np.atleast_2d(kernel.array).astype(np.float32)
-    pairs = ir_channel_pairs(channels, taps.shape[0], kernel.spec) if kernel.role == "ir" else \
-        [(c, 0) for c in range(channels)]
+    pairs = (
+        ir_channel_pairs(channels, taps.shape[0], kernel.spec)
+        if kernel.role == "ir"
+        else [(c, 0) for c in range(channels)]
+    )
     return pairs, (taps[:, ::-1].copy() if correlate else taps)
 
 
-def overlap_add(blocks: Iterable[np.ndarray], frames: int, kernel: Kernel, geometry: Geometry,
-                channels: int) -> Iterator[np.ndarray]:
+def overlap_add(
+    blocks: Iterable[np.ndarray], frames: int, kernel: Kernel, geometry: Geometry, channels: int
+) -> Iterator[np.ndarray]:
     """Yield the output (C_out, n) piece by piece for input ``blocks`` of a ``frames``-long signal."""
     from convcli.engine.convolve import convolve
 
     if not can_stream([kernel], geometry):
-        raise UsageError("block-wise processing needs one 1-D kernel, mode same/full, constant 0 boundary, "
-                         "stride and dilation 1")
+        raise UsageError(
+            "block-wise processing needs one 1-D kernel, mode same/full, constant 0 boundary, "
+            "stride and dilation 1"
+        )
     pairs, taps = stream_taps(kernel, channels, geometry.correlate)
     k = taps.shape[-1]
     start = (k - 1) // 2 if geometry.mode == "same" else 0
@@ -54,8 +66,11 @@ def overlap_add(blocks: Iterable[np.ndarray], frames: int, kernel: Kernel, geome
         nonlocal position
         first, last = max(start, position), min(stop, position + piece.shape[1])
         position += piece.shape[1]
-        return piece[:, first - (position - piece.shape[1]) : last - (position - piece.shape[1])] \
-            if last > first else None
+        return (
+            piece[:, first - (position - piece.shape[1]) : last - (position - piece.shape[1])]
+            if last > first
+            else None
+        )
 
     method = _block_method(geometry)
     for block in blocks:
@@ -76,8 +91,17 @@ STREAM_MIN_SAMPLES = 1 << 23
 DEFAULT_BLOCK = 1 << 18
 
 
-def stream_file(source: str, target, specs: tuple[str, ...], geometry: Geometry, *, policy: str, force: bool,
-                block: int | None = None, min_samples: int = STREAM_MIN_SAMPLES):
+def stream_file(
+    source: str,
+    target,
+    specs: tuple[str, ...],
+    geometry: Geometry,
+    *,
+    policy: str,
+    force: bool,
+    block: int | None = None,
+    min_samples: int = STREAM_MIN_SAMPLES,
+):
     """Convolve an audio file into an audio file block by block, or return None when the request
     needs the whole signal (several kernels, other boundaries, strides...) or the file is short.
 
@@ -107,22 +131,29 @@ def stream_file(source: str, target, specs: tuple[str, ...], geometry: Geometry,
     reason = f"block-wise overlap-add, {block} frames per block; per block: {how.reason}"
 
     def pieces():
-        return overlap_add(read_audio_blocks(path, block, name=source), info.frames, kernel, geometry,
-                           info.channels)
+        return overlap_add(
+            read_audio_blocks(path, block, name=source), info.frames, kernel, geometry, info.channels
+        )
 
     gain = None
     if policy == "normalize" and not info.is_float:
         gain = peak_normalize_gain(np.array([np.max(np.abs(p)) for p in pieces()] or [0.0]), 1.0)
     frames_out = 0
     with atomic_output(target, force=force) as temp:
-        with AudioWriter(temp, sample_rate=info.sample_rate, channels=len(pairs), info=info, policy=policy,
-                         gain=gain) as writer:
+        with AudioWriter(
+            temp, sample_rate=info.sample_rate, channels=len(pairs), info=info, policy=policy, gain=gain
+        ) as writer:
             for piece in pieces():
                 writer.write(piece)
                 frames_out += piece.shape[1]
             clipped = writer.clipped
-    return ((info.channels, info.frames), (len(pairs), frames_out), kernels,
-            [{"method": how.method, "reason": reason}], clipped)
+    return (
+        (info.channels, info.frames),
+        (len(pairs), frames_out),
+        kernels,
+        [{"method": how.method, "reason": reason}],
+        clipped,
+    )
 
 
 def _block_method(geometry: Geometry) -> str:

@@ -106,8 +106,8 @@ class Model:
         """Raw samples -> the standardized (N, *input_shape) float32 batch the network was trained on."""
         x = np.asarray(x, dtype=np.float32)
         per_sample = int(np.prod(self.input_shape))
-        if x.ndim == len(self.input_shape) or x.size == per_sample:
-            x = x.reshape(1, *x.shape) if x.size != per_sample else x.reshape(1, -1)
+        if x.ndim < 2:
+            raise UsageError(f"samples must come as a batch (N, ...), got shape {_text(x.shape)}")
         if x.shape[1:] != self.input_shape:
             if int(np.prod(x.shape[1:])) != per_sample:
                 raise UsageError(f"samples of shape {_text(x.shape[1:])} do not fit the model's input "
@@ -162,7 +162,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise InputError(f"{path}: not a convcli model (a model is an .npz archive)")
-            return {key: data[key] for key in data.files}
+            arrays = {key: data[key] for key in data.files}
     except ValueError as error:
         if "pickle" in str(error).lower():
             raise InputError(f"{path}: refused: the file needs pickle to load, and convcli never unpickles "
@@ -170,6 +170,10 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise InputError(f"{path}: not a convcli model ({' '.join(str(error).split())})") from error
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise InputError(f"{path}: not a convcli model ({' '.join(str(error).split())})") from error
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # numpy hands back raw bytes for a member that is no .npy
+            raise InputError(f"{path}: malformed model: member {key!r} is not an array")
+    return arrays
 
 
 def load_model(path: str | Path) -> Model:

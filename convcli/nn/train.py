@@ -182,6 +182,12 @@ def fit(model: Model, x: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray
     ``on_epoch`` gets each epoch's record after it completes (the CLI saves the model there).
     Raises :class:`NonFiniteLoss` naming the step when the loss stops being finite.
     """
+    # overflow shows up as a non-finite loss, reported below with its step: no numpy warnings
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_epoch)
+
+
+def _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_epoch) -> list[dict]:
     network = model.network
     optimizer = optimizer or config.make_optimizer()
     params = named_params(network)

@@ -1,0 +1,187 @@
+"""Training speed and accuracy of convcli against PyTorch (CPU, 2 threads), side by side.
+
+    /work/venv/bin/python benchmarks/bench_train.py [--steps 40] [--epochs 8] [--json]
+
+Cases (the issue's): the seeds' small CNN on 1×28×28 inputs and a strided 1-D CNN on
+length-40 signals, batch 100, Adam (PyTorch defaults), the same number of steps on the
+same batches. Speed is samples per second as a ratio (> 1: convcli faster). Accuracy: both
+trained with the same recipe on the same generated data set, test accuracy compared.
+PyTorch is needed only here (`pip install torch==2.13.0`); the package never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import have  # noqa: E402
+
+CASES = {
+    "small-cnn 1x28x28 batch 100": {
+        "spec": "Conv2d(1, 8, 5); ReLU(); MaxPool2d(2); Conv2d(8, 16, 3); ReLU(); MaxPool2d(2); Flatten(); "
+                "Linear(400, 10)",
+        "input": (1, 28, 28),
+    },
+    "strided-1d-cnn 1x40 batch 100": {
+        "spec": "Conv1d(1, 25, 5, stride=2, padding=1); ReLU(); Conv1d(25, 25, 3, stride=2, padding=1); ReLU(); "
+                "Conv1d(25, 25, 3, stride=2, padding=1); ReLU(); Flatten(); Linear(125, 10)",
+        "input": (1, 40),
+    },
+}
+BATCH = 100
+
+
+def templates(shape: tuple[int, ...], rng: np.random.Generator, classes: int = 10) -> np.ndarray:
+    """Ten smooth random templates (1-D signals or 2-D images), unit variance."""
+    from scipy.ndimage import gaussian_filter
+
+    raw = rng.normal(0, 1, (classes, *shape))
+    smooth = np.stack([gaussian_filter(r, sigma=1.5) for r in raw])
+    axes = tuple(range(1, smooth.ndim))
+    return smooth / smooth.std(axis=axes, keepdims=True)
+
+
+def noisy_copies(bank: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Shifted (±3 on each axis), scaled (0.5–1.5), noisy (σ 0.5) copies of the templates."""
+    y = rng.integers(0, len(bank), count)
+    x = np.empty((count, *bank.shape[1:]), np.float32)
+    axes = tuple(range(1, bank.ndim - 1 + 1))
+    for i, label in enumerate(y):
+        shifts = tuple(int(s) for s in rng.integers(-3, 4, len(axes)))
+        x[i] = np.roll(bank[label], shifts, axis=tuple(a - 1 for a in axes)) * rng.uniform(0.5, 1.5)
+    x += rng.normal(0, 0.5, x.shape).astype(np.float32)
+    return x, y.astype(np.int64)
+
+
+def make_data(case: dict, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    spatial = case["input"][1:]
+    bank = templates(spatial, rng)
+    x, y = noisy_copies(bank, 3000, rng)
+    x_test, y_test = noisy_copies(bank, 1000, rng)
+    return x[:, None], y, x_test[:, None], y_test
+
+
+# ---------------------------------------------------------------- convcli
+class Ours:
+    def __init__(self, case: dict, seed: int) -> None:
+        from convcli.nn.model import Model, init_network
+        from convcli.nn.optim import Optimizer
+        from convcli.nn.spec import parse_spec
+
+        self.network = parse_spec(case["spec"], case["input"])
+        init_network(self.network, seed)
+        self.model = Model(self.network, {"class_names": [str(i) for i in range(10)],
+                                          "normalization": {"mean": [0.0], "std": [1.0]}})
+        self.optimizer = Optimizer("adam")
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> float:
+        from convcli.nn import functional as F
+        from convcli.nn.model import backward, forward, named_grads, named_params
+
+        logits = forward(self.network, x, training=True)
+        loss, cache = F.cross_entropy_forward(logits, y)
+        backward(self.network, F.cross_entropy_backward(cache).astype(np.float32))
+        self.optimizer.step(named_params(self.network), named_grads(self.network))
+        return loss
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float((self.model.logits(x).argmax(axis=1) == y).mean())
+
+
+class Theirs:
+    def __init__(self, case: dict, seed: int) -> None:
+        import torch
+        from torch import nn
+
+        torch.manual_seed(seed)
+        layers = []
+        for statement in case["spec"].split(";"):
+            layers.append(eval("nn." + statement.strip(), {"nn": nn}))  # benchmark-only, our own literal specs
+        self.model = nn.Sequential(*layers)
+        self.optimizer = torch.optim.Adam(self.model.parameters())
+        self.torch = torch
+
+    def step(self, x, y) -> float:
+        self.model.train()
+        self.optimizer.zero_grad()
+        loss = self.torch.nn.functional.cross_entropy(self.model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss)
+
+    def accuracy(self, x, y) -> float:
+        self.model.eval()
+        with self.torch.no_grad():
+            return float((self.model(x).argmax(dim=1) == y).float().mean())
+
+
+def batches(x, y, epochs: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(len(y))
+        for start in range(0, len(y) - BATCH + 1, BATCH):
+            index = order[start:start + BATCH]
+            yield x[index], y[index]
+
+
+def samples_per_second(trainer, x, y, steps: int, convert) -> float:
+    chunks = [convert(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH]) for i in range(steps)]
+    trainer.step(*chunks[0])  # warm-up: JIT compile, allocator
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        for xb, yb in chunks:
+            trainer.step(xb, yb)
+        best = min(best, time.perf_counter() - start)
+    return steps * BATCH / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps per case")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs of the accuracy comparison")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not have("torch"):
+        sys.exit("bench_train: PyTorch is not installed (pip install torch==2.13.0)")
+    import torch
+
+    torch.set_num_threads(2)
+
+    def as_torch(xb, yb):
+        return torch.from_numpy(np.ascontiguousarray(xb)), torch.from_numpy(yb)
+
+    def as_numpy(xb, yb):
+        return np.ascontiguousarray(xb), yb
+
+    results = []
+    for title, case in CASES.items():
+        x, y, x_test, y_test = make_data(case)
+        ours_speed = samples_per_second(Ours(case, 0), x, y, args.steps, as_numpy)
+        theirs_speed = samples_per_second(Theirs(case, 0), x, y, args.steps, as_torch)
+        ours, theirs = Ours(case, 1), Theirs(case, 1)
+        for xb, yb in batches(x, y, args.epochs, seed=2):
+            ours.step(xb, yb)
+            theirs.step(*as_torch(xb, yb))
+        accuracy = {"convcli": ours.accuracy(x_test, y_test), "pytorch": theirs.accuracy(*as_torch(x_test, y_test))}
+        result = {"case": title, "speed_ratio_vs_pytorch": ours_speed / theirs_speed,
+                  "test_accuracy": accuracy,
+                  "accuracy_points_vs_pytorch": 100 * (accuracy["convcli"] - accuracy["pytorch"])}
+        results.append(result)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{title:<32} speed ratio vs PyTorch(2 threads) {result['speed_ratio_vs_pytorch']:5.2f}x   "
+                  f"test accuracy convcli {accuracy['convcli']:.3f} vs PyTorch {accuracy['pytorch']:.3f} "
+                  f"({result['accuracy_points_vs_pytorch']:+.1f} points)")
+
+
+if __name__ == "__main__":
+    main()

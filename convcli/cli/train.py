@@ -1,0 +1,358 @@
+"""``convcli train``, ``convcli evaluate`` and ``convcli predict``: small CNNs on the CPU.
+
+Parsing and printing only; the work is in :mod:`convcli.nn` (imported inside the commands,
+so ``--help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from convcli.errors import ExitStatus, OutputExistsError, UsageError
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, width=None if stream.isatty() else 120, highlight=False)
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _read_options(size, gray, length, sample_rate, mono):
+    from convcli.nn.data import ReadOptions, parse_size
+
+    for name, value in (("--length", length), ("--sample-rate", sample_rate)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be >= 1, got {value}")
+    return ReadOptions(parse_size(size), gray, length, sample_rate, mono)
+
+
+class _TrainProgress:
+    """A rich bar on stderr with live loss/accuracy; nothing when not a terminal or --quiet."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar = None
+        self.task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
+                                "loss {task.fields[loss]}", "acc {task.fields[acc]}", TimeElapsedColumn(),
+                                console=_console(stderr=True), transient=True)
+            self.bar.__enter__()
+        return self
+
+    def step(self, progress) -> None:
+        if self.bar is None:
+            return
+        description = f"epoch {progress.epoch}/{progress.epochs}"
+        if self.task is None or progress.step == 1:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(description, total=progress.steps, loss="-", acc="-")
+        self.bar.update(self.task, completed=progress.step, loss=f"{progress.loss:.4f}",
+                        acc=f"{progress.accuracy:.3f}")
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+def _epoch_line(record: dict) -> str:
+    return (f"{record['epoch']:>5}  {_fmt(record['loss']):>8}  {_fmt(record['accuracy']):>8}  "
+            f"{_fmt(record['val_loss']):>8}  {_fmt(record['val_accuracy']):>12}  {record['lr']:>9.3g}  "
+            f"{record['seconds']:>7.2f}")
+
+
+@click.command("train")
+@click.argument("data", metavar="DATA")
+@click.option("--model", "model_arg", metavar="SPEC|FILE|NAME",
+              help="Network: spec text ('Conv2d(1,8,3); ReLU(); ...'), a spec file, a model .npz (its "
+                   "architecture) or a zoo name. Lazy layers take their sizes from the data. Default: a "
+                   "small CNN for the data's dimensionality.")
+@click.option("-o", "--output", default="model.npz", show_default=True, metavar="FILE",
+              help="Model file, saved atomically after every epoch.")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=None, help="Learning rate [adam/adamw: 0.001, sgd: 0.01].")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default="adam", show_default=True)
+@click.option("--momentum", type=float, default=0.0, show_default=True, help="sgd momentum.")
+@click.option("--nesterov", is_flag=True, help="Nesterov momentum (sgd).")
+@click.option("--weight-decay", type=float, default=None,
+              help="L2 penalty (adam, sgd) or decoupled decay (adamw) [adamw: 0.01, others: 0].")
+@click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]), default="constant",
+              show_default=True, help="Learning rate per epoch: constant, cosine annealing to 0, or ×0.1 "
+                                      "every third of the epochs.")
+@click.option("--init", "init", type=click.Choice(["pytorch", "he"]), default="pytorch", show_default=True,
+              help="PyTorch's default initialization (kaiming-uniform a=√5) or He normal.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same model.")
+@click.option("--val-split", type=float, default=0.1, show_default=True,
+              help="Fraction held out for validation when there is no test set (0: none).")
+@click.option("--test", "test_path", metavar="DATA", help="Held-out test set (folder or .npz).")
+@click.option("--resume", "resume_path", metavar="FILE",
+              help="Continue a run from its model file (up to --epochs in total).")
+@click.option("--size", metavar="HxW", help="Images: resize every image to HxW.")
+@click.option("--gray", is_flag=True, help="Images: convert to one channel.")
+@click.option("--length", type=int, help="Audio: crop or zero-pad to this many samples.")
+@click.option("--sample-rate", type=int, help="Audio: resample to this rate.")
+@click.option("--mono", is_flag=True, help="Audio: mix the channels down.")
+@click.option("--plot", "plot_path", metavar="PNG", help="Draw loss/accuracy curves.")
+@click.option("--filters-png", "filters_path", metavar="PNG", help="Draw the first layer's kernels.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document at the end.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no epoch table.")
+@click.option("--force", is_flag=True, help="Replace an existing model file.")
+@click.pass_context
+def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epochs: int, batch_size: int,
+          lr: float | None, optimizer: str, momentum: float, nesterov: bool, weight_decay: float | None,
+          schedule: str, init: str, seed: int, val_split: float, test_path: str | None,
+          resume_path: str | None, size: str | None, gray: bool, length: int | None,
+          sample_rate: int | None, mono: bool, plot_path: str | None, filters_path: str | None,
+          as_json: bool, quiet: bool, force: bool) -> None:
+    """Train a small 1-D or 2-D CNN on the CPU from an .npz (x, y[, x_test, y_test, class_names])
+    or a folder with one sub-folder of images or audio files per class.
+
+    Inputs are scaled to [0, 1] (images) and standardized with the training set's per-channel
+    mean/std, stored in the model so predict/evaluate prepare inputs the same way. A trailing
+    Softmax folds into the loss (softmax cross-entropy). Ctrl-C keeps the last complete epoch.
+
+    \b
+    Examples:
+      convcli train samples/shapes16.npz --epochs 5 -o shapes.npz
+      convcli train samples/waves.npz --model "Conv1d(1,8,5,stride=2); ReLU(); Flatten(); LazyLinear(3)"
+      convcli train samples/shapes/ --size 16x16 --gray --epochs 10 --plot curves.png
+      convcli train samples/shapes16.npz --resume shapes.npz --epochs 10
+    """
+    from convcli.nn.train import TrainConfig
+
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                         momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
+                         init=init, seed=seed)
+    config.check()
+    out = Path(output)
+    resuming_in_place = resume_path is not None and Path(resume_path).resolve() == out.resolve()
+    if out.exists() and not force and not resuming_in_place:
+        raise OutputExistsError(f"{out}: exists (use --force to replace it)")
+    if not out.parent.is_dir():
+        raise UsageError(f"{out}: folder {out.parent} does not exist")
+    run = _prepare_run(data, model_arg, config, resume_path, test_path, val_split,
+                       _read_options(size, gray, length, sample_rate, mono))
+    _run_training(ctx, run, config, out, plot_path, filters_path, as_json, quiet)
+
+
+def _prepare_run(data, model_arg, config, resume_path, test_path, val_split, options) -> dict:
+    """Data, split, network and model (fresh or resumed), ready for the loop."""
+    import numpy as np
+
+    from convcli.nn.data import channel_stats, load_dataset, split_validation
+    from convcli.nn.model import Model, init_network, load_model
+    from convcli.nn.train import build_network, resume_optimizer, spec_text
+
+    resumed = load_model(resume_path) if resume_path else None
+    if resumed is not None:
+        options = resumed.read_options
+    train_set, test_set = load_dataset(data, options, resumed.class_names if resumed else None)
+    if test_path is not None:
+        test_set, _ = load_dataset(test_path, options, train_set.class_names)
+    classes = len(train_set.class_names)
+    for part in (train_set, test_set):
+        if part is not None and part.y.max() >= classes:
+            raise UsageError(f"label {int(part.y.max())} is out of range for {classes} classes")
+    train_part, val_part = split_validation(train_set, val_split if test_set is None else 0.0,
+                                            np.random.default_rng(config.seed))
+    if resumed is not None:
+        if model_arg is not None:
+            raise UsageError("--resume continues the saved network: leave out --model")
+        model = resumed
+        done = int(model.meta.get("training", {}).get("epochs_done", len(model.history)))
+        if done >= config.epochs:
+            raise UsageError(f"{resume_path} already has {done} epochs: ask for more with --epochs")
+        optimizer = resume_optimizer(model, config)
+    else:
+        spec, _ = spec_text(model_arg)
+        network = build_network(spec, train_set.x.shape[1:], classes)
+        init_network(network, config.seed, config.init)
+        x_shaped = train_part.x.reshape(len(train_part.x), *network.input_shape)
+        mean, std = channel_stats(x_shaped)
+        model = Model(network, {"class_names": train_set.class_names, "kind": train_set.kind,
+                                "normalization": {"mean": mean.tolist(), "std": std.tolist()},
+                                "read": options.to_json(), "data": str(data), "history": []})
+        done, optimizer = 0, None
+    prepared = {name: (model.prepare(part.x), part.y) if part is not None else None
+                for name, part in (("train", train_part), ("val", val_part), ("test", test_set))}
+    return {"model": model, "data": prepared, "start_epoch": done, "optimizer": optimizer}
+
+
+def _run_training(ctx, run, config, out, plot_path, filters_path, as_json, quiet) -> None:
+    from convcli.nn.model import save_model
+    from convcli.nn.train import evaluate_loss, fit
+
+    model, data = run["model"], run["data"]
+    show_table = not as_json and not quiet
+    console = _console()
+    if show_table:
+        console.print(f"[bold]{len(data['train'][1])} training samples, "
+                      f"{model.network.num_params:,} parameters, {config.epochs} epochs[/bold]")
+        console.print(" epoch      loss  accuracy  val_loss  val_accuracy         lr  seconds")
+    saved = {"epoch": run["start_epoch"]}
+
+    def on_epoch(record: dict) -> None:
+        save_model(model, out)
+        saved["epoch"] = record["epoch"]
+        if show_table:
+            console.print(_epoch_line(record))
+
+    started = time.perf_counter()
+    try:
+        with _TrainProgress(enabled=not quiet and not as_json) as progress:
+            fit(model, *data["train"], data["val"], config, start_epoch=run["start_epoch"],
+                optimizer=run["optimizer"], on_step=progress.step, on_epoch=on_epoch)
+    except KeyboardInterrupt:
+        kept = f"{out} holds epoch {saved['epoch']}" if saved["epoch"] else \
+            "no epoch completed, nothing saved"
+        click.echo(f"convcli: interrupted: {kept}", err=True)
+        ctx.exit(ExitStatus.INTERRUPTED)
+    seconds = time.perf_counter() - started
+    trained_samples = len(data["train"][1]) * (config.epochs - run["start_epoch"])
+    if plot_path:
+        from convcli.nn.plots import plot_curves
+
+        plot_curves(model.history, plot_path)
+    if filters_path:
+        _draw_filters(model, filters_path)
+    last = model.history[-1]
+    test_accuracy = evaluate_loss(model, *data["test"])[1] if data["test"] is not None else None
+    document = {"epochs": len(model.history), "train_accuracy": last["accuracy"],
+                "val_accuracy": last["val_accuracy"], "seconds": seconds,
+                "samples_per_second": trained_samples / seconds if seconds > 0 else None,
+                "params": model.network.num_params, "model": str(out),
+                "history": [{k: r[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+                            for r in model.history]}
+    if test_accuracy is not None:
+        document["test_accuracy"] = test_accuracy
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+    elif not quiet:
+        tested = f", test accuracy {test_accuracy:.4f}" if test_accuracy is not None else ""
+        console.print(f"saved {out} ({document['samples_per_second']:.0f} samples/s{tested})")
+
+
+def _draw_filters(model, path: str) -> None:
+    from convcli.nn.plots import plot_filters
+
+    for layer in model.network.layers:
+        if "weight" in getattr(layer, "params", {}) and layer.params["weight"].ndim >= 3:
+            plot_filters(layer.params["weight"], path)
+            return
+    raise UsageError("--filters-png: the network has no convolution layer to draw")
+
+
+# ---------------------------------------------------------------- evaluate
+@click.command("evaluate")
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data", metavar="DATA")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def evaluate(model_path: str, data: str, as_json: bool) -> None:
+    """Accuracy, per-class precision/recall and the confusion matrix of a model on labelled DATA
+    (an .npz's x_test/y_test when it has them, else all of x/y; or a class folder).
+
+    \b
+    Example:
+      convcli evaluate shapes.npz samples/shapes16.npz
+    """
+    from convcli.nn.data import load_dataset
+    from convcli.nn.model import load_model
+    from convcli.nn.train import classification_report
+
+    model = load_model(model_path)
+    train_set, test_set = load_dataset(data, model.read_options, model.class_names)
+    labelled = test_set if test_set is not None else train_set
+    classes = len(model.class_names)
+    if labelled.y.max() >= classes:
+        raise UsageError(f"{data}: label {int(labelled.y.max())} is out of range for the model's {classes} "
+                         "classes")
+    predicted = model.predict(labelled.x).argmax(axis=1)
+    report = classification_report(labelled.y, predicted, model.class_names)
+    report = {"model": model_path, "data": data, "split": "test" if test_set is not None else "all", **report}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    _print_report(report)
+
+
+def _print_report(report: dict) -> None:
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"accuracy {report['accuracy']:.4f} on {report['samples']} samples ({report['split']})")
+    table = Table("class", "precision", "recall", "support")
+    for row in report["per_class"]:
+        table.add_row(row["class"], _fmt(row["precision"]), _fmt(row["recall"]), str(row["support"]))
+    console.print(table)
+    confusion = Table("true \\ predicted", *report["class_names"])
+    for name, counts in zip(report["class_names"], report["confusion_matrix"], strict=True):
+        confusion.add_row(name, *(str(c) for c in counts))
+    console.print(confusion)
+
+
+# ---------------------------------------------------------------- predict
+@click.command("predict")
+@click.argument("model_path", metavar="MODEL")
+@click.argument("files", nargs=-1, required=True, metavar="FILES...")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def predict(model_path: str, files: tuple[str, ...], as_json: bool) -> None:
+    """Label and class probabilities for each input: image or audio files (read as in training)
+    or .npy arrays (one sample, or a batch of samples).
+
+    \b
+    Example:
+      convcli predict shapes.npz samples/shapes/circle/circle00.png
+    """
+    import numpy as np
+
+    from convcli.nn.data import read_sample
+    from convcli.nn.model import load_model
+
+    model = load_model(model_path)
+    records = []
+    for name in files:
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"{name}: no such file")
+        if path.suffix.lower() == ".npy":
+            samples = np.load(path, allow_pickle=False)
+            many = samples.ndim == len(model.input_shape) + 1 or (
+                samples.size != np.prod(model.input_shape) and samples.ndim > 1)
+            batch = samples if many else samples[None]
+        else:
+            batch = read_sample(path, model.read_options)[0][None]
+        probabilities = model.predict(batch)
+        for index, row in enumerate(probabilities):
+            best = int(row.argmax())
+            records.append({"file": name if len(probabilities) == 1 else f"{name}[{index}]",
+                            "label": model.class_names[best], "class_index": best,
+                            "probabilities": dict(zip(model.class_names, map(float, row), strict=True))})
+    if as_json:
+        click.echo(json.dumps({"model": model_path, "predictions": records}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table("file", "label", *model.class_names)
+    for record in records:
+        shown = (f"{p:.3f}" for p in record["probabilities"].values())
+        table.add_row(record["file"], record["label"], *shown)
+    _console().print(table)
