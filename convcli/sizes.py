@@ -91,11 +91,19 @@ def output_size(
     return out
 
 
-def left_over(n: int, k: int, *, stride: int = 1, padding: Padding = 0, dilation: int = 1) -> int:
-    """How many trailing input rows/samples no window reaches (0 when the stride tiles exactly)."""
+def stride_remainder(n: int, k: int, *, stride: int = 1, padding: Padding = 0, dilation: int = 1) -> int:
+    """Positions of the padded input past the last window: 0 when the stride tiles exactly,
+    i.e. when the size formula needs no flooring."""
     _check(n, k, stride, dilation)
     before, after = padding_pair(padding)
     reach = n + before + after - effective_kernel(k, dilation)
-    if reach < 0:
-        return 0
-    return reach % stride
+    return reach % stride if reach >= 0 else 0
+
+
+def left_over(n: int, k: int, *, stride: int = 1, padding: Padding = 0, dilation: int = 1) -> int:
+    """How many trailing *input* rows/samples no window reaches (data the layer drops).
+
+    Padded positions past the last window are not counted: they hold no data.
+    """
+    remainder = stride_remainder(n, k, stride=stride, padding=padding, dilation=dilation)
+    return min(n, max(0, remainder - padding_pair(padding)[1]))

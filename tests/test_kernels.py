@@ -199,3 +199,33 @@ def test_load_kernel_gives_no_warning_without_resampling():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_kernel("laplacian")
+
+
+@given(
+    frames=st.integers(1, 400),
+    taps=st.integers(1, 60),
+    block=st.integers(1, 128),
+    channels=st.integers(1, 2),
+    mode=st.sampled_from(["same", "full"]),
+    correlate=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_overlap_add_blocks_equal_numpy_convolution(frames, taps, block, channels, mode, correlate, seed):
+    from convcli.kernels import Kernel
+    from convcli.kernels.apply import Geometry
+    from convcli.kernels.stream import overlap_add
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((channels, frames)).astype(np.float32)
+    h = rng.standard_normal(taps)
+    blocks = (x[:, i : i + block] for i in range(0, frames, block))
+    kernel = Kernel("test", h)
+    got = np.concatenate(
+        list(overlap_add(blocks, frames, kernel, Geometry(mode=mode, correlate=correlate), channels)), axis=1
+    )
+    taps_used = h[::-1] if correlate else h
+    full = np.stack([np.convolve(row.astype(np.float64), taps_used) for row in x])
+    start = (taps - 1) // 2
+    expected = full[:, start : start + frames] if mode == "same" else full
+    assert got.shape == expected.shape
+    assert np.allclose(got, expected, atol=1e-4)

@@ -210,7 +210,11 @@ def brute(unknown, target, layer, limit=300):
         except ValueError:
             continue
         if out == target:
-            (exact if trial.left_over() == 0 else inexact).append(value)
+            # exact: the division in the size formula needs no flooring (written out independently)
+            floored = not trial.transposed and (
+                trial.size + 2 * trial.padding - trial.dilation * (trial.kernel - 1) - 1
+            ) % trial.stride
+            (inexact if floored else exact).append(value)
     return exact, inexact
 
 

@@ -25,8 +25,9 @@ def test_forward_matches_enumeration(n, k, s, d, before, after):
         return
     got = output_size(n, k, stride=s, padding=(before, after), dilation=d)
     assert got == windows_by_enumeration(n, k, s, before, after, d)
-    covered_end = (got - 1) * s + span  # in padded coordinates
-    assert left_over(n, k, stride=s, padding=(before, after), dilation=d) == n + before + after - covered_end
+    covered_end = (got - 1) * s + span - before  # in input coordinates
+    input_rows_reached = set(range(-before, covered_end)) & set(range(n))
+    assert left_over(n, k, stride=s, padding=(before, after), dilation=d) == n - len(input_rows_reached)
 
 
 def torch_pool_size(n, k, s, p, d, ceil_mode):

@@ -127,7 +127,10 @@ def test_tensorflow_same_note_and_left_over_note():
     net = parse_spec("Input(3, 224, 224); Conv2d(3, 64, 11, stride=4, padding=2)")
     notes = net.summary()[0]["notes"]
     assert "TensorFlow SAME would give 56x56" in notes
-    assert "input rows left over: 1x1" in notes  # 224 + 4 − 11 = 217 = 54·4 + 1
+    # 224 + 4 − 11 = 217 = 54·4 + 1: the one position past the last window is padding, not data
+    assert not any("left over" in note for note in notes)
+    unpadded = parse_spec("Input(3, 224, 224); Conv2d(3, 64, 11, stride=4)").summary()[0]["notes"]
+    assert "input rows left over: 1x1" in unpadded  # 224 − 11 = 213 = 53·4 + 1
 
 
 def test_flatten_softmax_dims_count_the_batch_axis():

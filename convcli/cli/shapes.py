@@ -146,7 +146,7 @@ def run_calculator(layer, out: int | None, solve: str | None, as_json: bool) -> 
         raise UsageError("--out goes with --solve kernel|stride|padding|size")
     size, left = layer.output(), layer.left_over()
     if as_json:
-        click.echo(json.dumps({"output_size": size, "exact": left == 0, "left_over": left}))
+        click.echo(json.dumps({"output_size": size, "exact": layer.exact(), "left_over": left}))
     else:
         click.echo(f"output size: {layer.formula()}")
     if left:

@@ -116,26 +116,28 @@ def _eight_taps(block, m, rows, weights, offsets, start, t, first):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def correlate_direct(x, kernel, out, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, mode, cval):
-    """Fill ``out`` (N, C_out, Ho, Wo) with the valid correlation of padded ``x`` and ``kernel``."""
+def correlate_direct(
+    x, tap_rows, tap_offsets, tap_weights, tap_counts, out, kh, stride_h, stride_w, dil_h, dil_w,
+    pad_top, pad_left, mode, cval,
+):
+    """Fill ``out`` (N, C_out, Ho, Wo) with the valid correlation of padded ``x`` and a kernel.
+
+    The kernel comes as tap tables (see :func:`tap_tables`): for output channel ``co``, tap ``t``
+    reads padded row ``tap_rows[co, t]`` (= ci·kh + u) at column offset ``tap_offsets[co, t]``.
+    """
     n_images, c_in, h, w = x.shape
-    c_out, _, kh, kw = kernel.shape
+    c_out = tap_weights.shape[0]
     ho, wo = out.shape[2], out.shape[3]
     span_h = dil_h * (kh - 1) + 1
-    padded_w = (wo - 1) * stride_w + dil_w * (kw - 1) + 1
+    padded_w = (wo - 1) * stride_w + tap_offsets.max() + 1
     n_bands = (ho + ROW_BAND - 1) // ROW_BAND
-    n_taps = c_in * kh * kw
-    offsets = np.empty(n_taps, dtype=np.int64)
-    for t in range(n_taps):
-        offsets[t] = (t % kw) * dil_w
     for task in prange(n_images * n_bands):
         img = task // n_bands
         band = task % n_bands
         ring = np.empty((c_in, span_h, padded_w), dtype=x.dtype)
         held = np.full((c_in, span_h), -1, dtype=np.int64)  # padded row index held by each slot
-        weights = np.empty(n_taps, dtype=x.dtype)
         for i in range(band * ROW_BAND, min(ho, (band + 1) * ROW_BAND)):
-            rows = []
+            kernel_rows = []  # the padded input row under kernel row u of channel ci, at ci·kh + u
             for ci in range(c_in):
                 for u in range(kh):
                     q = i * stride_h + u * dil_h
@@ -147,19 +149,39 @@ def correlate_direct(x, kernel, out, stride_h, stride_w, dil_h, dil_w, pad_top, 
                         else:
                             fill_padded_row(ring[ci, slot], x[img, ci, r], pad_left, mode, cval)
                         held[ci, slot] = q
-                    for _ in range(kw):
-                        rows.append(ring[ci, slot])
+                    kernel_rows.append(ring[ci, slot])
             for co in range(c_out):
-                t = 0
-                for ci in range(c_in):
-                    for u in range(kh):
-                        for v in range(kw):
-                            weights[t] = kernel[co, ci, u, v]
-                            t += 1
+                count = tap_counts[co]
+                rows = [kernel_rows[tap_rows[co, t]] for t in range(count)]
                 orow = out[img, co, i]
                 for j0 in range(0, wo, COLUMN_BLOCK):
                     j1 = min(wo, j0 + COLUMN_BLOCK)
-                    accumulate_taps(orow, j0, j1, rows, weights, offsets, stride_w, True)
+                    accumulate_taps(
+                        orow, j0, j1, rows, tap_weights[co, :count], tap_offsets[co, :count], stride_w, True
+                    )
+
+
+def tap_tables(kernel: np.ndarray, dil_w: int) -> tuple[np.ndarray, ...]:
+    """Per output channel, the nonzero taps of ``kernel`` (C_out, C_in, kh, kw) as flat tables.
+
+    Zero taps are skipped (a 3×3 sharpen has 5 taps, not 9); each list is padded with zero
+    taps to a multiple of 4, so that no pass over the output runs for a lone leftover tap.
+    """
+    c_out, c_in, kh, kw = kernel.shape
+    ci, u, v = np.meshgrid(np.arange(c_in), np.arange(kh), np.arange(kw), indexing="ij")
+    nonzero = kernel.reshape(c_out, -1) != 0
+    counts = -(-nonzero.sum(axis=1) // 4) * 4
+    width = max(int(counts.max()), 4)
+    counts = np.maximum(counts, 4)
+    rows = np.zeros((c_out, width), dtype=np.int64)
+    offsets = np.zeros((c_out, width), dtype=np.int64)
+    weights = np.zeros((c_out, width), dtype=kernel.dtype)
+    for co in range(c_out):
+        keep = np.flatnonzero(nonzero[co])
+        rows[co, : keep.size] = (ci * kh + u).ravel()[keep]
+        offsets[co, : keep.size] = v.ravel()[keep] * dil_w
+        weights[co, : keep.size] = kernel[co].ravel()[keep]
+    return rows, offsets, weights, counts
 
 
 def correlate(
@@ -174,8 +196,9 @@ def correlate(
 ) -> np.ndarray:
     """Valid correlation of ``x`` (N, C_in, H, W) padded virtually, kernel (C_out, C_in, kh, kw)."""
     out = np.empty((x.shape[0], kernel.shape[0], *out_shape), dtype=x.dtype)
+    tables = tap_tables(kernel, dilation[1])
     correlate_direct(
-        np.ascontiguousarray(x), np.ascontiguousarray(kernel), out, *stride, *dilation, *pad_before,
+        np.ascontiguousarray(x), *tables, out, kernel.shape[2], *stride, *dilation, *pad_before,
         mode, x.dtype.type(cval),
     )
     return out

@@ -32,6 +32,13 @@ def rank1_factors(kernel: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.n
     return (u[:, 0] * scale).astype(dtype), (vt[0] * scale).astype(dtype)
 
 
+@njit(cache=True)
+def _zero_padded(taps):
+    out = np.zeros(-(-taps.shape[0] // 4) * 4, dtype=taps.dtype)
+    out[: taps.shape[0]] = taps
+    return out
+
+
 @njit(cache=True, nogil=True)
 def _vertical_at(position, sources, column, w, mode, row_cval):
     """The vertical pass at one padded column outside the input (mapped by the boundary)."""
@@ -51,13 +58,16 @@ def correlate_separable(x, column, row, out, stride_h, stride_w, dil_h, dil_w, p
     ho, wo = out.shape[2], out.shape[3]
     kh, kw = column.shape[0], row.shape[0]
     padded_w = (wo - 1) * stride_w + dil_w * (kw - 1) + 1
+    # zero taps up to a multiple of 4: a lone leftover tap would cost a whole pass
+    column = _zero_padded(column)
+    row = _zero_padded(row)
     # a padding value cval, filtered by the vertical pass, becomes cval·sum(column)
     column_sum = 0.0
     for u in range(kh):
         column_sum += column[u]
     row_cval = cval * column_sum
-    vertical_offsets = np.zeros(kh, dtype=np.int64)
-    row_offsets = np.empty(kw, dtype=np.int64)
+    vertical_offsets = np.zeros(column.shape[0], dtype=np.int64)
+    row_offsets = np.zeros(row.shape[0], dtype=np.int64)
     for v in range(kw):
         row_offsets[v] = v * dil_w
     interior = max(min(w, padded_w - pad_left), 0)  # input columns that land inside the padded row
@@ -73,6 +83,8 @@ def correlate_separable(x, column, row, out, stride_h, stride_w, dil_h, dil_w, p
             for u in range(kh):
                 r = source_index(i * stride_h + u * dil_h - pad_top, h, mode)
                 sources.append(constant_row if r < 0 else x[img, c, r])
+            for _ in range(kh, column.shape[0]):
+                sources.append(sources[0])
             # vertical pass straight into the padded row: contiguous interior, mapped edges
             middle = padded[pad_left : pad_left + interior]
             accumulate_taps(middle, 0, interior, sources, column, vertical_offsets, 1, True)
@@ -80,7 +92,7 @@ def correlate_separable(x, column, row, out, stride_h, stride_w, dil_h, dil_w, p
                 padded[t] = _vertical_at(t - pad_left, sources, column, w, mode, row_cval)
             for t in range(pad_left + interior, padded_w):
                 padded[t] = _vertical_at(t - pad_left, sources, column, w, mode, row_cval)
-            rows = [padded] * kw
+            rows = [padded] * row.shape[0]
             orow = out[img, c, i]
             for j0 in range(0, wo, COLUMN_BLOCK):
                 j1 = min(wo, j0 + COLUMN_BLOCK)

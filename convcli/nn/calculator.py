@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from convcli.errors import ConvcliError
-from convcli.sizes import Padding, effective_kernel, left_over, output_size, padding_pair
+from convcli.sizes import Padding, effective_kernel, left_over, output_size, padding_pair, stride_remainder
 
 UNKNOWNS = ("kernel", "stride", "padding", "size")
 
@@ -48,7 +48,12 @@ class LayerSize:
         )
 
     def exact(self) -> bool:
-        return self.left_over() == 0
+        """True when the size formula needs no flooring (the stride tiles the padded input)."""
+        if self.transposed:
+            return True
+        return stride_remainder(
+            self.size, self.kernel, stride=self.stride, padding=self.padding, dilation=self.dilation
+        ) == 0
 
     def formula(self) -> str:
         """The size formula, then the same with the numbers in, then the result."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit, prange
 
 from convcli.sizes import output_size
 
@@ -59,19 +60,19 @@ def _windows(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pa
 
 
 def _col2im(cols: np.ndarray, padded_hw: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
-    """Adjoint of :func:`_windows`: sum (N, C, Ho, Wo, kh, kw) back onto (N, C, Hp, Wp).
+    """Adjoint of :func:`_windows`: sum (A, kh, kw, B, Ho, Wo) columns back onto (A, B, Hp, Wp).
 
-    One strided add per kernel tap: within a tap no two windows touch the same pixel,
-    so the adds are race-free and vectorized.
+    One strided add per kernel tap: within a tap no two windows touch the same pixel, so
+    the adds are race-free and vectorized; each tap's block is contiguous in ``cols``.
     """
-    n, c, ho, wo, kh, kw = cols.shape
-    out = np.zeros((n, c, *padded_hw), dtype=cols.dtype)
+    a, kh, kw, b, ho, wo = cols.shape
+    out = np.zeros((a, b, *padded_hw), dtype=cols.dtype)
     for i in range(kh):
         r0 = i * dilation[0]
         rows = slice(r0, r0 + stride[0] * (ho - 1) + 1, stride[0])
         for j in range(kw):
             c0 = j * dilation[1]
-            out[:, :, rows, slice(c0, c0 + stride[1] * (wo - 1) + 1, stride[1])] += cols[:, :, :, :, i, j]
+            out[:, :, rows, slice(c0, c0 + stride[1] * (wo - 1) + 1, stride[1])] += cols[:, i, j]
     return out
 
 
@@ -108,24 +109,25 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, s
 def _cols_to_input(dcols: np.ndarray, cache: Cache) -> np.ndarray:
     """(g, C_g·kh·kw, N·Ho·Wo) column gradient -> (N, C_in, H, W) input gradient."""
     n, c_in, h, w = cache["x_shape"]
-    _, c_group, kh, kw = cache["weight"].shape
-    groups, out_hw, padding = cache["groups"], cache["out_hw"], cache["padding"]
-    d6 = dcols.reshape(groups, c_group, kh, kw, n, *out_hw).transpose(4, 0, 1, 5, 6, 2, 3)
-    d6 = d6.reshape(n, c_in, *out_hw, kh, kw)
+    _, _, kh, kw = cache["weight"].shape
+    out_hw, padding = cache["out_hw"], cache["padding"]
     padded_hw = (h + sum(padding[0]), w + sum(padding[1]))
-    dxp = _col2im(d6, padded_hw, cache["stride"], cache["dilation"])
-    return np.ascontiguousarray(_crop(dxp, padding, (h, w)))
+    dxp = _col2im(dcols.reshape(c_in, kh, kw, n, *out_hw), padded_hw, cache["stride"], cache["dilation"])
+    return np.ascontiguousarray(_crop(dxp, padding, (h, w)).transpose(1, 0, 2, 3))
 
 
-def conv2d_backward(dy: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Gradients (dx, dweight, dbias) of :func:`conv2d_forward`."""
+def conv2d_backward(dy: np.ndarray, cache: Cache,
+                    input_grad: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Gradients (dx, dweight, dbias) of :func:`conv2d_forward`; dx is None without ``input_grad``
+    (the first layer of a network needs none)."""
     weight, groups = cache["weight"], cache["groups"]
     c_out = weight.shape[0]
     dy_mat = dy.transpose(1, 0, 2, 3).reshape(groups, c_out // groups, -1)   # g, C_out/g, N·Ho·Wo
     dweight = np.matmul(dy_mat, cache["cols"].transpose(0, 2, 1)).reshape(weight.shape)
-    wmat = weight.reshape(groups, c_out // groups, -1)
-    dcols = np.matmul(wmat.transpose(0, 2, 1), dy_mat)
-    dx = _cols_to_input(dcols, cache)
+    dx = None
+    if input_grad:
+        wmat = weight.reshape(groups, c_out // groups, -1)
+        dx = _cols_to_input(np.matmul(wmat.transpose(0, 2, 1), dy_mat), cache)
     dbias = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     return dx, dweight, dbias
 
@@ -188,27 +190,60 @@ def linear_backward(dy: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarra
 # ---------------------------------------------------------------- pooling
 def max_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: PadPair = ((0, 0), (0, 0)),
                        dilation: Pair = (1, 1), ceil_mode: bool = False) -> tuple[np.ndarray, Cache]:
-    """Max pooling as torch.nn.MaxPool2d (padding counts as −inf)."""
+    """Max pooling as torch.nn.MaxPool2d (padding counts as −inf; the first maximum wins)."""
     n, c, h, w = x.shape
     out_hw = _out_hw(h, w, kernel, stride, padding, dilation, ceil_mode)
     extra = tuple(_ceil_extra(s, o, k, st, d, s + sum(p)) for s, o, k, st, d, p in
                   zip((h, w), out_hw, kernel, stride, dilation, padding, strict=True))
-    xp = _pad(x, padding, extra, value=-np.inf)
-    win = _windows(xp, kernel, stride, dilation, out_hw).reshape(n, c, *out_hw, -1)
-    arg = win.argmax(axis=-1)
-    y = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
-    cache = {"arg": arg, "x_shape": x.shape, "padded_hw": xp.shape[2:], "kernel": kernel, "stride": stride,
-             "padding": padding, "dilation": dilation}
-    return np.ascontiguousarray(y), cache
+    xp = np.ascontiguousarray(_pad(x, padding, extra, value=-np.inf))
+    y = np.empty((n, c, *out_hw), dtype=x.dtype)
+    where = np.empty((n, c, *out_hw), dtype=np.int64)
+    _max_pool_kernel(xp, *kernel, *stride, *dilation, y, where)
+    cache = {"where": where, "x_shape": x.shape, "padded_hw": xp.shape[2:], "padding": padding}
+    return y, cache
 
 
 def max_pool2d_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
-    kh, kw = cache["kernel"]
-    arg = cache["arg"]
-    dcols = np.zeros((*arg.shape, kh * kw), dtype=dy.dtype)
-    np.put_along_axis(dcols, arg[..., None], dy[..., None], axis=-1)
-    dxp = _col2im(dcols.reshape(*arg.shape, kh, kw), cache["padded_hw"], cache["stride"], cache["dilation"])
-    return np.ascontiguousarray(_crop(dxp, cache["padding"], cache["x_shape"][2:]))
+    n, c = dy.shape[:2]
+    hp, wp = cache["padded_hw"]
+    dxp = np.zeros((n, c, hp * wp), dtype=dy.dtype)
+    _max_unpool_kernel(np.ascontiguousarray(dy), cache["where"], dxp)
+    return np.ascontiguousarray(_crop(dxp.reshape(n, c, hp, wp), cache["padding"], cache["x_shape"][2:]))
+
+
+@njit(cache=True, parallel=True)
+def _max_pool_kernel(xp, kh, kw, sh, sw, dh, dw, out, where):  # pragma: no cover - compiled
+    """out/where[n, c, i, j] = max/flat index over one window of the padded input."""
+    n, c, ho, wo = out.shape
+    width = xp.shape[3]
+    for b in prange(n):
+        for ch in range(c):
+            for i in range(ho):
+                for j in range(wo):
+                    best = xp[b, ch, i * sh, j * sw]
+                    at = i * sh * width + j * sw
+                    for p in range(kh):
+                        r = i * sh + p * dh
+                        for q in range(kw):
+                            col = j * sw + q * dw
+                            v = xp[b, ch, r, col]
+                            # selects, not branches: random data would mispredict every other one
+                            larger = v > best
+                            at = r * width + col if larger else at
+                            best = v if larger else best
+                    out[b, ch, i, j] = best
+                    where[b, ch, i, j] = at
+
+
+@njit(cache=True)
+def _max_unpool_kernel(dy, where, dxp):  # pragma: no cover - compiled
+    """Scatter each output gradient to the input its window's maximum came from."""
+    n, c, ho, wo = dy.shape
+    for b in range(n):
+        for ch in range(c):
+            for i in range(ho):
+                for j in range(wo):
+                    dxp[b, ch, where[b, ch, i, j]] += dy[b, ch, i, j]
 
 
 def avg_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: PadPair = ((0, 0), (0, 0)),
@@ -240,8 +275,9 @@ def avg_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: PadPa
 def avg_pool2d_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
     kh, kw = cache["kernel"]
     share = (dy / cache["divisor"]).astype(dy.dtype, copy=False)
-    dcols = np.broadcast_to(share[..., None, None], (*share.shape, kh, kw))
-    dxp = _col2im(dcols, cache["padded_hw"], cache["stride"], (1, 1))
+    n, c, ho, wo = share.shape
+    dcols = np.broadcast_to(share.reshape(1, 1, 1, n * c, ho, wo), (1, kh, kw, n * c, ho, wo))
+    dxp = _col2im(dcols, cache["padded_hw"], cache["stride"], (1, 1)).reshape(n, c, *cache["padded_hw"])
     return np.ascontiguousarray(_crop(dxp, cache["padding"], cache["x_shape"][2:]))
 
 

@@ -188,8 +188,10 @@ class Layer:
         raise ValueError(f"{type(self).__name__} ({self.name}) cannot be trained by convcli: "
                          "it is supported by shapes and params only")
 
-    def backward(self, dy):
-        """Gradient with respect to the input of the last ``forward``; fills ``self.grads``."""
+    def backward(self, dy, input_grad: bool = True):
+        """Gradient with respect to the input of the last ``forward``; fills ``self.grads``.
+
+        ``input_grad=False`` (the network's first layer) lets a layer skip that gradient."""
         raise ValueError(f"{type(self).__name__} ({self.name}) cannot be trained by convcli")
 
     def __repr__(self) -> str:
@@ -392,14 +394,18 @@ class _ConvNd(Layer):
             y, self._cache = fn.conv2d_forward(x2, weight, bias, **self._geometry())
         return y[:, :, 0, :] if self.ndim == 1 else y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         fn = _functional()
         dy2 = dy[:, :, None, :] if self.ndim == 1 else dy
-        step = fn.conv_transpose2d_backward if self.transposed else fn.conv2d_backward
-        dx, dweight, dbias = step(dy2, self._cache)
+        if self.transposed:
+            dx, dweight, dbias = fn.conv_transpose2d_backward(dy2, self._cache)
+        else:
+            dx, dweight, dbias = fn.conv2d_backward(dy2, self._cache, input_grad)
         self.grads = {"weight": dweight.reshape(self.params["weight"].shape)}
         if dbias is not None:
             self.grads["bias"] = dbias
+        if dx is None:
+            return None
         return dx[:, :, 0, :] if self.ndim == 1 else dx
 
 
@@ -593,7 +599,7 @@ class Linear(Layer):
         self._x_shape = x.shape
         return y.reshape(*x.shape[:-1], self.out_features)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         dx, dweight, dbias = _functional().linear_backward(dy.reshape(-1, self.out_features), self._cache)
         self.grads = {"weight": dweight}
         if dbias is not None:
@@ -678,7 +684,7 @@ class _PoolNd(Layer):
         self._x_shape = x.shape
         return y.reshape(*x.shape[: x.ndim - self.ndim], *y.shape[4 - self.ndim:])
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         fn = _functional()
         step = fn.max_pool2d_backward if self.op == "max" else fn.avg_pool2d_backward
         return step(_batch(dy, self.ndim), self._cache).reshape(self._x_shape)
@@ -813,7 +819,7 @@ class _AdaptivePoolNd(Layer):
         self._x_shape = x.shape
         return y.reshape(*x.shape[: x.ndim - self.ndim], *out)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         dx = _functional().adaptive_pool2d_backward(_batch(dy, self.ndim), self._cache)
         return dx.reshape(self._x_shape)
 
@@ -942,7 +948,7 @@ class _BatchNorm(Layer):
                                                           self.eps)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         dx, dgamma, dbeta = _functional().batch_norm_backward(dy, self._cache)
         self.grads = {"weight": dgamma, "bias": dbeta} if self.affine else {}
         return dx
@@ -1007,7 +1013,7 @@ class Dropout(Layer):
         y, self._cache = _functional().dropout_forward(x, self.p, training, self.rng)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return _functional().dropout_backward(dy, self._cache)
 
 
@@ -1052,7 +1058,7 @@ class Flatten(Layer):
         self._x_shape = x.shape
         return x.reshape(x.shape[0], *self.output_shape(x.shape[1:]))
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return dy.reshape(self._x_shape)
 
 
@@ -1072,7 +1078,7 @@ class ReLU(_Elementwise):
         y, self._cache = _functional().relu_forward(x)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return _functional().relu_backward(dy, self._cache)
 
 
@@ -1086,7 +1092,7 @@ class ReLU6(_Elementwise):
         self._inside = (x > 0) & (x < 6)
         return x.clip(0, 6)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return dy * self._inside
 
 
@@ -1106,7 +1112,7 @@ class LeakyReLU(Layer):
         y, self._cache = _functional().leaky_relu_forward(x, self.negative_slope)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return _functional().leaky_relu_backward(dy, self._cache)
 
 
@@ -1120,7 +1126,7 @@ class Tanh(Layer):
         y, self._cache = _functional().tanh_forward(x)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return _functional().tanh_backward(dy, self._cache)
 
 
@@ -1134,7 +1140,7 @@ class Sigmoid(Layer):
         y, self._cache = _functional().sigmoid_forward(x)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return _functional().sigmoid_backward(dy, self._cache)
 
 
@@ -1172,7 +1178,7 @@ class Softmax(Layer):
         self._axis_used = axis
         return self._y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         y = self._y
         return y * (dy - (dy * y).sum(axis=self._axis_used, keepdims=True))
 
@@ -1186,7 +1192,7 @@ class Identity(Layer):
     def forward(self, x, training: bool = False):
         return x
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return dy
 
 

@@ -73,8 +73,10 @@ def forward(network: Network, x: np.ndarray, training: bool) -> np.ndarray:
 
 
 def backward(network: Network, dlogits: np.ndarray) -> None:
-    for layer in reversed(logit_layers(network)):
-        dlogits = layer.backward(dlogits)
+    """Fill every layer's ``grads``; the first layer skips its (unused) input gradient."""
+    layers = logit_layers(network)
+    for index in range(len(layers) - 1, -1, -1):
+        dlogits = layers[index].backward(dlogits, input_grad=index > 0)
 
 
 # ---------------------------------------------------------------- the model
