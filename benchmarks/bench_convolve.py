@@ -99,11 +99,10 @@ def audio_cases(as_json: bool) -> None:
         reference = scipy.signal.oaconvolve(audio, taps[None], mode="same", axes=-1)
         error = np.abs(reference - ours_result).max()
         assert error < 1e-4 * max(1.0, np.abs(reference).max()), f"{name}: results differ by {error}"
+        references = {"oaconvolve": scipy.signal.oaconvolve, "fftconvolve": scipy.signal.fftconvolve}
         others = {
-            "oaconvolve": best_time(lambda t=taps: scipy.signal.oaconvolve(audio, t[None], mode="same", axes=-1)),
-            "fftconvolve": best_time(
-                lambda t=taps: scipy.signal.fftconvolve(audio, t[None], mode="same", axes=-1)
-            ),
+            label: best_time(lambda t=taps, f=function: f(audio, t[None], mode="same", axes=-1))
+            for label, function in references.items()
         }
         others["scipy.signal best"] = min(others.values())
         report(f"60 s stereo 48 kHz {name} [{how.method}]", ours, others, as_json=as_json)

@@ -29,7 +29,8 @@ CASES = {
         "input": (1, 28, 28),
     },
     "strided-1d-cnn 1x40 batch 100": {
-        "spec": "Conv1d(1, 25, 5, stride=2, padding=1); ReLU(); Conv1d(25, 25, 3, stride=2, padding=1); ReLU(); "
+        "spec": "Conv1d(1, 25, 5, stride=2, padding=1); ReLU(); "
+                "Conv1d(25, 25, 3, stride=2, padding=1); ReLU(); "
                 "Conv1d(25, 25, 3, stride=2, padding=1); ReLU(); Flatten(); Linear(125, 10)",
         "input": (1, 40),
     },
@@ -48,14 +49,14 @@ def templates(shape: tuple[int, ...], rng: np.random.Generator, classes: int = 1
 
 
 def noisy_copies(bank: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Shifted (±3 on each axis), scaled (0.5–1.5), noisy (σ 0.5) copies of the templates."""
+    """Shifted (±3 on each axis), scaled (0.5–1.5), noisy (σ 1) copies of the templates."""
     y = rng.integers(0, len(bank), count)
     x = np.empty((count, *bank.shape[1:]), np.float32)
     axes = tuple(range(1, bank.ndim - 1 + 1))
     for i, label in enumerate(y):
         shifts = tuple(int(s) for s in rng.integers(-3, 4, len(axes)))
         x[i] = np.roll(bank[label], shifts, axis=tuple(a - 1 for a in axes)) * rng.uniform(0.5, 1.5)
-    x += rng.normal(0, 0.5, x.shape).astype(np.float32)
+    x += rng.normal(0, 1.0, x.shape).astype(np.float32)
     return x, y.astype(np.int64)
 
 
@@ -103,7 +104,8 @@ class Theirs:
         torch.manual_seed(seed)
         layers = []
         for statement in case["spec"].split(";"):
-            layers.append(eval("nn." + statement.strip(), {"nn": nn}))  # benchmark-only, our own literal specs
+            # benchmark only: our own literal specs above, never user input
+            layers.append(eval("nn." + statement.strip(), {"nn": nn}))
         self.model = nn.Sequential(*layers)
         self.optimizer = torch.optim.Adam(self.model.parameters())
         self.torch = torch
@@ -114,7 +116,7 @@ class Theirs:
         loss = self.torch.nn.functional.cross_entropy(self.model(x), y)
         loss.backward()
         self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     def accuracy(self, x, y) -> float:
         self.model.eval()
@@ -131,21 +133,27 @@ def batches(x, y, epochs: int, seed: int):
             yield x[index], y[index]
 
 
-def samples_per_second(trainer, x, y, steps: int, convert) -> float:
-    chunks = [convert(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH]) for i in range(steps)]
-    trainer.step(*chunks[0])  # warm-up: JIT compile, allocator
-    best = float("inf")
-    for _ in range(2):
-        start = time.perf_counter()
-        for xb, yb in chunks:
-            trainer.step(xb, yb)
-        best = min(best, time.perf_counter() - start)
-    return steps * BATCH / best
+def samples_per_second(trainers: dict, x, y, steps: int, converters: dict, rounds: int = 5) -> dict:
+    """Best-of-rounds samples/s of each trainer on the same batches; rounds alternate between
+    the trainers so a busy machine slows both alike."""
+    chunks = {name: [convert(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH])
+                     for i in range(steps)]
+              for name, convert in converters.items()}
+    best = {name: float("inf") for name in trainers}
+    for name, trainer in trainers.items():
+        trainer.step(*chunks[name][0])  # warm-up: JIT compile, allocator
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            start = time.perf_counter()
+            for xb, yb in chunks[name]:
+                trainer.step(xb, yb)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: steps * BATCH / seconds for name, seconds in best.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30, help="timed training steps per case")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per round")
     parser.add_argument("--epochs", type=int, default=8, help="epochs of the accuracy comparison")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -164,13 +172,15 @@ def main() -> None:
     results = []
     for title, case in CASES.items():
         x, y, x_test, y_test = make_data(case)
-        ours_speed = samples_per_second(Ours(case, 0), x, y, args.steps, as_numpy)
-        theirs_speed = samples_per_second(Theirs(case, 0), x, y, args.steps, as_torch)
+        speed = samples_per_second({"convcli": Ours(case, 0), "pytorch": Theirs(case, 0)}, x, y, args.steps,
+                                   {"convcli": as_numpy, "pytorch": as_torch})
+        ours_speed, theirs_speed = speed["convcli"], speed["pytorch"]
         ours, theirs = Ours(case, 1), Theirs(case, 1)
         for xb, yb in batches(x, y, args.epochs, seed=2):
             ours.step(xb, yb)
             theirs.step(*as_torch(xb, yb))
-        accuracy = {"convcli": ours.accuracy(x_test, y_test), "pytorch": theirs.accuracy(*as_torch(x_test, y_test))}
+        accuracy = {"convcli": ours.accuracy(x_test, y_test),
+                    "pytorch": theirs.accuracy(*as_torch(x_test, y_test))}
         result = {"case": title, "speed_ratio_vs_pytorch": ours_speed / theirs_speed,
                   "test_accuracy": accuracy,
                   "accuracy_points_vs_pytorch": 100 * (accuracy["convcli"] - accuracy["pytorch"])}

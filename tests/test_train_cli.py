@@ -225,3 +225,22 @@ def test_nan_loss_stops_with_the_step_and_a_hint(stripes, tmp_path):
     line = one_error_line(result)
     assert "step" in line and "--lr" in line
     assert result.exit_code == 1
+
+
+def test_separate_test_folder_and_class_check(tmp_path):
+    rng = np.random.default_rng(2)
+    for root, count in (("train", 6), ("test", 3)):
+        for name, level in (("dark", 30), ("bright", 220)):
+            (tmp_path / root / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(level + rng.normal(0, 8, (6, 6)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels, "L").save(tmp_path / root / name / f"{i}.png")
+    out = tmp_path / "m.npz"
+    result = run("train", tmp_path / "train", "--test", tmp_path / "test", "-o", out, "--epochs", "3",
+                 "--lr", "0.05", "--json", "--model", "Flatten(); LazyLinear(2)")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["val_accuracy"] is None and doc["test_accuracy"] == 1.0
+    (tmp_path / "test" / "grey").mkdir()
+    Image.fromarray(np.zeros((6, 6), np.uint8), "L").save(tmp_path / "test" / "grey" / "0.png")
+    assert "'grey'" in one_error_line(run("evaluate", out, tmp_path / "test"))

@@ -147,8 +147,12 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
     resuming_in_place = resume_path is not None and Path(resume_path).resolve() == out.resolve()
     if out.exists() and not force and not resuming_in_place:
         raise OutputExistsError(f"{out}: exists (use --force to replace it)")
-    if not out.parent.is_dir():
-        raise UsageError(f"{out}: folder {out.parent} does not exist")
+    for picture in (plot_path, filters_path):
+        if picture is not None and Path(picture).exists() and not force:
+            raise OutputExistsError(f"{picture}: exists (use --force to replace it)")
+    for target in (out, *(Path(p) for p in (plot_path, filters_path) if p)):
+        if not target.parent.is_dir():
+            raise UsageError(f"{target}: folder {target.parent} does not exist")
     run = _prepare_run(data, model_arg, config, resume_path, test_path, val_split,
                        _read_options(size, gray, length, sample_rate, mono))
     _run_training(ctx, run, config, out, plot_path, filters_path, as_json, quiet)

@@ -191,6 +191,8 @@ def plan(
 
     costs, fft_block = _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors)
     chosen, reason = _choose(method, costs, rank1)
+    if chosen == "fft":
+        reason += f"; overlap-add, FFT blocks of {fft_block}" if fft_block else "; one FFT of the whole input"
     return ConvPlan(
         method=chosen,
         reason=reason,

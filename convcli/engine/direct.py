@@ -6,8 +6,9 @@ materialized: each task (one image, a band of output rows) keeps a small ring of
 (row ``q`` of the padded image lives in slot ``q mod span``), filled through
 :func:`convcli.engine.boundary.source_index` once per band, so any padding width and every
 boundary mode cost one row copy. The taps then run as contiguous, SIMD-friendly loops over the
-padded rows, four taps per pass over the output block so the accumulator is loaded and stored
-once per four multiply-adds. Strided outputs are computed directly (only the kept positions).
+padded rows, eight taps per pass over an L1-sized output block (the accumulator is loaded and
+stored once per eight multiply-adds; the first pass assigns, so there is no zeroing pass), and
+zero taps are skipped. Strided outputs are computed directly (only the kept positions).
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def accumulate_taps(acc, j0, j1, rows, weights, offsets, stride, assign):
             r2 = rows[t + 2][offsets[t + 2] + start :]
             r3 = rows[t + 3][offsets[t + 3] + start :]
             w0, w1, w2, w3 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
-            if first:
+            if first and stride == 1:
+                for j in range(m):
+                    block[j] = w0 * r0[j] + w1 * r1[j] + w2 * r2[j] + w3 * r3[j]
+            elif first:
                 for j in range(m):
                     k = j * stride
                     block[j] = w0 * r0[k] + w1 * r1[k] + w2 * r2[k] + w3 * r3[k]
@@ -79,7 +83,10 @@ def accumulate_taps(acc, j0, j1, rows, weights, offsets, stride, assign):
         else:
             r0 = rows[t][offsets[t] + start :]
             w0 = weights[t]
-            if first:
+            if first and stride == 1:
+                for j in range(m):
+                    block[j] = w0 * r0[j]
+            elif first:
                 for j in range(m):
                     block[j] = w0 * r0[j * stride]
             elif stride == 1:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from convcli.sizes import output_size
 
@@ -211,12 +211,12 @@ def max_pool2d_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
     return np.ascontiguousarray(_crop(dxp.reshape(n, c, hp, wp), cache["padding"], cache["x_shape"][2:]))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _max_pool_kernel(xp, kh, kw, sh, sw, dh, dw, out, where):  # pragma: no cover - compiled
     """out/where[n, c, i, j] = max/flat index over one window of the padded input."""
     n, c, ho, wo = out.shape
     width = xp.shape[3]
-    for b in prange(n):
+    for b in range(n):
         for ch in range(c):
             for i in range(ho):
                 for j in range(wo):

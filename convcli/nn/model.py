@@ -10,8 +10,6 @@ how files are read, training settings and history). Nothing executable is ever l
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -139,22 +137,18 @@ def _text(shape) -> str:
 
 
 def save_model(model: Model, path: str | Path) -> None:
-    """Write atomically: a temporary file in the target folder, renamed over the target when complete."""
+    """Write atomically (a temporary file in the target folder, renamed over the target when complete);
+    the caller decides about replacing an existing file."""
     path = Path(path)
     arrays = {**named_params(model.network), **named_buffers(model.network)}
     arrays.update({OPTIM_PREFIX + k: v for k, v in model.optimizer_state.items()})
     meta = {**model.meta, "format": FORMAT, "version": VERSION, "spec": model.network.spec,
             "input_shape": list(model.input_shape)}
     arrays[META_KEY] = np.array(json.dumps(meta))
-    folder = path.parent if str(path.parent) else Path(".")
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    from convcli.io.files import atomic_output
+
+    with atomic_output(path, force=True) as temp, open(temp, "wb") as stream:
+        np.savez(stream, **arrays)
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +12,10 @@ CURVE_COLOURS = {"loss": (31, 119, 180), "val_loss": (255, 127, 14), "accuracy":
 
 def _save(image, path: str | Path) -> None:
     """Atomic PNG write (temporary file in the target folder, then rename)."""
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path("."))
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="PNG")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    from convcli.io.files import atomic_output
+
+    with atomic_output(Path(path), force=True) as temp:
+        image.save(temp, format="PNG")
 
 
 def _panel(draw, box, title: str, series: dict[str, list[float | None]], fixed_range=None) -> None:
