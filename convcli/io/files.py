@@ -112,7 +112,7 @@ def atomic_output(path: Path, *, force: bool = False) -> Iterator[Path]:
     temp = Path(temp_name)
     try:
         yield temp
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
+        os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         if path.exists() and not force:
             raise OutputExistsError(f"{path}: output appeared while writing (use --force to replace it)")
         os.replace(temp, path)
@@ -121,10 +121,14 @@ def atomic_output(path: Path, *, force: bool = False) -> Iterator[Path]:
             temp.unlink()
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# os.umask can only be read by setting it: do that once at import, never while -j threads write files
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
