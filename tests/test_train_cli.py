@@ -244,3 +244,39 @@ def test_separate_test_folder_and_class_check(tmp_path):
     (tmp_path / "test" / "grey").mkdir()
     Image.fromarray(np.zeros((6, 6), np.uint8), "L").save(tmp_path / "test" / "grey" / "0.png")
     assert "'grey'" in one_error_line(run("evaluate", out, tmp_path / "test"))
+
+
+def test_ctrl_c_keeps_the_last_complete_epoch_and_exits_130(stripes, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.npz"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convcli", "train", str(stripes), "-o", str(out), "--epochs", "100000",
+         "--quiet"],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    kept = int(err.split("holds epoch ")[1].split()[0])
+    assert len(load_model(out).history) == kept >= 1
+    assert [name for name in os.listdir(tmp_path) if name.startswith(".")] == []
+
+
+def test_predict_scales_integer_images_as_training_did(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (20, 6, 6), dtype=np.uint8)
+    path, out = tmp_path / "u8.npz", tmp_path / "m.npz"
+    np.savez(path, x=x, y=np.arange(20) % 2)
+    assert run("train", path, "-o", out, "--epochs", "1", "--quiet").exit_code == 0
+    model = load_model(out)
+    np.testing.assert_allclose(model.predict(x), model.predict(x / 255.0), rtol=1e-5, atol=1e-6)

@@ -84,6 +84,12 @@ def _labels(y: np.ndarray, n: int, label: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def to_float32(x: np.ndarray) -> np.ndarray:
+    """Samples as float32; 8/16-bit integer arrays are images, scaled to [0, 1] as image files are."""
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(np.asarray(x).dtype, 1.0)
+    return np.asarray(x).astype(np.float32) / np.float32(scale)
+
+
 def _samples(x: np.ndarray, label: str) -> np.ndarray:
     if x.dtype == object or x.dtype.kind not in "iufb":
         raise InputError(f"{label}: samples must be numbers, got dtype {x.dtype}")
@@ -92,9 +98,7 @@ def _samples(x: np.ndarray, label: str) -> np.ndarray:
                          f"got shape {x.shape}")
     if len(x) == 0:
         raise InputError(f"{label}: no samples")
-    # integer images are scaled to [0, 1], as image files are
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(x.dtype, 1.0)
-    x = x.astype(np.float32) / np.float32(scale)
+    x = to_float32(x)
     if not np.all(np.isfinite(x)):
         raise InputError(f"{label}: samples contain NaN or infinity")
     return x

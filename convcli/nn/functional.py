@@ -3,8 +3,9 @@
 Arrays are channels first. 1-D ops run as 2-D ops on a height-1 image, so there is one
 implementation of each convolution and pooling. Convolution is im2col (a strided view,
 one copy) followed by one BLAS GEMM per group; its adjoint (col2im) scatters the columns
-back with one vectorized add per kernel tap, so no two writes race. Max-pooling picks
-and scatters through the same column layout.
+back with one vectorized add per kernel tap, so no two writes race. Max-pooling is a
+Numba kernel (serial: on the shared 2-core machine ``prange`` over the batch measured
+slower) that records where each maximum came from, and its backward scatters there.
 
 Conventions: ``stride``, ``dilation`` are ``(sh, sw)``; ``padding`` is
 ``((top, bottom), (left, right))``. Every ``*_forward`` returns ``(out, cache)`` and the

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from convcli.errors import InputError, UsageError
-from convcli.nn.data import ReadOptions, standardize
+from convcli.nn.data import ReadOptions, standardize, to_float32
 from convcli.nn.spec import Network, parse_spec
 
 FORMAT = "convcli-model"
@@ -103,8 +103,9 @@ class Model:
         return ReadOptions.from_json(self.meta.get("read", {}))
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
-        """Raw samples -> the standardized (N, *input_shape) float32 batch the network was trained on."""
-        x = np.asarray(x, dtype=np.float32)
+        """Raw samples -> the standardized (N, *input_shape) float32 batch the network was trained on
+        (uint8/uint16 arrays are images: scaled to [0, 1] first, as in training)."""
+        x = to_float32(x)
         per_sample = int(np.prod(self.input_shape))
         if x.ndim < 2:
             raise UsageError(f"samples must come as a batch (N, ...), got shape {_text(x.shape)}")
