@@ -210,15 +210,21 @@ def plan(
 
 def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors):
     """Operation counts of each applicable method (see the module doc), and the overlap-add length."""
-    import scipy.fft as sfft
-
-    from convcli.engine.fft import overlap_add_length, transform_cost
-
     costs = {"direct": float(n * c_out * c_in * math.prod(spatial_out) * math.prod(ksize))}
     if factors is not None:
         w, (ho, wo), (kh, kw) = spatial_in[1], spatial_out, ksize
         costs["separable"] = float(n * c_in * ho * (w * kh + wo * kw))
     reach = [(o - 1) * s + k for o, s, k in zip(spatial_out, stride, spans, strict=True)]
+    floor = _fft_cost_floor(n * (c_in + c_out), reach, spans)
+    if floor >= min(costs.values()):
+        # FFT cannot win; pricing it exactly would import scipy.fft (~0.2 s of every start-up)
+        costs["fft"] = floor
+        return costs, None
+
+    import scipy.fft as sfft
+
+    from convcli.engine.fft import overlap_add_length, transform_cost
+
     transforms = n * c_in + n * c_out + c_out * c_in
     lengths = [sfft.next_fast_len(r, real=True) for r in reach]
     size = math.prod(lengths)
@@ -235,6 +241,15 @@ def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factor
             whole, fft_block = blocked, block
     costs["fft"] = float(whole)
     return costs, fft_block
+
+
+def _fft_cost_floor(signals: int, reach: list[int], spans: Sequence[int]) -> float:
+    """A lower bound of the fft cost: every FFT plan transforms all ``signals`` over at least
+    prod(reach) points, each at least log2 of its transform length, which is >= the whole
+    padded size in 2-D and >= 2·span per overlap-add block in 1-D."""
+    points = math.prod(reach)
+    shortest = min(points, 2 * spans[0]) if len(reach) == 1 else points
+    return float(FFT_COST * signals * points * math.log2(max(shortest, 2)))
 
 
 def _choose(method: str, costs: dict[str, float], rank1: bool | None) -> tuple[str, str]:

@@ -24,21 +24,6 @@ COLUMN_BLOCK = 2048
 ROW_BAND = 32
 
 
-@njit(cache=True, nogil=True)
-def fill_padded_row(dst, src, left, mode, cval):
-    """``dst[t]`` = padded ``src`` at position ``t - left`` (any width, any boundary mode)."""
-    n = src.shape[0]
-    lo = min(max(left, 0), dst.shape[0])
-    hi = max(min(left + n, dst.shape[0]), lo)
-    dst[lo:hi] = src[lo - left : hi - left]  # a slice copy: vectorized, no index checks
-    for t in range(0, lo):
-        c = source_index(t - left, n, mode)
-        dst[t] = cval if c < 0 else src[c]
-    for t in range(hi, dst.shape[0]):
-        c = source_index(t - left, n, mode)
-        dst[t] = cval if c < 0 else src[c]
-
-
 @njit(cache=True, fastmath=True, nogil=True)
 def accumulate_taps(acc, j0, j1, rows, weights, offsets, stride, assign):
     """``acc[j] (+)= Σ_t weights[t] · rows[t][j·stride + offsets[t]]`` for ``j`` in ``[j0, j1)``.
@@ -122,6 +107,16 @@ def _eight_taps(block, m, rows, weights, offsets, start, t, first):
             )
 
 
+@njit(cache=True, nogil=True)
+def _border_value(rows, weights, offsets, position, w, mode, cval):
+    """One output whose taps reach past the input's left or right edge: each tap is mapped."""
+    total = 0.0
+    for t in range(weights.shape[0]):
+        c = source_index(position + offsets[t], w, mode)
+        total += weights[t] * (cval if c < 0 else rows[t][c])
+    return total
+
+
 @njit(cache=True, parallel=True, fastmath=True)
 def correlate_direct(
     x, tap_rows, tap_offsets, tap_weights, tap_counts, out, kh, stride_h, stride_w, dil_h, dil_w,
@@ -135,37 +130,36 @@ def correlate_direct(
     n_images, c_in, h, w = x.shape
     c_out = tap_weights.shape[0]
     ho, wo = out.shape[2], out.shape[3]
-    span_h = dil_h * (kh - 1) + 1
-    padded_w = (wo - 1) * stride_w + tap_offsets.max() + 1
+    # a row above/below the input in constant mode (a read-only row shared by all tasks)
+    constant_row = np.full(w, cval, dtype=x.dtype)
+    input_offsets = tap_offsets - pad_left  # tap offsets as input columns, for the interior
     n_bands = (ho + ROW_BAND - 1) // ROW_BAND
     for task in prange(n_images * n_bands):
         img = task // n_bands
         band = task % n_bands
-        ring = np.empty((c_in, span_h, padded_w), dtype=x.dtype)
-        held = np.full((c_in, span_h), -1, dtype=np.int64)  # padded row index held by each slot
         for i in range(band * ROW_BAND, min(ho, (band + 1) * ROW_BAND)):
-            kernel_rows = []  # the padded input row under kernel row u of channel ci, at ci·kh + u
+            kernel_rows = []  # the input row under kernel row u of channel ci, at ci·kh + u
             for ci in range(c_in):
                 for u in range(kh):
-                    q = i * stride_h + u * dil_h
-                    slot = q % span_h
-                    if held[ci, slot] != q:
-                        r = source_index(q - pad_top, h, mode)
-                        if r < 0:
-                            ring[ci, slot, :] = cval
-                        else:
-                            fill_padded_row(ring[ci, slot], x[img, ci, r], pad_left, mode, cval)
-                        held[ci, slot] = q
-                    kernel_rows.append(ring[ci, slot])
+                    r = source_index(i * stride_h + u * dil_h - pad_top, h, mode)
+                    kernel_rows.append(constant_row if r < 0 else x[img, ci, r])
             for co in range(c_out):
                 count = tap_counts[co]
                 rows = [kernel_rows[tap_rows[co, t]] for t in range(count)]
+                weights = tap_weights[co, :count]
+                offsets = tap_offsets[co, :count]
+                # interior columns [j_lo, j_hi): every tap inside the input, read in place
+                j_lo = min(wo, max(0, -(-pad_left // stride_w)))
+                j_hi = min(wo, (w - 1 - offsets.max() + pad_left) // stride_w + 1)
+                j_hi = max(j_hi, j_lo)
                 orow = out[img, co, i]
-                for j0 in range(0, wo, COLUMN_BLOCK):
-                    j1 = min(wo, j0 + COLUMN_BLOCK)
-                    accumulate_taps(
-                        orow, j0, j1, rows, tap_weights[co, :count], tap_offsets[co, :count], stride_w, True
-                    )
+                for j0 in range(j_lo, j_hi, COLUMN_BLOCK):
+                    j1 = min(j_hi, j0 + COLUMN_BLOCK)
+                    accumulate_taps(orow, j0, j1, rows, weights, input_offsets[co, :count], stride_w, True)
+                for j in range(j_lo):
+                    orow[j] = _border_value(rows, weights, offsets, j * stride_w - pad_left, w, mode, cval)
+                for j in range(j_hi, wo):
+                    orow[j] = _border_value(rows, weights, offsets, j * stride_w - pad_left, w, mode, cval)
 
 
 def tap_tables(kernel: np.ndarray, dil_w: int) -> tuple[np.ndarray, ...]:

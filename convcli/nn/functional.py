@@ -199,7 +199,10 @@ def max_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: PadPa
     xp = np.ascontiguousarray(_pad(x, padding, extra, value=-np.inf))
     y = np.empty((n, c, *out_hw), dtype=x.dtype)
     where = np.empty((n, c, *out_hw), dtype=np.int64)
-    _max_pool_kernel(xp, *kernel, *stride, *dilation, y, where)
+    if kernel == (2, 2) and stride == (2, 2) and dilation == (1, 1):
+        _max_pool_2x2_kernel(xp, y, where)
+    else:
+        _max_pool_kernel(xp, *kernel, *stride, *dilation, y, where)
     cache = {"where": where, "x_shape": x.shape, "padded_hw": xp.shape[2:], "padding": padding}
     return y, cache
 
@@ -232,6 +235,37 @@ def _max_pool_kernel(xp, kh, kw, sh, sw, dh, dw, out, where):  # pragma: no cove
                             larger = v > best
                             at = r * width + col if larger else at
                             best = v if larger else best
+                    out[b, ch, i, j] = best
+                    where[b, ch, i, j] = at
+
+
+@njit(cache=True)
+def _max_pool_2x2_kernel(xp, out, where):  # pragma: no cover - compiled
+    """:func:`_max_pool_kernel` for the common 2×2 window, stride 2: the four taps unrolled
+    in the same order (same first-maximum ties), which the compiler turns into straight-line code."""
+    n, c, ho, wo = out.shape
+    width = xp.shape[3]
+    for b in range(n):
+        for ch in range(c):
+            for i in range(ho):
+                top = xp[b, ch, 2 * i]
+                bottom = xp[b, ch, 2 * i + 1]
+                row = 2 * i * width
+                for j in range(wo):
+                    col = 2 * j
+                    best, at = top[col], row + col
+                    v = top[col + 1]
+                    larger = v > best
+                    at = row + col + 1 if larger else at
+                    best = v if larger else best
+                    v = bottom[col]
+                    larger = v > best
+                    at = row + width + col if larger else at
+                    best = v if larger else best
+                    v = bottom[col + 1]
+                    larger = v > best
+                    at = row + width + col + 1 if larger else at
+                    best = v if larger else best
                     out[b, ch, i, j] = best
                     where[b, ch, i, j] = at
 
