@@ -40,6 +40,15 @@ class OutputExistsError(ConvcliError):
     exit_status = ExitStatus.PROCESSING_ERROR
 
 
+def exit_status_for(error: BaseException) -> ExitStatus:
+    """The exit status an exception stands for: bad values are usage errors, the rest processing."""
+    if isinstance(error, ConvcliError):
+        return error.exit_status
+    if isinstance(error, (ValueError, TypeError)):
+        return ExitStatus.USAGE_ERROR
+    return ExitStatus.PROCESSING_ERROR
+
+
 def closest(name: str, choices, n: int = 3) -> list[str]:
     """The choices that look most like ``name`` (for 'did you mean ...?' hints)."""
     import difflib

@@ -15,7 +15,7 @@ import sys
 import click
 
 from convcli import __version__
-from convcli.errors import ConvcliError, ExitStatus
+from convcli.errors import ConvcliError, ExitStatus, exit_status_for
 
 # command name -> "module:attribute". Add a line here only when the command is built.
 COMMANDS: dict[str, str] = {
@@ -78,14 +78,6 @@ def debug_enabled(ctx: click.Context | None = None) -> bool:
     ctx = ctx or click.get_current_context(silent=True)
     root = ctx.find_root() if ctx is not None else None
     return bool(root is not None and isinstance(root.obj, dict) and root.obj.get("debug"))
-
-
-def exit_status_for(error: BaseException) -> ExitStatus:
-    if isinstance(error, ConvcliError):
-        return error.exit_status
-    if isinstance(error, (ValueError, TypeError)):
-        return ExitStatus.USAGE_ERROR
-    return ExitStatus.PROCESSING_ERROR
 
 
 def error_line(error: BaseException) -> str:

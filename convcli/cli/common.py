@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from convcli.errors import ConvcliError, ExitStatus, InputError, UsageError
+from convcli.errors import ExitStatus, InputError, UsageError, exit_status_for
 from convcli.io.files import STDIO, check_can_write, kind_of
 
 Record = dict
@@ -206,17 +206,9 @@ def _timed(process: Callable[[Job], Record], job: Job) -> Record:
         raise
     except Exception as error:  # noqa: BLE001 - one file's failure must not stop the others
         record["error"] = _error_line(job.input, error)
-        record["status"] = int(_status(error))
+        record["status"] = int(exit_status_for(error))
     record["seconds"] = round(time.perf_counter() - start, 4)
     return record
-
-
-def _status(error: BaseException) -> ExitStatus:
-    if isinstance(error, ConvcliError):
-        return error.exit_status
-    if isinstance(error, (ValueError, TypeError)):
-        return ExitStatus.USAGE_ERROR
-    return ExitStatus.PROCESSING_ERROR
 
 
 def _error_line(name: str, error: BaseException) -> str:
