@@ -56,3 +56,13 @@ def test_help_imports_no_numba_or_scipy():
     for name in COMMANDS:
         code, heavy = light_run(name, "--help")
         assert code == 0 and heavy == [], f"'convcli {name} --help' imported {heavy}"
+
+
+def test_the_installed_package_ships_every_filter_file():
+    from importlib.resources import files
+    from pathlib import Path
+
+    repo_filters = Path(__file__).resolve().parents[1] / "filters"
+    expected = {p.name for p in repo_filters.iterdir() if p.suffix in {".kernel", ".json"}}
+    shipped = {entry.name for entry in files("convcli.filters").iterdir()}
+    assert expected and expected <= shipped, f"missing from the package: {sorted(expected - shipped)}"

@@ -390,3 +390,12 @@ def test_unknown_output_extension_is_refused(photo, tmp_path):
     result = run("convolve", photo, "-k", "box", "-o", tmp_path / "out.xyz")
     assert result.exit_code == 2 and "unknown file extension '.xyz'" in result.output
     assert not (tmp_path / "out.xyz").exists()
+
+
+def test_alpha_dropped_by_a_jpeg_output_is_said_not_silent(tmp_path):
+    pixels = RNG.integers(0, 256, size=(12, 10, 4), dtype=np.uint8)
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "rgba.png")
+    result = run("convolve", tmp_path / "rgba.png", "-k", "box:3", "-o", tmp_path / "out.jpg")
+    assert result.exit_code == 0, result.output
+    assert "convcli: warning: JPEG has no alpha channel" in result.stderr
+    assert Image.open(tmp_path / "out.jpg").mode == "RGB"

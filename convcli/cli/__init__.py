@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import click
 
@@ -106,6 +107,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    warnings.showwarning = show_warning
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings (resampled IRs, dropped alpha...) as one plain line on stderr."""
+    click.echo(f"convcli: warning: {message}", err=True)
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ ROW_BAND = 32
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def accumulate_taps(acc, j0, j1, rows, weights, offsets, stride, assign):
-    """``acc[j] (+)= Σ_t weights[t] · rows[t][j·stride + offsets[t]]`` for ``j`` in ``[j0, j1)``.
+def accumulate_taps(acc, j0, j1, src, row_index, weights, offsets, stride, assign):
+    """``acc[j] (+)= Σ_t weights[t] · src[row_index[t], j·stride + offsets[t]]``, ``j`` in ``[j0, j1)``.
 
     With ``assign`` the first pass overwrites ``acc`` (no zeroing pass). Taps go eight (then
     four, then one) per pass: one load/store of ``acc`` per eight multiply-adds. The loops run
@@ -42,13 +42,13 @@ def accumulate_taps(acc, j0, j1, rows, weights, offsets, stride, assign):
     while t < n_taps:
         first = assign and t == 0
         if stride == 1 and t + 8 <= n_taps:
-            _eight_taps(block, m, rows, weights, offsets, start, t, first)
+            _eight_taps(block, m, src, row_index, weights, offsets, start, t, first)
             t += 8
         elif t + 4 <= n_taps:
-            r0 = rows[t][offsets[t] + start :]
-            r1 = rows[t + 1][offsets[t + 1] + start :]
-            r2 = rows[t + 2][offsets[t + 2] + start :]
-            r3 = rows[t + 3][offsets[t + 3] + start :]
+            r0 = src[row_index[t]][offsets[t] + start :]
+            r1 = src[row_index[t + 1]][offsets[t + 1] + start :]
+            r2 = src[row_index[t + 2]][offsets[t + 2] + start :]
+            r3 = src[row_index[t + 3]][offsets[t + 3] + start :]
             w0, w1, w2, w3 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
             if first and stride == 1:
                 for j in range(m):
@@ -66,7 +66,7 @@ def accumulate_taps(acc, j0, j1, rows, weights, offsets, stride, assign):
                     block[j] += w0 * r0[k] + w1 * r1[k] + w2 * r2[k] + w3 * r3[k]
             t += 4
         else:
-            r0 = rows[t][offsets[t] + start :]
+            r0 = src[row_index[t]][offsets[t] + start :]
             w0 = weights[t]
             if first and stride == 1:
                 for j in range(m):
@@ -84,15 +84,15 @@ def accumulate_taps(acc, j0, j1, rows, weights, offsets, stride, assign):
 
 
 @njit(cache=True, fastmath=True, nogil=True, inline="always")
-def _eight_taps(block, m, rows, weights, offsets, start, t, first):
-    r0 = rows[t][offsets[t] + start :]
-    r1 = rows[t + 1][offsets[t + 1] + start :]
-    r2 = rows[t + 2][offsets[t + 2] + start :]
-    r3 = rows[t + 3][offsets[t + 3] + start :]
-    r4 = rows[t + 4][offsets[t + 4] + start :]
-    r5 = rows[t + 5][offsets[t + 5] + start :]
-    r6 = rows[t + 6][offsets[t + 6] + start :]
-    r7 = rows[t + 7][offsets[t + 7] + start :]
+def _eight_taps(block, m, src, row_index, weights, offsets, start, t, first):
+    r0 = src[row_index[t]][offsets[t] + start :]
+    r1 = src[row_index[t + 1]][offsets[t + 1] + start :]
+    r2 = src[row_index[t + 2]][offsets[t + 2] + start :]
+    r3 = src[row_index[t + 3]][offsets[t + 3] + start :]
+    r4 = src[row_index[t + 4]][offsets[t + 4] + start :]
+    r5 = src[row_index[t + 5]][offsets[t + 5] + start :]
+    r6 = src[row_index[t + 6]][offsets[t + 6] + start :]
+    r7 = src[row_index[t + 7]][offsets[t + 7] + start :]
     w0, w1, w2, w3 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
     w4, w5, w6, w7 = weights[t + 4], weights[t + 5], weights[t + 6], weights[t + 7]
     if first:
@@ -108,12 +108,12 @@ def _eight_taps(block, m, rows, weights, offsets, start, t, first):
 
 
 @njit(cache=True, nogil=True)
-def _border_value(rows, weights, offsets, position, w, mode, cval):
-    """One output whose taps reach past the input's left or right edge: each tap is mapped."""
+def _border_value(src, row_index, weights, offsets, n_taps, position, w, mode, cval):
+    """Σ over the first ``n_taps`` taps at a column past the input's left/right edge (mapped)."""
     total = 0.0
-    for t in range(weights.shape[0]):
+    for t in range(n_taps):
         c = source_index(position + offsets[t], w, mode)
-        total += weights[t] * (cval if c < 0 else rows[t][c])
+        total += weights[t] * (cval if c < 0 else src[row_index[t], c])
     return total
 
 
@@ -128,38 +128,52 @@ def correlate_direct(
     reads padded row ``tap_rows[co, t]`` (= ci·kh + u) at column offset ``tap_offsets[co, t]``.
     """
     n_images, c_in, h, w = x.shape
-    c_out = tap_weights.shape[0]
+    c_out, width = tap_weights.shape
     ho, wo = out.shape[2], out.shape[3]
-    # a row above/below the input in constant mode (a read-only row shared by all tasks)
-    constant_row = np.full(w, cval, dtype=x.dtype)
-    input_offsets = tap_offsets - pad_left  # tap offsets as input columns, for the interior
     n_bands = (ho + ROW_BAND - 1) // ROW_BAND
     for task in prange(n_images * n_bands):
         img = task // n_bands
         band = task % n_bands
+        src = x[img].reshape(c_in * h, w)
+        # this output row's taps that land on input rows (constant-mode rows outside are cval)
+        row_index = np.empty(width, dtype=np.int64)
+        weights = np.empty(width, dtype=x.dtype)
+        offsets = np.empty(width, dtype=np.int64)
+        input_offsets = np.empty(width, dtype=np.int64)
         for i in range(band * ROW_BAND, min(ho, (band + 1) * ROW_BAND)):
-            kernel_rows = []  # the input row under kernel row u of channel ci, at ci·kh + u
-            for ci in range(c_in):
-                for u in range(kh):
-                    r = source_index(i * stride_h + u * dil_h - pad_top, h, mode)
-                    kernel_rows.append(constant_row if r < 0 else x[img, ci, r])
             for co in range(c_out):
-                count = tap_counts[co]
-                rows = [kernel_rows[tap_rows[co, t]] for t in range(count)]
-                weights = tap_weights[co, :count]
-                offsets = tap_offsets[co, :count]
+                n_taps = 0
+                outside = 0.0  # the taps on constant rows, summed: cval · their weights
+                for t in range(tap_counts[co]):
+                    ci, u = divmod(tap_rows[co, t], kh)
+                    r = source_index(i * stride_h + u * dil_h - pad_top, h, mode)
+                    if r < 0:
+                        outside += tap_weights[co, t] * cval
+                        continue
+                    row_index[n_taps] = ci * h + r
+                    weights[n_taps] = tap_weights[co, t]
+                    offsets[n_taps] = tap_offsets[co, t]
+                    input_offsets[n_taps] = tap_offsets[co, t] - pad_left
+                    n_taps += 1
                 # interior columns [j_lo, j_hi): every tap inside the input, read in place
                 j_lo = min(wo, max(0, -(-pad_left // stride_w)))
-                j_hi = min(wo, (w - 1 - offsets.max() + pad_left) // stride_w + 1)
+                j_hi = min(wo, (w - 1 - tap_offsets[co, : tap_counts[co]].max() + pad_left) // stride_w + 1)
                 j_hi = max(j_hi, j_lo)
                 orow = out[img, co, i]
                 for j0 in range(j_lo, j_hi, COLUMN_BLOCK):
                     j1 = min(j_hi, j0 + COLUMN_BLOCK)
-                    accumulate_taps(orow, j0, j1, rows, weights, input_offsets[co, :count], stride_w, True)
-                for j in range(j_lo):
-                    orow[j] = _border_value(rows, weights, offsets, j * stride_w - pad_left, w, mode, cval)
-                for j in range(j_hi, wo):
-                    orow[j] = _border_value(rows, weights, offsets, j * stride_w - pad_left, w, mode, cval)
+                    accumulate_taps(
+                        orow, j0, j1, src, row_index[:n_taps], weights[:n_taps], input_offsets[:n_taps],
+                        stride_w, True,
+                    )
+                if outside != 0.0:
+                    orow[j_lo:j_hi] += outside
+                for j in range(wo):
+                    if j_lo <= j < j_hi:  # interior: done above
+                        continue
+                    position = j * stride_w - pad_left
+                    orow[j] = outside + _border_value(src, row_index, weights, offsets, n_taps, position, w,
+                                                      mode, cval)
 
 
 def tap_tables(kernel: np.ndarray, dil_w: int) -> tuple[np.ndarray, ...]:

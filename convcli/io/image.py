@@ -7,6 +7,7 @@ format can hold it (PNG, TIFF).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -87,8 +88,9 @@ def write_image(
         )
     if fmt not in SIXTEEN_BIT_FORMATS:
         bits = 8
-    if fmt == "JPEG":
-        alpha = None  # JPEG has no alpha channel
+    if fmt == "JPEG" and alpha is not None:
+        warnings.warn("JPEG has no alpha channel: the input's alpha was dropped", UserWarning, stacklevel=2)
+        alpha = None
     fitted, clipped = fit_range(colour, policy, 0.0, 1.0)
     if bits == 16 and colour.shape[0] == 1 and alpha is None:
         pixels = np.rint(fitted[0] * 65535).astype(np.uint16)

@@ -2,7 +2,7 @@
 
 Arrays are channels first. 1-D ops run as 2-D ops on a height-1 image, so there is one
 implementation of each convolution and pooling. Convolution is im2col (a strided view,
-one copy) followed by one BLAS GEMM per group; its adjoint (col2im) scatters the columns
+one copy) followed by one small BLAS GEMM per image and group; its adjoint (col2im) scatters the columns
 back with one vectorized add per kernel tap, so no two writes race. Max-pooling is a
 Numba kernel (serial: on the shared 2-core machine ``prange`` over the batch measured
 slower) that records where each maximum came from, and its backward scatters there.
@@ -61,19 +61,19 @@ def _windows(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pa
 
 
 def _col2im(cols: np.ndarray, padded_hw: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
-    """Adjoint of :func:`_windows`: sum (A, kh, kw, B, Ho, Wo) columns back onto (A, B, Hp, Wp).
+    """Adjoint of :func:`_windows`: sum (A, B, kh, kw, Ho, Wo) columns back onto (A, B, Hp, Wp).
 
     One strided add per kernel tap: within a tap no two windows touch the same pixel, so
-    the adds are race-free and vectorized; each tap's block is contiguous in ``cols``.
+    the adds are race-free and vectorized.
     """
-    a, kh, kw, b, ho, wo = cols.shape
+    a, b, kh, kw, ho, wo = cols.shape
     out = np.zeros((a, b, *padded_hw), dtype=cols.dtype)
     for i in range(kh):
         r0 = i * dilation[0]
         rows = slice(r0, r0 + stride[0] * (ho - 1) + 1, stride[0])
         for j in range(kw):
             c0 = j * dilation[1]
-            out[:, :, rows, slice(c0, c0 + stride[1] * (wo - 1) + 1, stride[1])] += cols[:, i, j]
+            out[:, :, rows, slice(c0, c0 + stride[1] * (wo - 1) + 1, stride[1])] += cols[:, :, i, j]
     return out
 
 
@@ -83,6 +83,11 @@ def _crop(xp: np.ndarray, padding: PadPair, hw: Pair) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- convolution
+# Columns are laid out per image, (N, g, C_g·kh·kw, Ho·Wo), and every product is a stacked
+# np.matmul: one small GEMM per image and group. Each is below OpenBLAS's threading
+# threshold, so it runs on the calling thread; one big multi-threaded GEMM measured 10–40×
+# slower whenever the other core was busy. The per-image outputs are already (N, C_out, ...),
+# so no transpose copy follows.
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair = (1, 1),
                    padding: PadPair = ((0, 0), (0, 0)), dilation: Pair = (1, 1),
                    groups: int = 1) -> tuple[np.ndarray, Cache]:
@@ -94,27 +99,29 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, s
     out_hw = _out_hw(h, w, (kh, kw), stride, padding, dilation)
     xp = _pad(x, padding)
     win = _windows(xp, (kh, kw), stride, dilation, out_hw)            # N, C, Ho, Wo, kh, kw
-    win = win.reshape(n, groups, c_group, *out_hw, kh, kw)
-    # (g, C_g·kh·kw, N·Ho·Wo): one contiguous copy, then one GEMM per group
-    cols = np.ascontiguousarray(win.transpose(1, 2, 5, 6, 0, 3, 4)).reshape(groups, c_group * kh * kw, -1)
+    cols = np.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3)).reshape(n, groups, c_group * kh * kw, -1)
     wmat = weight.reshape(groups, c_out // groups, c_group * kh * kw)
-    y = np.matmul(wmat, cols)                                           # g, C_out/g, N·Ho·Wo
-    y = y.reshape(c_out, n, *out_hw).transpose(1, 0, 2, 3)
+    y = np.matmul(wmat, cols).reshape(n, c_out, *out_hw)               # N, g, C_out/g, Ho·Wo
     if bias is not None:
-        y = y + bias.reshape(1, -1, 1, 1)
+        y += bias.reshape(1, -1, 1, 1)
     cache = {"cols": cols, "x_shape": x.shape, "weight": weight, "stride": stride, "padding": padding,
              "dilation": dilation, "groups": groups, "out_hw": out_hw, "has_bias": bias is not None}
-    return np.ascontiguousarray(y), cache
+    return y, cache
 
 
 def _cols_to_input(dcols: np.ndarray, cache: Cache) -> np.ndarray:
-    """(g, C_g·kh·kw, N·Ho·Wo) column gradient -> (N, C_in, H, W) input gradient."""
+    """(N, g, C_g·kh·kw, Ho·Wo) column gradient -> (N, C_in, H, W) input gradient."""
     n, c_in, h, w = cache["x_shape"]
     _, _, kh, kw = cache["weight"].shape
     out_hw, padding = cache["out_hw"], cache["padding"]
     padded_hw = (h + sum(padding[0]), w + sum(padding[1]))
-    dxp = _col2im(dcols.reshape(c_in, kh, kw, n, *out_hw), padded_hw, cache["stride"], cache["dilation"])
-    return np.ascontiguousarray(_crop(dxp, padding, (h, w)).transpose(1, 0, 2, 3))
+    dxp = _col2im(dcols.reshape(n, c_in, kh, kw, *out_hw), padded_hw, cache["stride"], cache["dilation"])
+    return np.ascontiguousarray(_crop(dxp, padding, (h, w)))
+
+
+def _per_group(a: np.ndarray, groups: int) -> np.ndarray:
+    """(N, C, ...) -> (N, g, C/g, prod(...)) view."""
+    return a.reshape(a.shape[0], groups, a.shape[1] // groups, -1)
 
 
 def conv2d_backward(dy: np.ndarray, cache: Cache,
@@ -123,8 +130,8 @@ def conv2d_backward(dy: np.ndarray, cache: Cache,
     (the first layer of a network needs none)."""
     weight, groups = cache["weight"], cache["groups"]
     c_out = weight.shape[0]
-    dy_mat = dy.transpose(1, 0, 2, 3).reshape(groups, c_out // groups, -1)   # g, C_out/g, N·Ho·Wo
-    dweight = np.matmul(dy_mat, cache["cols"].transpose(0, 2, 1)).reshape(weight.shape)
+    dy_mat = _per_group(np.ascontiguousarray(dy), groups)               # N, g, C_out/g, Ho·Wo
+    dweight = np.matmul(dy_mat, cache["cols"].transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
     dx = None
     if input_grad:
         wmat = weight.reshape(groups, c_out // groups, -1)
@@ -150,11 +157,11 @@ def conv_transpose2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray
     # the equivalent forward convolution maps (N, C_out, Ho, Wo) -> x with weight viewed (C_in, C_out/g, ...)
     conv_cache = {"x_shape": (n, c_out, ho, wo), "weight": weight, "stride": stride, "padding": padding,
                   "dilation": dilation, "groups": groups, "out_hw": (h, w), "has_bias": False}
-    x_mat = x.transpose(1, 0, 2, 3).reshape(groups, c_in // groups, -1)
+    x_mat = _per_group(np.ascontiguousarray(x), groups)
     wmat = weight.reshape(groups, c_in // groups, -1)
     y = _cols_to_input(np.matmul(wmat.transpose(0, 2, 1), x_mat), conv_cache)
     if bias is not None:
-        y = y + bias.reshape(1, -1, 1, 1)
+        y += bias.reshape(1, -1, 1, 1)
     cache = {"x": x, "conv_cache": conv_cache, "has_bias": bias is not None}
     return y, cache
 
@@ -165,10 +172,8 @@ def conv_transpose2d_backward(dy: np.ndarray,
     weight, groups = conv_cache["weight"], conv_cache["groups"]
     dx, col_cache = conv2d_forward(dy, weight, None, conv_cache["stride"], conv_cache["padding"],
                                    conv_cache["dilation"], groups)
-    x = cache["x"]
-    c_in = x.shape[1]
-    x_mat = x.transpose(1, 0, 2, 3).reshape(groups, c_in // groups, -1)
-    dweight = np.matmul(x_mat, col_cache["cols"].transpose(0, 2, 1)).reshape(weight.shape)
+    x_mat = _per_group(np.ascontiguousarray(cache["x"]), groups)
+    dweight = np.matmul(x_mat, col_cache["cols"].transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
     dbias = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     return dx, dweight, dbias
 
@@ -311,8 +316,8 @@ def avg_pool2d_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
     kh, kw = cache["kernel"]
     share = (dy / cache["divisor"]).astype(dy.dtype, copy=False)
     n, c, ho, wo = share.shape
-    dcols = np.broadcast_to(share.reshape(1, 1, 1, n * c, ho, wo), (1, kh, kw, n * c, ho, wo))
-    dxp = _col2im(dcols, cache["padded_hw"], cache["stride"], (1, 1)).reshape(n, c, *cache["padded_hw"])
+    dcols = np.broadcast_to(share.reshape(n, c, 1, 1, ho, wo), (n, c, kh, kw, ho, wo))
+    dxp = _col2im(dcols, cache["padded_hw"], cache["stride"], (1, 1))
     return np.ascontiguousarray(_crop(dxp, cache["padding"], cache["x_shape"][2:]))
 
 
