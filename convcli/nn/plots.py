@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -65,25 +66,33 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     _save(image, path)
 
 
-def filter_grid(weight: np.ndarray, cell: int = 24, gap: int = 2) -> np.ndarray:
+def filter_grid(weight: np.ndarray, cell: int = 48, gap: int = 4) -> np.ndarray:
     """(C_out, C_in, kh, kw) or (C_out, C_in, k) weights as one gray uint8 picture.
 
-    One row per output channel, one cell per input channel; each kernel is scaled to the
-    layer's largest magnitude (mid-gray is 0), and enlarged by nearest neighbour.
+    One row per output channel, one cell per input channel (single-input-channel layers are
+    folded into a near-square grid so the picture is not one long column); each kernel is
+    scaled to the layer's largest magnitude (mid-gray is 0), and enlarged by nearest neighbour.
     """
     if weight.ndim == 3:
         weight = weight[:, :, None, :]
     c_out, c_in, kh, kw = weight.shape
+    if c_in == 1:
+        columns = math.ceil(math.sqrt(c_out))
+        cells = [weight[o, 0] for o in range(c_out)]
+    else:
+        columns = c_in
+        cells = [weight[o, i] for o in range(c_out) for i in range(c_in)]
+    rows = math.ceil(len(cells) / columns)
     scale = float(np.abs(weight).max()) or 1.0
     zoom_h, zoom_w = max(1, cell // kh), max(1, cell // kw)
     tile_h, tile_w = kh * zoom_h, kw * zoom_w
-    grid = np.full((c_out * (tile_h + gap) + gap, c_in * (tile_w + gap) + gap), 255, np.uint8)
-    for o in range(c_out):
-        for i in range(c_in):
-            kernel = np.kron(weight[o, i] / scale, np.ones((zoom_h, zoom_w)))
-            top, left = gap + o * (tile_h + gap), gap + i * (tile_w + gap)
-            pixels = np.clip((kernel + 1) * 127.5, 0, 255).astype(np.uint8)
-            grid[top:top + tile_h, left:left + tile_w] = pixels
+    grid = np.full((rows * (tile_h + gap) + gap, columns * (tile_w + gap) + gap), 255, np.uint8)
+    for index, kernel in enumerate(cells):
+        row, column = divmod(index, columns)
+        top, left = gap + row * (tile_h + gap), gap + column * (tile_w + gap)
+        enlarged = np.kron(kernel / scale, np.ones((zoom_h, zoom_w)))
+        pixels = np.clip((enlarged + 1) * 127.5, 0, 255).astype(np.uint8)
+        grid[top : top + tile_h, left : left + tile_w] = pixels
     return grid
 
 
