@@ -169,6 +169,21 @@ def test_methods_agree_on_long_signal_with_overlap_add():
     np.testing.assert_allclose(fft, reference, atol=2e-3)
 
 
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("stride", [1, 3])
+def test_rows_wider_than_a_column_block_match_numpy_pad(boundary, stride):
+    """The direct engine reads interior columns in place (in blocks) and maps only border columns."""
+    rng = np.random.default_rng(3)
+    x, kernel = rng.standard_normal((2, 6, 4500)), rng.standard_normal((3, 5))
+    padding = ((1, 2), (4, 3))
+    got = convolve(x, kernel, boundary=boundary, cval=0.5, stride=stride, padding=padding, correlate=True,
+                   method="direct")
+    extra = {"constant_values": 0.5} if boundary == "constant" else {}
+    padded = np.pad(x, ((0, 0), *padding), mode=NUMPY_MODE[boundary], **extra)
+    reference = np.stack([scipy.signal.correlate(p, kernel, "valid")[::stride, ::stride] for p in padded])
+    np.testing.assert_allclose(got, reference, rtol=1e-10, atol=1e-10)
+
 # ---- channel mixing (CNN layer) ---------------------------------------------------------------
 
 @given(
