@@ -135,7 +135,15 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(case, output_padding):
     op = tuple(min(output_padding, max(s, d) - 1) for s, d in zip(stride, dilation, strict=True))
     y, _ = F.conv2d_forward(x, w, None, stride, padding, dilation, groups)
     dy = rng.standard_normal(y.shape)
+    spans = (case["kh"], case["kw"])
+    transposed = [(n - 1) * s - sum(p) + d * (k - 1) + o + 1
+                  for n, s, p, d, k, o in zip(y.shape[2:], stride, padding, dilation, spans, op, strict=True)]
+    if min(transposed) < 1:  # the padding eats the whole transposed output: refused, nothing to check
+        with pytest.raises(ValueError, match="transposed output size"):
+            F.conv_transpose2d_forward(dy, w, None, stride, padding, op, dilation, groups)
+        return
     xt, _ = F.conv_transpose2d_forward(dy, w, None, stride, padding, op, dilation, groups)
+    assert list(xt.shape[2:]) == transposed
     x2 = rng.standard_normal(xt.shape)
     y2, _ = F.conv2d_forward(x2, w, None, stride, padding, dilation, groups)
     if y2.shape != dy.shape:  # output_padding beyond the stride changes the size of the round trip
