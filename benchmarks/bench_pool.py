@@ -1,6 +1,6 @@
 """Pooling a 4K RGB float32 image: convcli vs skimage.measure.block_reduce and PyTorch's CPU pooling.
 
-    python -m benchmarks.bench_pool [--json] [--threads 2]     (from the repository root)
+    python benchmarks/bench_pool.py [--json] [--threads 2]
 
 Ratios > 1 mean convcli is faster. block_reduce only tiles (stride = size, no overlap), so it
 appears in the 2×2 cases only. PyTorch runs with the same number of threads as convcli's Numba
@@ -10,11 +10,15 @@ kernels (default 2, the size of the CI machine). Results are checked equal befor
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import best_time, have, report
-from convcli.engine.pooling import pool
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import best_time, have, report  # noqa: E402
+
+from convcli.engine.pooling import pool  # noqa: E402
 
 CASES = [  # (name, op, size, stride)
     ("max 2x2", "max", 2, 2),
