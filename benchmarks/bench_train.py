@@ -12,6 +12,7 @@ PyTorch is needed only here (`pip install torch==2.13.0`); the package never imp
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import time
@@ -96,17 +97,21 @@ class Ours:
         return float((self.model.logits(x).argmax(axis=1) == y).mean())
 
 
+def torch_layer(nn, statement: str):
+    """``Conv2d(1, 8, 5)`` -> ``nn.Conv2d(1, 8, 5)``, arguments read as literals (never eval)."""
+    call = ast.parse(statement.strip(), mode="eval").body
+    args = [ast.literal_eval(arg) for arg in call.args]
+    kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    return getattr(nn, call.func.id)(*args, **kwargs)
+
+
 class Theirs:
     def __init__(self, case: dict, seed: int) -> None:
         import torch
         from torch import nn
 
         torch.manual_seed(seed)
-        layers = []
-        for statement in case["spec"].split(";"):
-            # benchmark only: our own literal specs above, never user input
-            layers.append(eval("nn." + statement.strip(), {"nn": nn}))
-        self.model = nn.Sequential(*layers)
+        self.model = nn.Sequential(*(torch_layer(nn, text) for text in case["spec"].split(";")))
         self.optimizer = torch.optim.Adam(self.model.parameters())
         self.torch = torch
 
