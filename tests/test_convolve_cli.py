@@ -399,3 +399,25 @@ def test_alpha_dropped_by_a_jpeg_output_is_said_not_silent(tmp_path):
     assert result.exit_code == 0, result.output
     assert "convcli: warning: JPEG has no alpha channel" in result.stderr
     assert Image.open(tmp_path / "out.jpg").mode == "RGB"
+
+
+@pytest.mark.parametrize("length,stride,message", [
+    # valid length 10 − 3 = 7 = 2·3 + 1
+    (10, 3, "moving-average:3: the stride does not tile the input: the last 1 sample is never read"),
+    (11, 3, "moving-average:3: the stride does not tile the input: the last 2 samples are never read"),
+])
+def test_a_stride_that_does_not_tile_says_how_much_is_never_read(tmp_path, length, stride, message):
+    np.save(tmp_path / "x.npy", np.arange(length, dtype=np.float32))
+    result = run("convolve", tmp_path / "x.npy", "-k", "moving-average:3", "--mode", "valid",
+                 "--stride", stride, "-o", tmp_path / "y.npy")
+    assert result.exit_code == 0, result.output
+    assert message in result.stderr
+    expected = np.convolve(np.arange(length), np.ones(3) / 3, mode="valid")[::stride]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-6)
+
+
+def test_a_stride_that_tiles_says_nothing(tmp_path):
+    np.save(tmp_path / "x.npy", np.arange(9, dtype=np.float32))  # 9 − 3 = 6 = 2·3
+    result = run("convolve", tmp_path / "x.npy", "-k", "moving-average:3", "--mode", "valid", "--stride", 3,
+                 "-o", tmp_path / "y.npy")
+    assert result.exit_code == 0 and "never read" not in result.stderr

@@ -355,3 +355,11 @@ def test_bad_input_raises_value_error_naming_the_value(kwargs, message):
 def test_kernel_with_more_dimensions_than_signal():
     with pytest.raises(ValueError, match=r"kernel has 2 dimensions \(3, 3\) but the signal only 1"):
         convolve(np.ones(10), np.ones((3, 3)))
+
+
+def test_plan_reports_the_input_rows_a_stride_never_reads():
+    from convcli.engine.convolve import plan
+
+    assert plan((1, 11, 10), np.ones((3, 3)), mode="valid", stride=(3, 2)).left_over == (2, 1)
+    # 'same' pads 1 on each side: the position past the last window is padding, not data
+    assert plan((1, 10, 10), np.ones((3, 3)), mode="same", stride=3).left_over == (0, 0)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import click
 
 from convcli.cli.common import (
+    AXIS_NAMES,
     Job,
     finish,
     load_input,
@@ -15,6 +16,7 @@ from convcli.cli.common import (
     plan_outputs,
     run_jobs,
     save_output,
+    uncovered_text,
     warn,
 )
 from convcli.errors import UsageError
@@ -198,7 +200,7 @@ def convolve(
     records = run_jobs(plans, functools.partial(convolve_file, settings=settings), workers=jobs, quiet=quiet)
     for record in records:
         for note in record.pop("notes", []):
-            warn(note)
+            warn(f"{record['input']}: {note}")
         if record.get("clipped") and not quiet:
             warn(f"{record['input']}: {record['clipped']} values clipped to the output range (see --range)")
         if explain and not record.get("error"):
@@ -282,11 +284,21 @@ def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Setting
         "method": [p["method"] for p in plans],
         "reason": [p["reason"] for p in plans],
         "clipped": clipped,
-        "notes": [n for k in kernels for n in k.notes],
+        "notes": [n for k in kernels for n in k.notes] + _stride_notes(kernels, plans),
     }
     if settings.explain:
         record["explain"] = explain_text(kernels, plans, settings.geometry)
     return record
+
+
+def _stride_notes(kernels, plans) -> list[str]:
+    notes = []
+    for kernel, plan in zip(kernels, plans, strict=True):
+        counts = plan.get("left_over") or []
+        left = uncovered_text(dict(zip(AXIS_NAMES.get(len(counts), ()), counts, strict=False)))
+        if left:
+            notes.append(f"{kernel.spec}: the stride does not tile the input: {left} never read")
+    return notes
 
 
 def _describe(record: dict) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import click
 
 from convcli.cli.common import (
+    AXIS_NAMES,
     Job,
     expand_inputs,
     finish,
@@ -20,13 +21,13 @@ from convcli.cli.common import (
     plan_outputs,
     run_jobs,
     save_output,
+    uncovered_text,
     warn,
 )
 from convcli.errors import UsageError
 
 OPS = ("max", "min", "avg", "sum", "lp")
 ADAPTIVE_OPS = ("max", "min", "avg", "sum")
-AXIS_NAMES = {1: ("samples",), 2: ("rows", "columns")}
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,9 @@ def describe(record: dict) -> str:
 def warn_uncovered(records: list[dict]) -> None:
     """When the stride does not tile the input, say how much of it no window reached."""
     for record in records:
-        left = {axis: count for axis, count in (record.get("uncovered") or {}).items() if count}
+        left = uncovered_text(record.get("uncovered") or {})
         if left:
-            parts = " and ".join(f"{n} {axis if n > 1 else axis[:-1]}" for axis, n in left.items())
-            warn(f"{record['input']}: the last {parts} are not covered by any window "
+            warn(f"{record['input']}: {left} not covered by any window "
                  "(the stride does not tile the input; --ceil-mode or --padding would include them)")
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from convcli.errors import UsageError, did_you_mean
-from convcli.sizes import effective_kernel, output_size, padding_pair
+from convcli.sizes import effective_kernel, left_over, output_size, padding_pair
 
 MODES = ("same", "valid", "full")
 METHODS = ("auto", "direct", "separable", "fft")
@@ -49,6 +49,7 @@ class ConvPlan:
     rank1: bool | None  # None: not a 2-D single-channel kernel, separability not considered
     costs: dict[str, float]
     fft_block: int | None = None  # overlap-add FFT length, when fft runs in blocks
+    left_over: tuple[int, ...] = ()  # trailing input rows/samples per axis no window reads (stride)
     factors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
@@ -64,6 +65,7 @@ class ConvPlan:
             "rank1": self.rank1,
             "costs": self.costs,
             "fft_block": self.fft_block,
+            "left_over": list(self.left_over),
         }
 
 
@@ -176,6 +178,10 @@ def plan(
         output_size(size, k, stride=s, padding=p, dilation=d)
         for size, k, s, p, d in zip(spatial_in, ksize, stride, pads, dilation, strict=True)
     )
+    left = tuple(
+        left_over(size, k, stride=s, padding=p, dilation=d)
+        for size, k, s, p, d in zip(spatial_in, ksize, stride, pads, dilation, strict=True)
+    )
     if kernel.ndim <= 2:
         output_shape = (*x_shape[:-nd], *spatial_out)
     else:
@@ -204,6 +210,7 @@ def plan(
         rank1=rank1,
         costs=costs,
         fft_block=fft_block if chosen == "fft" else None,
+        left_over=left,
         factors=factors,
     )
 

@@ -135,7 +135,7 @@ def _plan(plan, shape: tuple[int, ...], weights: np.ndarray, options: dict) -> d
         padding=options["padding"],
         method=options["method"],
     )
-    return {"method": chosen.method, "reason": chosen.reason}
+    return {"method": chosen.method, "reason": chosen.reason, "left_over": list(chosen.left_over)}
 
 
 def _apply_ir(data: np.ndarray, kernel: Kernel, geometry: Geometry) -> tuple[np.ndarray, dict]:
