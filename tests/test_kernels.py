@@ -229,3 +229,9 @@ def test_overlap_add_blocks_equal_numpy_convolution(frames, taps, block, channel
     expected = full[:, start : start + frames] if mode == "same" else full
     assert got.shape == expected.shape
     assert np.allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("spec", ["1 nan 1", "1 2 inf", "-inf 1; 1 1", "1 NaN 2 /4"])
+def test_inline_kernels_with_nan_or_inf_are_refused_as_such(spec):
+    with pytest.raises(UsageError, match=r"inline kernel .*NaN or inf"):
+        load_kernel(spec)

@@ -12,7 +12,9 @@ import numpy as np
 from convcli.errors import InputError, UsageError
 from convcli.kernels.library import parse_kernel_text, parse_scale, rows_to_matrix
 
-INLINE = re.compile(r"^[\s\d.,;eE+\-/]*\d[\s\d.,;eE+\-/]*$")
+# numbers (nan and inf included, so a non-finite inline kernel is refused as such, not as a name)
+_INLINE_TOKEN = r"(?:[\s\d.,;eE+\-/]|(?i:nan|inf(?:inity)?))"
+INLINE = re.compile(rf"^{_INLINE_TOKEN}*(?:\d|(?i:nan|inf)){_INLINE_TOKEN}*$")
 LAYER = re.compile(r"^(?P<path>.+\.npz):(?P<layer>[A-Za-z_][\w.]*?)(?:\[(?P<index>-?\d+)\])?$")
 FILE_EXTENSIONS = (".npy", ".csv", ".txt", ".kernel")
 
