@@ -421,3 +421,12 @@ def test_a_stride_that_tiles_says_nothing(tmp_path):
     result = run("convolve", tmp_path / "x.npy", "-k", "moving-average:3", "--mode", "valid", "--stride", 3,
                  "-o", tmp_path / "y.npy")
     assert result.exit_code == 0 and "never read" not in result.stderr
+
+
+def test_an_output_folder_named_with_a_trailing_slash_is_created(photo, tmp_path):
+    result = run("convolve", photo, "-k", "box:3", "-o", f"{tmp_path / 'new' / 'deeper'}/")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "deeper" / "photo.png").is_file()
+    missing = run("convolve", photo, photo, "-k", "box:3", "-o", tmp_path / "absent")
+    assert missing.exit_code == 2 and "end it with / to create it" in missing.output
+    assert not (tmp_path / "absent").exists()

@@ -75,6 +75,7 @@ def plan_outputs(inputs: list[str], output: str | None, *, tag: str, force: bool
 
     - ``-o FILE``: the single input's result (its extension chooses the format);
     - ``-o DIR`` (an existing folder, a name ending in '/', or several inputs): DIR/<name>;
+      a name ending in '/' is created if missing (once every other check has passed);
     - ``-o -``: stdout, in the input's format;
     - no ``-o``: ``<stem>.<tag><ext>`` next to the input (stdout for stdin).
     Unknown extensions and existing outputs (without --force) are refused before any work.
@@ -95,8 +96,8 @@ def plan_outputs(inputs: list[str], output: str | None, *, tag: str, force: bool
             target, out_ext = None, ext
         elif to_dir:
             folder = Path(output)
-            if not folder.is_dir():
-                raise UsageError(f"-o {output}: output folder does not exist")
+            if not folder.is_dir() and not output.endswith(("/", os.sep)):
+                raise UsageError(f"-o {output}: output folder does not exist (end it with / to create it)")
             target = folder / ("stdin" + ext if name == STDIO else Path(name).name)
             out_ext = ext
         elif output is not None:
@@ -114,6 +115,8 @@ def plan_outputs(inputs: list[str], output: str | None, *, tag: str, force: bool
     targets = [job.output for job in jobs if job.output is not None]
     if len(set(targets)) != len(targets):
         raise UsageError("two inputs would write the same output file; use distinct names")
+    if to_dir:
+        Path(output).mkdir(parents=True, exist_ok=True)
     for target in targets:
         if many:
             continue  # reported per file below, so the other files are still written
