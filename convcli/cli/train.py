@@ -6,8 +6,11 @@ so ``--help`` stays fast).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -201,6 +204,22 @@ def _prepare_run(data, model_arg, config, resume_path, test_path, val_split, opt
     return {"model": model, "data": prepared, "start_epoch": done, "optimizer": optimizer}
 
 
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold back Ctrl-C until the block is done, then raise it (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 def _run_training(ctx, run, config, out, plot_path, filters_path, as_json, quiet) -> None:
     from convcli.nn.model import save_model
     from convcli.nn.train import evaluate_loss, fit
@@ -215,8 +234,9 @@ def _run_training(ctx, run, config, out, plot_path, filters_path, as_json, quiet
     saved = {"epoch": run["start_epoch"]}
 
     def on_epoch(record: dict) -> None:
-        save_model(model, out)
-        saved["epoch"] = record["epoch"]
+        with _interrupts_deferred():  # the file and the epoch we report must agree
+            save_model(model, out)
+            saved["epoch"] = record["epoch"]
         if show_table:
             console.print(_epoch_line(record))
 
