@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
 
 from convcli.errors import UsageError, did_you_mean
 
@@ -49,9 +48,12 @@ def normalize_boundary(name: str) -> str:
     raise UsageError(f"unknown boundary {name!r}{hint}; choose from {', '.join(choices)}")
 
 
-@njit(cache=True, nogil=True)
 def source_index(i: int, n: int, mode: int) -> int:
-    """Input index that padded position ``i`` copies (input is ``[0, n)``), -1 for the constant."""
+    """Input index that padded position ``i`` copies (input is ``[0, n)``), -1 for the constant.
+
+    Plain Python so that importing this module (every command validates --boundary) costs no
+    Numba start-up; the engine's kernels use it compiled (``convcli.engine.direct.source_index``).
+    """
     if 0 <= i < n:
         return i
     if mode == CONSTANT:
@@ -72,13 +74,9 @@ def source_index(i: int, n: int, mode: int) -> int:
     return i if i < n else period - 1 - i
 
 
-@njit(cache=True)
 def _source_indices(first: int, count: int, n: int, mode: int) -> np.ndarray:
     """``source_index`` of the padded positions ``first, first+1, ..., first+count-1``."""
-    out = np.empty(count, dtype=np.int64)
-    for t in range(count):
-        out[t] = source_index(first + t, n, mode)
-    return out
+    return np.fromiter((source_index(first + t, n, mode) for t in range(count)), np.int64, count)
 
 
 def pad(

@@ -3,7 +3,7 @@
 Everything is a valid cross-correlation of a padded input: ``x`` is ``(N, C_in, H, W)``, the
 kernel ``(C_out, C_in, kh, kw)`` (a 1-D signal is a single row). The padded image is never
 materialized and nothing is copied: each task (one image, a band of output rows) maps every
-kernel row to its input row through :func:`convcli.engine.boundary.source_index` (a shared
+kernel row to its input row through ``source_index`` (boundary.py's mapping, compiled; a shared
 row of ``cval`` above/below the input in constant mode) and reads the input in place. The
 interior columns (every tap inside the input) run as contiguous, SIMD-friendly loops, eight
 taps per pass over an output block (the accumulator is loaded and stored once per eight
@@ -17,7 +17,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from convcli.engine.boundary import source_index
+from convcli.engine import boundary
+
+# the one definition of the boundary index mapping, compiled for the kernels
+source_index = njit(cache=True, nogil=True)(boundary.source_index)
 
 # output columns per inner block: the accumulator block (8 KiB in float32) stays in L1
 COLUMN_BLOCK = 2048

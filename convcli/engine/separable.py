@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from convcli.engine.boundary import source_index
-from convcli.engine.direct import COLUMN_BLOCK, ROW_BAND, accumulate_taps
+from convcli.engine.direct import COLUMN_BLOCK, ROW_BAND, accumulate_taps, source_index
 
 # a kernel is rank 1 when its second singular value is below this many float epsilons
 # (scaled by the kernel size) relative to the first
