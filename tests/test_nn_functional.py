@@ -7,25 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.signal
+from gradients import numeric_grad
 from hypothesis import given
 from hypothesis import strategies as st
 
 from convcli.nn import functional as F
-
-
-def numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central differences of the scalar f() with respect to every entry of x (mutated in place)."""
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
-    return grad
 
 
 def check_grads(forward, backward, inputs: list[np.ndarray], rng: np.random.Generator) -> None:
