@@ -300,6 +300,26 @@ def convolve(
     symmetric | edge | wrap (and aliases). Stride subsamples the stride-1 result; dilation spaces
     the taps. float64 input stays float64, anything else is computed in float32.
     """
+    return convolve_planned(
+        x, kernel, mode=mode, boundary=boundary, cval=cval, stride=stride, dilation=dilation,
+        padding=padding, correlate=correlate, method=method,
+    )[0]
+
+
+def convolve_planned(
+    x,
+    kernel,
+    *,
+    mode: str = "same",
+    boundary: str = "constant",
+    cval: float = 0.0,
+    stride: PerAxis = 1,
+    dilation: PerAxis = 1,
+    padding=None,
+    correlate: bool = False,
+    method: str = "auto",
+) -> tuple[np.ndarray, ConvPlan]:
+    """:func:`convolve`, also returning the plan it ran (method, reason, left-over rows)."""
     from convcli.engine.boundary import MODE_CODES, normalize_boundary
 
     boundary_code = MODE_CODES[normalize_boundary(boundary)]
@@ -326,7 +346,7 @@ def convolve(
         signals = x.reshape(-1, *x.shape[-nd - 1 :])
     spatial_out = how.output_shape[-nd:]
     out = _run(how, signals, kernel, spatial_out, boundary_code, cval)
-    return out.reshape(how.output_shape)
+    return out.reshape(how.output_shape), how
 
 
 def _run(how: ConvPlan, signals, kernel, spatial_out, boundary_code, cval) -> np.ndarray:

@@ -102,7 +102,7 @@ def _per_axis(value: PerAxis, ndim: int, name: str) -> tuple[int, ...]:
 
 def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry) -> tuple[np.ndarray, dict]:
     """One kernel on channels-first ``data`` of media ``kind``; returns (result, the engine's plan)."""
-    from convcli.engine.convolve import convolve, plan
+    from convcli.engine.convolve import convolve_planned
 
     ndim = signal_ndim(kind, data, kernel)
     _per_axis(geometry.stride, ndim, "stride")
@@ -118,35 +118,26 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
         geometry_options = geometry.engine_options(ndim)
     weights = weights.astype(data.dtype)
     check_fits(data, weights.shape[-ndim:], geometry, kernel.spec)
-    how = _plan(plan, data.shape, weights, geometry_options)
-    out = convolve(data, weights, **geometry_options)
+    out, how = convolve_planned(data, weights, **geometry_options)
     if kernel.bias is not None:
         out += kernel.bias.astype(out.dtype).reshape((-1,) + (1,) * ndim)
-    return out, how
+    return out, _summary(how)
 
 
-def _plan(plan, shape: tuple[int, ...], weights: np.ndarray, options: dict) -> dict:
-    chosen = plan(
-        shape,
-        weights,
-        mode=options["mode"],
-        stride=options["stride"],
-        dilation=options["dilation"],
-        padding=options["padding"],
-        method=options["method"],
-    )
-    return {"method": chosen.method, "reason": chosen.reason, "left_over": list(chosen.left_over)}
+def _summary(how) -> dict:
+    """What the CLI reports of an engine plan."""
+    return {"method": how.method, "reason": how.reason, "left_over": list(how.left_over)}
 
 
 def _apply_ir(data: np.ndarray, kernel: Kernel, geometry: Geometry) -> tuple[np.ndarray, dict]:
-    from convcli.engine.convolve import convolve, plan
+    from convcli.engine.convolve import convolve_planned
 
     ir = kernel.array.astype(data.dtype)
     pairs = ir_channel_pairs(data.shape[0], ir.shape[0], kernel.spec)
     check_fits(data, ir.shape[-1:], geometry, kernel.spec)
     options = geometry.engine_options(1)
-    how = _plan(plan, data.shape[1:], ir[0], options)
-    return np.stack([convolve(data[c], ir[i], **options) for c, i in pairs]), how
+    results = [convolve_planned(data[c], ir[i], **options) for c, i in pairs]
+    return np.stack([out for out, _ in results]), _summary(results[0][1])
 
 
 def ir_channel_pairs(channels: int, ir_channels: int, spec: str) -> list[tuple[int, int]]:
