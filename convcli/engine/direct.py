@@ -2,20 +2,23 @@
 
 Everything is a valid cross-correlation of a padded input: ``x`` is ``(N, C_in, H, W)``, the
 kernel ``(C_out, C_in, kh, kw)`` (a 1-D signal is a single row). The padded image is never
-materialized and nothing is copied: each task (one image, a band of output rows) maps every
-kernel row to its input row through ``source_index`` (boundary.py's mapping, compiled; a shared
-row of ``cval`` above/below the input in constant mode) and reads the input in place. The
-interior columns (every tap inside the input) run as contiguous, SIMD-friendly loops, eight
-taps per pass over an output block (the accumulator is loaded and stored once per eight
-multiply-adds; the first pass assigns, so there is no zeroing pass), and zero taps are
-skipped; only the few border columns map each tap's column (a table computed once per call).
-Strided outputs are computed directly (only the kept positions).
+materialized: for each output row, :func:`row_sources` finds the input row under every kernel
+row (boundary.py's ``source_index``, compiled) and gives its start in one flat source array:
+the input itself when every row is inside it (read in place, nothing copied), else a small
+per-task buffer holding the mapped rows (the first and last few output rows). Every tap is then
+a flat start index, so the inner loops index one array with no per-tap views (whose reference
+counting cost more than the arithmetic of a small kernel). The interior columns (every tap
+inside the input) run as contiguous, SIMD-friendly loops, eight taps per pass over an output
+block (the accumulator is loaded and stored once per eight multiply-adds; the first pass
+assigns, so there is no zeroing pass), and zero taps are skipped; only the few border columns
+map each tap's column (a table computed once per call). Strided outputs are computed directly
+(only the kept positions).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from convcli.engine import boundary
 
@@ -28,13 +31,40 @@ COLUMN_BLOCK = 2048
 ROW_BAND = 32
 
 
+@njit(cache=True, nogil=True)
+def row_sources(flat, plane0, n_planes, h, w, first_row, step, count, mode, cval, halo, row_base):
+    """Point ``row_base[p·count + u]`` at the input row ``first_row + u·step`` of plane ``plane0 + p``.
+
+    ``flat`` is the whole input, planes of ``h × w``. Returns the array the starts index: ``flat``
+    itself when every row is inside the input, else ``halo`` filled with the mapped rows (a row of
+    ``cval`` where constant padding lies).
+    """
+    if first_row >= 0 and first_row + (count - 1) * step < h:
+        for p in range(n_planes):
+            for u in range(count):
+                row_base[p * count + u] = ((plane0 + p) * h + first_row + u * step) * w
+        return flat
+    for p in range(n_planes):
+        for u in range(count):
+            start = (p * count + u) * w
+            row_base[p * count + u] = start
+            r = source_index(first_row + u * step, h, mode)
+            if r < 0:
+                halo[start : start + w] = cval
+            else:
+                source = ((plane0 + p) * h + r) * w
+                halo[start : start + w] = flat[source : source + w]
+    return halo
+
+
 @njit(cache=True, fastmath=True, nogil=True)
-def accumulate_taps(acc, j0, j1, rows, weights, offsets, stride, assign):
-    """``acc[j] (+)= Σ_t weights[t] · rows[t][j·stride + offsets[t]]`` for ``j`` in ``[j0, j1)``.
+def accumulate_taps(acc, j0, j1, src, starts, weights, stride, assign):
+    """``acc[j] (+)= Σ_t weights[t] · src[starts[t] + j·stride]`` for ``j`` in ``[j0, j1)``.
 
     With ``assign`` the first pass overwrites ``acc`` (no zeroing pass). Taps go eight (then
-    four, then one) per pass: one load/store of ``acc`` per eight multiply-adds. The loops run
-    over views from index 0 so that Numba drops negative-index handling and vectorizes them.
+    four, then one) per pass: one load/store of ``acc`` per eight multiply-adds. Callers
+    guarantee ``starts[t] + j0·stride >= 0``; indices are unsigned so that Numba drops its
+    negative-index handling and the loops vectorize.
     """
     n_taps = weights.shape[0]
     m = j1 - j0
@@ -42,82 +72,66 @@ def accumulate_taps(acc, j0, j1, rows, weights, offsets, stride, assign):
     start = j0 * stride
     if n_taps == 0 and assign:
         block[:] = 0.0
+    step = uint64(stride)
     t = 0
     while t < n_taps:
         first = assign and t == 0
         if stride == 1 and t + 8 <= n_taps:
-            _eight_taps(block, m, rows, weights, offsets, start, t, first)
+            _eight_taps(block, m, src, starts, weights, start, t, first)
             t += 8
         elif t + 4 <= n_taps:
-            r0 = rows[t][offsets[t] + start :]
-            r1 = rows[t + 1][offsets[t + 1] + start :]
-            r2 = rows[t + 2][offsets[t + 2] + start :]
-            r3 = rows[t + 3][offsets[t + 3] + start :]
+            b0, b1 = uint64(starts[t] + start), uint64(starts[t + 1] + start)
+            b2, b3 = uint64(starts[t + 2] + start), uint64(starts[t + 3] + start)
             w0, w1, w2, w3 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
-            if first and stride == 1:
-                for j in range(m):
-                    block[j] = w0 * r0[j] + w1 * r1[j] + w2 * r2[j] + w3 * r3[j]
-            elif first:
-                for j in range(m):
-                    k = j * stride
-                    block[j] = w0 * r0[k] + w1 * r1[k] + w2 * r2[k] + w3 * r3[k]
-            elif stride == 1:
-                for j in range(m):
-                    block[j] += w0 * r0[j] + w1 * r1[j] + w2 * r2[j] + w3 * r3[j]
-            else:
-                for j in range(m):
-                    k = j * stride
-                    block[j] += w0 * r0[k] + w1 * r1[k] + w2 * r2[k] + w3 * r3[k]
+            for j in range(m):
+                k = uint64(j) * step
+                value = w0 * src[b0 + k] + w1 * src[b1 + k] + w2 * src[b2 + k] + w3 * src[b3 + k]
+                if first:
+                    block[j] = value
+                else:
+                    block[j] += value
             t += 4
         else:
-            r0 = rows[t][offsets[t] + start :]
+            b0 = uint64(starts[t] + start)
             w0 = weights[t]
-            if first and stride == 1:
-                for j in range(m):
-                    block[j] = w0 * r0[j]
-            elif first:
-                for j in range(m):
-                    block[j] = w0 * r0[j * stride]
-            elif stride == 1:
-                for j in range(m):
-                    block[j] += w0 * r0[j]
-            else:
-                for j in range(m):
-                    block[j] += w0 * r0[j * stride]
+            for j in range(m):
+                value = w0 * src[b0 + uint64(j) * step]
+                if first:
+                    block[j] = value
+                else:
+                    block[j] += value
             t += 1
 
 
 @njit(cache=True, fastmath=True, nogil=True, inline="always")
-def _eight_taps(block, m, rows, weights, offsets, start, t, first):
-    r0 = rows[t][offsets[t] + start :]
-    r1 = rows[t + 1][offsets[t + 1] + start :]
-    r2 = rows[t + 2][offsets[t + 2] + start :]
-    r3 = rows[t + 3][offsets[t + 3] + start :]
-    r4 = rows[t + 4][offsets[t + 4] + start :]
-    r5 = rows[t + 5][offsets[t + 5] + start :]
-    r6 = rows[t + 6][offsets[t + 6] + start :]
-    r7 = rows[t + 7][offsets[t + 7] + start :]
+def _eight_taps(block, m, src, starts, weights, start, t, first):
+    b0, b1 = uint64(starts[t] + start), uint64(starts[t + 1] + start)
+    b2, b3 = uint64(starts[t + 2] + start), uint64(starts[t + 3] + start)
+    b4, b5 = uint64(starts[t + 4] + start), uint64(starts[t + 5] + start)
+    b6, b7 = uint64(starts[t + 6] + start), uint64(starts[t + 7] + start)
     w0, w1, w2, w3 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
     w4, w5, w6, w7 = weights[t + 4], weights[t + 5], weights[t + 6], weights[t + 7]
     if first:
         for j in range(m):
-            block[j] = (w0 * r0[j] + w1 * r1[j] + w2 * r2[j] + w3 * r3[j]) + (
-                w4 * r4[j] + w5 * r5[j] + w6 * r6[j] + w7 * r7[j]
+            k = uint64(j)
+            block[j] = (w0 * src[b0 + k] + w1 * src[b1 + k] + w2 * src[b2 + k] + w3 * src[b3 + k]) + (
+                w4 * src[b4 + k] + w5 * src[b5 + k] + w6 * src[b6 + k] + w7 * src[b7 + k]
             )
     else:
         for j in range(m):
-            block[j] += (w0 * r0[j] + w1 * r1[j] + w2 * r2[j] + w3 * r3[j]) + (
-                w4 * r4[j] + w5 * r5[j] + w6 * r6[j] + w7 * r7[j]
+            k = uint64(j)
+            block[j] += (w0 * src[b0 + k] + w1 * src[b1 + k] + w2 * src[b2 + k] + w3 * src[b3 + k]) + (
+                w4 * src[b4 + k] + w5 * src[b5 + k] + w6 * src[b6 + k] + w7 * src[b7 + k]
             )
 
 
 @njit(cache=True, nogil=True)
-def _border_value(rows, weights, offsets, position, column_map, cval):
+def _border_value(src, row_starts, weights, offsets, position, column_map, cval):
     """One output whose taps reach past the input's left or right edge: each tap is mapped."""
     total = 0.0
     for t in range(weights.shape[0]):
         c = column_map[position + offsets[t]]
-        total += weights[t] * (cval if c < 0 else rows[t][c])
+        total += weights[t] * (cval if c < 0 else src[row_starts[t] + c])
     return total
 
 
@@ -130,12 +144,12 @@ def correlate_direct(
 
     The kernel comes as tap tables (see :func:`tap_tables`): for output channel ``co``, tap ``t``
     reads padded row ``tap_rows[co, t]`` (= ci·kh + u) at column offset ``tap_offsets[co, t]``.
+    ``x`` must be C-contiguous.
     """
     n_images, c_in, h, w = x.shape
     c_out = tap_weights.shape[0]
     ho, wo = out.shape[2], out.shape[3]
-    # a row above/below the input in constant mode (a read-only row shared by all tasks)
-    constant_row = np.full(w, cval, dtype=x.dtype)
+    flat = x.reshape(-1)
     input_offsets = tap_offsets - pad_left  # tap offsets as input columns, for the interior
     # the input column under each padded column (-1: cval), for the few border outputs
     column_map = np.empty(max((wo - 1) * stride_w + tap_offsets.max() + 1, 0), dtype=np.int64)
@@ -145,15 +159,19 @@ def correlate_direct(
     for task in prange(n_images * n_bands):
         img = task // n_bands
         band = task % n_bands
+        halo = np.empty(c_in * kh * w, dtype=x.dtype)
+        row_base = np.empty(c_in * kh, dtype=np.int64)
+        row_starts = np.empty(tap_rows.shape[1], dtype=np.int64)
+        starts = np.empty(tap_rows.shape[1], dtype=np.int64)
         for i in range(band * ROW_BAND, min(ho, (band + 1) * ROW_BAND)):
-            kernel_rows = []  # the input row under kernel row u of channel ci, at ci·kh + u
-            for ci in range(c_in):
-                for u in range(kh):
-                    r = source_index(i * stride_h + u * dil_h - pad_top, h, mode)
-                    kernel_rows.append(constant_row if r < 0 else x[img, ci, r])
+            src = row_sources(
+                flat, img * c_in, c_in, h, w, i * stride_h - pad_top, dil_h, kh, mode, cval, halo, row_base
+            )
             for co in range(c_out):
                 count = tap_counts[co]
-                rows = [kernel_rows[tap_rows[co, t]] for t in range(count)]
+                for t in range(count):
+                    row_starts[t] = row_base[tap_rows[co, t]]
+                    starts[t] = row_starts[t] + input_offsets[co, t]
                 weights = tap_weights[co, :count]
                 offsets = tap_offsets[co, :count]
                 # interior columns [j_lo, j_hi): every tap inside the input, read in place
@@ -163,11 +181,11 @@ def correlate_direct(
                 orow = out[img, co, i]
                 for j0 in range(j_lo, j_hi, COLUMN_BLOCK):
                     j1 = min(j_hi, j0 + COLUMN_BLOCK)
-                    accumulate_taps(orow, j0, j1, rows, weights, input_offsets[co, :count], stride_w, True)
+                    accumulate_taps(orow, j0, j1, src, starts[:count], weights, stride_w, True)
                 for j in range(j_lo):
-                    orow[j] = _border_value(rows, weights, offsets, j * stride_w, column_map, cval)
+                    orow[j] = _border_value(src, row_starts, weights, offsets, j * stride_w, column_map, cval)
                 for j in range(j_hi, wo):
-                    orow[j] = _border_value(rows, weights, offsets, j * stride_w, column_map, cval)
+                    orow[j] = _border_value(src, row_starts, weights, offsets, j * stride_w, column_map, cval)
 
 
 def tap_tables(kernel: np.ndarray, dil_w: int) -> tuple[np.ndarray, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from convcli.engine.direct import COLUMN_BLOCK, ROW_BAND, accumulate_taps, source_index
+from convcli.engine.direct import COLUMN_BLOCK, ROW_BAND, accumulate_taps, row_sources, source_index
 
 # a kernel is rank 1 when its second singular value is below this many float epsilons
 # (scaled by the kernel size) relative to the first
@@ -39,14 +39,14 @@ def _zero_padded(taps):
 
 
 @njit(cache=True, nogil=True)
-def _vertical_at(position, sources, column, w, mode, row_cval):
+def _vertical_at(position, src, row_base, column, w, mode, row_cval):
     """The vertical pass at one padded column outside the input (mapped by the boundary)."""
     source = source_index(position, w, mode)
     if source < 0:
         return row_cval
     total = 0.0
     for u in range(column.shape[0]):
-        total += column[u] * sources[u][source]
+        total += column[u] * src[row_base[u] + source]
     return total
 
 
@@ -65,37 +65,36 @@ def correlate_separable(x, column, row, out, stride_h, stride_w, dil_h, dil_w, p
     for u in range(kh):
         column_sum += column[u]
     row_cval = cval * column_sum
-    vertical_offsets = np.zeros(column.shape[0], dtype=np.int64)
     row_offsets = np.zeros(row.shape[0], dtype=np.int64)
     for v in range(kw):
         row_offsets[v] = v * dil_w
     interior = max(min(w, padded_w - pad_left), 0)  # input columns that land inside the padded row
+    flat = x.reshape(-1)
     n_bands = (ho + ROW_BAND - 1) // ROW_BAND
     for task in prange(n_images * channels * n_bands):
         band = task % n_bands
-        img = task // n_bands // channels
-        c = task // n_bands % channels
-        constant_row = np.full(w, cval, dtype=x.dtype)
+        plane = task // n_bands  # = img·channels + c
+        img, c = plane // channels, plane % channels
+        halo = np.empty(kh * w, dtype=x.dtype)
+        # zero-weight taps past kh read the first row (any valid row would do)
+        row_base = np.zeros(column.shape[0], dtype=np.int64)
         padded = np.empty(padded_w, dtype=x.dtype)
         for i in range(band * ROW_BAND, min(ho, (band + 1) * ROW_BAND)):
-            sources = []
-            for u in range(kh):
-                r = source_index(i * stride_h + u * dil_h - pad_top, h, mode)
-                sources.append(constant_row if r < 0 else x[img, c, r])
-            for _ in range(kh, column.shape[0]):
-                sources.append(sources[0])
+            first_row = i * stride_h - pad_top
+            src = row_sources(flat, plane, 1, h, w, first_row, dil_h, kh, mode, cval, halo, row_base)
+            for u in range(kh, column.shape[0]):
+                row_base[u] = row_base[0]
             # vertical pass straight into the padded row: contiguous interior, mapped edges
             middle = padded[pad_left : pad_left + interior]
-            accumulate_taps(middle, 0, interior, sources, column, vertical_offsets, 1, True)
+            accumulate_taps(middle, 0, interior, src, row_base, column, 1, True)
             for t in range(min(pad_left, padded_w)):
-                padded[t] = _vertical_at(t - pad_left, sources, column, w, mode, row_cval)
+                padded[t] = _vertical_at(t - pad_left, src, row_base, column, w, mode, row_cval)
             for t in range(pad_left + interior, padded_w):
-                padded[t] = _vertical_at(t - pad_left, sources, column, w, mode, row_cval)
-            rows = [padded] * row.shape[0]
+                padded[t] = _vertical_at(t - pad_left, src, row_base, column, w, mode, row_cval)
             orow = out[img, c, i]
             for j0 in range(0, wo, COLUMN_BLOCK):
                 j1 = min(wo, j0 + COLUMN_BLOCK)
-                accumulate_taps(orow, j0, j1, rows, row, row_offsets, stride_w, True)
+                accumulate_taps(orow, j0, j1, padded, row_offsets, row, stride_w, True)
 
 
 def correlate(
