@@ -136,6 +136,39 @@ def test_alpha_passes_through_and_sixteen_bit_stays(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "h.png")), gray16)
 
 
+def test_sixteen_bit_colour_stays_sixteen_bit_end_to_end(tmp_path):
+    import imagecodecs  # makes the 16-bit inputs and reads the outputs: Pillow cannot hold them
+
+    from convcli import convolve, load_kernel
+
+    rgba = RNG.integers(0, 65536, size=(10, 12, 4), dtype=np.uint16)
+    (tmp_path / "in.png").write_bytes(imagecodecs.png_encode(rgba))
+    (tmp_path / "in.tif").write_bytes(imagecodecs.tiff_encode(rgba[..., :3]))
+    assert run("convolve", tmp_path / "in.tif", "-k", "identity", "-o", tmp_path / "id.tif").exit_code == 0
+    assert np.array_equal(imagecodecs.tiff_decode((tmp_path / "id.tif").read_bytes()), rgba[..., :3])
+    colour = np.moveaxis(rgba[..., :3], -1, 0) / 65535
+    sharpened = convolve(colour, load_kernel("sharpen"))  # float64 engine result on the uint16 data
+    result = run("convolve", tmp_path / "in.png", "-k", "sharpen", "-o", tmp_path / "sharp.png")
+    assert result.exit_code == 0 and "values clipped" in result.stderr
+    got = imagecodecs.png_decode((tmp_path / "sharp.png").read_bytes())
+    assert got.dtype == np.uint16 and np.array_equal(got[..., 3], rgba[..., 3])  # alpha unfiltered
+    assert np.abs(np.moveaxis(got[..., :3], -1, 0) - np.rint(np.clip(sharpened, 0, 1) * 65535)).max() <= 1
+    again = run("convolve", tmp_path / "in.png", "-k", "sharpen", "-o", tmp_path / "sharp.png", "--range",
+                "normalize")
+    assert again.exit_code == 1 and "use --force" in again.output
+    again = run("convolve", tmp_path / "in.png", "-k", "sharpen", "-o", tmp_path / "sharp.png", "--range",
+                "normalize", "--force")
+    assert again.exit_code == 0 and "clipped" not in again.stderr
+    normalized = (sharpened - sharpened.min()) / np.ptp(sharpened)
+    got = imagecodecs.png_decode((tmp_path / "sharp.png").read_bytes())
+    assert np.abs(np.moveaxis(got[..., :3], -1, 0) - np.rint(normalized * 65535)).max() <= 1
+    assert run("convolve", tmp_path / "in.png", "-k", "identity", "-o", tmp_path / "id.npy").exit_code == 0
+    assert np.array_equal(np.rint(np.load(tmp_path / "id.npy") * 65535), np.moveaxis(rgba[..., :3], -1, 0))
+    result = run("convolve", tmp_path / "in.png", "-k", "identity", "-o", tmp_path / "id.jpg")
+    assert result.exit_code == 0 and "the 16-bit input was written with 8" in result.stderr
+    assert Image.open(tmp_path / "id.jpg").mode == "RGB"
+
+
 def test_audio_keeps_rate_subtype_and_lowpass_attenuates(tmp_path):
     rate = 16000
     t = np.arange(rate) / rate
@@ -340,12 +373,15 @@ def test_kernels_list_and_show():
 
 def bad_inputs(tmp_path: Path, photo: Path):
     """(arguments, exit status, message) of every bad-input case of the issue."""
+    import imagecodecs
 
     def f(name):
         return str(tmp_path / name)
 
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    png16 = imagecodecs.png_encode(RNG.integers(0, 65536, size=(16, 16, 3), dtype=np.uint16))
+    (tmp_path / "corrupt16.png").write_bytes(png16[:-40])  # IDAT cut short
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnonsense")
     np.save(tmp_path / "signal.npy", RNG.standard_normal(30))
     np.save(tmp_path / "tiny.npy", RNG.standard_normal(3))
@@ -357,6 +393,7 @@ def bad_inputs(tmp_path: Path, photo: Path):
         ([f("missing.png"), "-k", "box"], 1, "no such file"),
         ([f("empty.png"), "-k", "box"], 1, "empty file"),
         ([f("corrupt.png"), "-k", "box"], 1, "not a readable image"),
+        ([f("corrupt16.png"), "-k", "box"], 1, "not a readable image (16-bit PNG data"),
         ([f("corrupt.wav"), "-k", "moving-average:3"], 1, "not a readable audio file"),
         ([photo, "-k", "sharpn"], 2, "did you mean 'sharpen'"),
         ([photo, "-k", "gaussian:sigma=0"], 2, "sigma=0 must be > 0"),

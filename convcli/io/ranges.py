@@ -35,7 +35,8 @@ def fit_range(
         lo, hi = float(np.min(x)), float(np.max(x))
         if hi == lo:
             return np.full_like(x, low), 0
-        return (x - lo) * ((high - low) / (hi - lo)) + low, 0
+        # divide, not multiply by the reciprocal: a subnormal hi - lo would make that inf (and 0·inf NaN)
+        return (x - lo) / (hi - lo) * (high - low) + low, 0
     if policy == "abs":
         x = np.abs(x)
     elif policy == "offset":
