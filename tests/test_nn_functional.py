@@ -319,3 +319,32 @@ def test_cross_entropy_is_stable_for_huge_logits():
     assert loss == 0.0
     loss, _ = F.cross_entropy_forward(np.array([[1000.0, 0.0]], dtype=np.float32), np.array([1]))
     assert np.isclose(loss, 1000.0)
+
+
+@given(conv_cases, st.integers(2, 5))
+def test_ops_split_over_threads_equal_the_serial_result(case, threads):
+    """With every op forced to split its batch (threshold 0, 2–5 threads) each result is
+    bit-for-bit the one-call result: chunks own their images, batch sums run afterwards."""
+    if not _fits(case):
+        return
+    _, x, w, b = _conv_inputs(case)
+    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+
+    def everything():
+        y, cache = F.conv2d_forward(x, w, b, *args)
+        dy = np.cos(y)
+        r, relu_cache = F.relu_forward(y)
+        no_padding = ((0, 0), (0, 0))  # so the transposed size is never 0
+        t, t_cache = F.conv_transpose2d_forward(y, w, None, case["stride"], no_padding, (0, 0), *args[2:])
+        return (y, *F.conv2d_backward(dy, cache)[:2], r, F.relu_backward(dy, relu_cache), t,
+                *F.conv_transpose2d_backward(np.sin(t), t_cache)[:2])
+
+    serial = everything()
+    saved = F.PARALLEL_NS, F.THREADS
+    F.PARALLEL_NS, F.THREADS = 0, threads
+    try:
+        split = everything()
+    finally:
+        F.PARALLEL_NS, F.THREADS = saved
+    for one, many in zip(serial, split, strict=True):
+        np.testing.assert_array_equal(one, many)

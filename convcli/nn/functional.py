@@ -15,16 +15,56 @@ All sizes come from :func:`convcli.sizes.output_size`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import config, njit
 
 from convcli.sizes import output_size
 
 Pair = tuple[int, int]
 PadPair = tuple[Pair, Pair]
 Cache = dict[str, Any]
+
+
+# ---------------------------------------------------------------- the batch across cores
+# Images are independent in these ops, so a big enough op splits its batch into one contiguous
+# chunk per core and runs them on plain threads: numpy copies and ufuncs, BLAS GEMMs and the nogil
+# Numba kernels release the GIL. Each chunk writes only its own slice; sums over the batch happen
+# afterwards on the calling thread, so results do not depend on the number of threads.
+# Handing a chunk to a thread costs ~50-100 µs, so only ops estimated at more than PARALLEL_NS of
+# work split (measured: the small CNN's convolutions split, a length-40 1-D CNN's do not).
+PARALLEL_NS = 300_000
+NS_PER_MAC = 0.1  # a GEMM multiply-add (float32, one core)
+NS_PER_ELEMENT = 0.7  # an elementwise pass or a scatter-add, per element
+NS_PER_GEMM = 2_000  # the fixed cost of one small per-image GEMM
+THREADS = config.NUMBA_NUM_THREADS  # the one thread count knob: NUMBA_NUM_THREADS
+
+
+def gemm_cost(out: np.ndarray, depth: int) -> float:
+    """Estimated ns of a stacked matmul producing ``out`` (N, ..., M, L) from depth-``depth`` products."""
+    return out.size * depth * NS_PER_MAC + out.size // (out.shape[-1] * out.shape[-2]) * NS_PER_GEMM
+_pool: ThreadPoolExecutor | None = None
+
+
+def over_batch(work: Callable[[int, int], None], n: int, cost_ns: float) -> None:
+    """Run ``work(lo, hi)`` over ``[0, n)``: in one chunk per thread (:data:`THREADS`) when the
+    estimated cost pays for the threads, else in one call."""
+    global _pool
+    affordable = int(cost_ns // PARALLEL_NS) if PARALLEL_NS > 0 else THREADS
+    chunks = max(1, min(THREADS, n, affordable))
+    if chunks == 1:
+        work(0, n)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max(1, THREADS - 1), thread_name_prefix="convcli-batch")
+    bounds = [n * k // chunks for k in range(chunks + 1)]
+    futures = [_pool.submit(work, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True)]
+    work(bounds[0], bounds[1])
+    for future in futures:
+        future.result()
 
 
 # ---------------------------------------------------------------- im2col / col2im
@@ -64,11 +104,12 @@ def _col2im(cols: np.ndarray, padded_hw: Pair, stride: Pair, dilation: Pair) -> 
     """Adjoint of :func:`_windows`: sum (A, B, kh, kw, Ho, Wo) columns back onto (A, B, Hp, Wp)."""
     a, b = cols.shape[:2]
     out = np.zeros((a, b, *padded_hw), dtype=cols.dtype)
-    _col2im_kernel(cols, *stride, *dilation, out)
+    over_batch(lambda lo, hi: _col2im_kernel(cols[lo:hi], *stride, *dilation, out[lo:hi]), a,
+               cols.size * NS_PER_ELEMENT)
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _col2im_kernel(cols, sh, sw, dh, dw, out):  # pragma: no cover - compiled
     """Serial scatter-add, one (image, channel) plane at a time so it stays in cache; numpy's
     one strided add per tap measured 4× slower (it walks the whole batch once per tap)."""
@@ -111,12 +152,19 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, s
         raise ValueError(f"input has {c_in} channels, the weight expects {c_group * groups}")
     out_hw = _out_hw(h, w, (kh, kw), stride, padding, dilation)
     xp = _pad(x, padding)
-    win = _windows(xp, (kh, kw), stride, dilation, out_hw)            # N, C, Ho, Wo, kh, kw
-    cols = np.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3)).reshape(n, groups, c_group * kh * kw, -1)
+    win = _windows(xp, (kh, kw), stride, dilation, out_hw).transpose(0, 1, 4, 5, 2, 3)  # N, C, kh, kw, Ho, Wo
+    cols = np.empty((n, groups, c_group * kh * kw, out_hw[0] * out_hw[1]), dtype=x.dtype)
     wmat = weight.reshape(groups, c_out // groups, c_group * kh * kw)
-    y = np.matmul(wmat, cols).reshape(n, c_out, *out_hw)               # N, g, C_out/g, Ho·Wo
-    if bias is not None:
-        y += bias.reshape(1, -1, 1, 1)
+    y = np.empty((n, groups, c_out // groups, out_hw[0] * out_hw[1]), dtype=np.result_type(x, weight))
+
+    def images(lo: int, hi: int) -> None:
+        cols[lo:hi].reshape(win[lo:hi].shape)[...] = win[lo:hi]
+        np.matmul(wmat, cols[lo:hi], out=y[lo:hi])
+        if bias is not None:
+            y[lo:hi] += bias.reshape(groups, -1, 1)
+
+    over_batch(images, n, gemm_cost(y, wmat.shape[-1]))
+    y = y.reshape(n, c_out, *out_hw)
     cache = {"cols": cols, "x_shape": x.shape, "weight": weight, "stride": stride, "padding": padding,
              "dilation": dilation, "groups": groups, "out_hw": out_hw, "has_bias": bias is not None}
     return y, cache
@@ -132,6 +180,14 @@ def _cols_to_input(dcols: np.ndarray, cache: Cache) -> np.ndarray:
     return np.ascontiguousarray(_crop(dxp, padding, (h, w)))
 
 
+def _matmul_over_batch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.matmul(a, b)`` for a batch ``b`` (N, ...), the images split across cores."""
+    out = np.empty((b.shape[0], *np.broadcast_shapes(a.shape[:-2], b.shape[1:-2]), a.shape[-2], b.shape[-1]),
+                   dtype=np.result_type(a, b))
+    over_batch(lambda lo, hi: np.matmul(a, b[lo:hi], out=out[lo:hi]), b.shape[0], gemm_cost(out, a.shape[-1]))
+    return out
+
+
 def _per_group(a: np.ndarray, groups: int) -> np.ndarray:
     """(N, C, ...) -> (N, g, C/g, prod(...)) view."""
     return a.reshape(a.shape[0], groups, a.shape[1] // groups, -1)
@@ -144,11 +200,18 @@ def conv2d_backward(dy: np.ndarray, cache: Cache,
     weight, groups = cache["weight"], cache["groups"]
     c_out = weight.shape[0]
     dy_mat = _per_group(np.ascontiguousarray(dy), groups)               # N, g, C_out/g, Ho·Wo
-    dweight = np.matmul(dy_mat, cache["cols"].transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
+    cols = cache["cols"]
+    per_image = np.empty((dy.shape[0], groups, c_out // groups, cols.shape[2]), dtype=dy_mat.dtype)
+
+    def images(lo: int, hi: int) -> None:
+        np.matmul(dy_mat[lo:hi], cols[lo:hi].transpose(0, 1, 3, 2), out=per_image[lo:hi])
+
+    over_batch(images, dy.shape[0], gemm_cost(per_image, cols.shape[-1]))
+    dweight = per_image.sum(axis=0).reshape(weight.shape)
     dx = None
     if input_grad:
         wmat = weight.reshape(groups, c_out // groups, -1)
-        dx = _cols_to_input(np.matmul(wmat.transpose(0, 2, 1), dy_mat), cache)
+        dx = _cols_to_input(_matmul_over_batch(wmat.transpose(0, 2, 1), dy_mat), cache)
     dbias = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     return dx, dweight, dbias
 
@@ -172,7 +235,7 @@ def conv_transpose2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray
                   "dilation": dilation, "groups": groups, "out_hw": (h, w), "has_bias": False}
     x_mat = _per_group(np.ascontiguousarray(x), groups)
     wmat = weight.reshape(groups, c_in // groups, -1)
-    y = _cols_to_input(np.matmul(wmat.transpose(0, 2, 1), x_mat), conv_cache)
+    y = _cols_to_input(_matmul_over_batch(wmat.transpose(0, 2, 1), x_mat), conv_cache)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
     cache = {"x": x, "conv_cache": conv_cache, "has_bias": bias is not None}
@@ -431,11 +494,22 @@ def dropout_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
 
 # ---------------------------------------------------------------- activations
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
-    return np.maximum(x, 0), {"positive": x > 0}
+    y, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
+
+    def images(lo: int, hi: int) -> None:
+        np.greater(x[lo:hi], 0, out=positive[lo:hi])
+        np.maximum(x[lo:hi], 0, out=y[lo:hi])
+
+    over_batch(images, len(x), 2 * x.size * NS_PER_ELEMENT)
+    return y, {"positive": positive}
 
 
 def relu_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
-    return dy * cache["positive"]
+    positive = cache["positive"]
+    dx = np.empty(np.broadcast_shapes(dy.shape, positive.shape), dtype=dy.dtype)
+    over_batch(lambda lo, hi: np.multiply(dy[lo:hi], positive[lo:hi], out=dx[lo:hi]), len(dx),
+               dx.size * NS_PER_ELEMENT)
+    return dx
 
 
 def leaky_relu_forward(x: np.ndarray, slope: float = 0.01) -> tuple[np.ndarray, Cache]:
