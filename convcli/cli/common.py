@@ -191,12 +191,20 @@ def _executor(workers: int, kind: str | None) -> Executor:
     with -j 2 took 7.6 s with threads vs 13.7 s with (forkserver) processes; CONVCLI_EXECUTOR=process."""
     kind = kind or os.environ.get("CONVCLI_EXECUTOR", "thread")
     if kind == "thread":
-        return ThreadPoolExecutor(workers)
+        return ThreadPoolExecutor(workers, initializer=_share_cores, initargs=(workers,))
     import multiprocessing
 
     # not fork: the engine's Numba threading layer (OpenMP) must not be forked
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+
+
+def _share_cores(workers: int) -> None:
+    """Give each worker thread its share of the cores for the parallel kernels (Numba's thread count
+    is per thread), so -j N does not run N × cores threads."""
+    import numba
+
+    numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS // workers))
 
 
 def _timed(process: Callable[[Job], Record], job: Job) -> Record:
