@@ -336,8 +336,13 @@ def test_ops_split_over_threads_equal_the_serial_result(case, threads):
         r, relu_cache = F.relu_forward(y)
         no_padding = ((0, 0), (0, 0))  # so the transposed size is never 0
         t, t_cache = F.conv_transpose2d_forward(y, w, None, case["stride"], no_padding, (0, 0), *args[2:])
+        tiled = np.tile(y, (1, 1, 2, 2))  # at least 2×2, so both windows fit
+        pooled, pool_cache = F.max_pool2d_forward(tiled, (2, 2), (2, 2), ceil_mode=True)
+        wide, wide_cache = F.max_pool2d_forward(tiled, (3, 2), (1, 2), ((1, 1), (0, 1)), (1, 2), True)
         return (y, *F.conv2d_backward(dy, cache)[:2], r, F.relu_backward(dy, relu_cache), t,
-                *F.conv_transpose2d_backward(np.sin(t), t_cache)[:2])
+                *F.conv_transpose2d_backward(np.sin(t), t_cache)[:2],
+                pooled, F.max_pool2d_backward(np.cos(pooled), pool_cache),
+                wide, F.max_pool2d_backward(np.cos(wide), wide_cache))
 
     serial = everything()
     saved = F.PARALLEL_NS, F.THREADS
@@ -348,3 +353,93 @@ def test_ops_split_over_threads_equal_the_serial_result(case, threads):
         F.PARALLEL_NS, F.THREADS = saved
     for one, many in zip(serial, split, strict=True):
         np.testing.assert_array_equal(one, many)
+
+
+# ---------------------------------------------------------------- NaN in max pooling
+def reference_max_pool_with_where(x, kernel, stride, pad, dilation, ceil):
+    """Tap by tap: np.max of each window (NaN propagates) and the input position its gradient
+    goes to — the last NaN of the window in row-major order if it has one (PyTorch's CPU
+    kernel's index), else the first maximum. Padding taps are −inf and never chosen here."""
+    from convcli.sizes import output_size
+    n, c, h, w = x.shape
+    ho, wo = (output_size(s, k, stride=st_, padding=p, dilation=d, ceil_mode=ceil)
+              for s, k, st_, p, d in zip((h, w), kernel, stride, pad, dilation, strict=True))
+    y = np.empty((n, c, ho, wo))
+    where = np.empty((n, c, ho, wo, 2), dtype=np.int64)
+    for b, ch, i, j in np.ndindex(n, c, ho, wo):
+        taps = [(i * stride[0] - pad[0] + p * dilation[0], j * stride[1] - pad[1] + q * dilation[1])
+                for p in range(kernel[0]) for q in range(kernel[1])]
+        values = np.array([x[b, ch, r, s] if 0 <= r < h and 0 <= s < w else -np.inf for r, s in taps])
+        y[b, ch, i, j] = np.max(values)
+        nans = np.flatnonzero(np.isnan(values))
+        where[b, ch, i, j] = taps[nans[-1] if len(nans) else int(np.argmax(values))]
+    return y, where
+
+
+@st.composite
+def nan_pool_cases(draw):
+    fast = draw(st.booleans())  # the dedicated 2×2/stride-2 kernel, or the general one
+    kernel = (2, 2) if fast else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (2, 2) if fast else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (1, 1) if fast else (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pad = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    span = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True)]
+    h, w = (draw(st.integers(s, s + 6)) for s in span)
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    x = rng.standard_normal((2, 2, h, w))
+    x[rng.random(x.shape) < draw(st.sampled_from([0.0, 0.1, 0.3, 1.0]))] = np.nan
+    x[rng.random(x.shape) < draw(st.sampled_from([0.0, 0.1]))] = np.inf  # ties between +inf: first wins
+    return x.astype(dtype), kernel, stride, pad, dilation, draw(st.booleans())
+
+
+@given(nan_pool_cases())
+def test_max_pool2d_propagates_nan_and_routes_its_gradient_there(case):
+    x, kernel, stride, pad, dilation, ceil = case
+    y, cache = F.max_pool2d_forward(x, kernel, stride, tuple((p, p) for p in pad), dilation, ceil)
+    expected, where = reference_max_pool_with_where(x, kernel, stride, pad, dilation, ceil)
+    assert y.dtype == x.dtype
+    np.testing.assert_array_equal(y, expected.astype(x.dtype))  # NaN where the window has one
+    dy = np.random.default_rng(0).standard_normal(y.shape).astype(x.dtype)
+    dx = F.max_pool2d_backward(dy, cache)
+    expected_dx = np.zeros(x.shape)
+    for b, ch, i, j in np.ndindex(*y.shape):
+        expected_dx[b, ch, where[b, ch, i, j, 0], where[b, ch, i, j, 1]] += dy[b, ch, i, j]
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-5, atol=1e-6)  # float32 sums of overlaps
+
+
+def test_max_pool2d_nan_examples():
+    nan = np.nan
+    x = np.array([[[[1.0, nan], [nan, 0.0]]]], dtype=np.float32)  # the 2×2 fast path
+    y, cache = F.max_pool2d_forward(x, (2, 2), (2, 2))
+    assert np.isnan(y).all()
+    np.testing.assert_array_equal(F.max_pool2d_backward(np.ones_like(y), cache), [[[[0, 0], [1, 0]]]])
+    x = np.array([[[[1.0, nan, nan], [2, 3, nan], [0, 0, 0]]]])  # the general kernel
+    y, cache = F.max_pool2d_forward(x, (3, 3), (1, 1))
+    assert np.isnan(y).all()
+    np.testing.assert_array_equal(F.max_pool2d_backward(np.ones_like(y), cache)[0, 0],
+                                  [[0, 0, 0], [0, 0, 1], [0, 0, 0]])
+    y, _ = F.max_pool2d_forward(np.array([[[[nan, 5.0], [7.0, 6.0]]]]), (1, 2), (1, 2))
+    np.testing.assert_array_equal(y[0, 0, :, 0], [nan, 7.0])  # a NaN first in its window stays
+
+
+def test_max_pool1d_layer_propagates_nan():
+    from convcli.nn.spec import parse_spec
+
+    layer = parse_spec("MaxPool1d(4, stride=2, padding=1)", (1, 6)).layers[0]
+    x = np.array([[[1.0, np.nan, np.nan, 2.0, 0.5, 3.0]]], dtype=np.float32)
+    y = layer.forward(x, training=True)
+    np.testing.assert_array_equal(y, [[[np.nan, np.nan, 3.0]]])  # windows -1..2, 1..4, 3..6
+    dx = layer.backward(np.array([[[1.0, 10.0, 100.0]]], dtype=np.float32))
+    np.testing.assert_array_equal(dx, [[[0, 0, 11, 0, 0, 100]]])  # both NaN windows: their last NaN
+
+
+def test_avg_and_adaptive_pools_propagate_nan():
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = np.nan
+    averages = F.avg_pool2d_forward(x, (2, 2), (2, 2))[0][0, 0]
+    np.testing.assert_array_equal(averages, [[np.nan, 4.5], [10.5, 12.5]])
+    for op in ("avg", "max"):
+        y, cache = F.adaptive_pool2d_forward(x, (2, 2), op)
+        assert np.isnan(y[0, 0]).tolist() == [[True, False], [False, False]], op
+    assert F.adaptive_pool2d_backward(np.ones((1, 1, 2, 2)), cache)[0, 0, 0, 1] == 1  # max: to the NaN

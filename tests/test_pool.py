@@ -279,3 +279,67 @@ def test_bad_input_names_the_value(call, message):
     x = np.zeros((8, 8))
     with pytest.raises(ValueError, match=message):
         call(x)
+
+
+# --- NaN and ±inf: max/min propagate NaN as PyTorch does, the others by arithmetic ----------------
+
+
+def sprinkle_non_finite(x, seed, nan_share, inf_share):
+    rng = np.random.default_rng(seed)
+    x = x.copy()
+    x[rng.random(x.shape) < inf_share] = np.inf
+    x[rng.random(x.shape) < inf_share] = -np.inf
+    x[rng.random(x.shape) < nan_share] = np.nan
+    return x
+
+
+@given(case=pooling_cases(), ceil_mode=st.booleans(), count_include_pad=st.booleans(),
+       power=st.sampled_from([1.0, 2.0, 0.5, math.inf]), nan_share=st.sampled_from([0.05, 0.3, 1.0]),
+       inf_share=st.sampled_from([0.0, 0.1]), seed=st.integers(0, 2**32 - 1))
+def test_pool_with_nan_and_inf_matches_numpy(case, ceil_mode, count_include_pad, power, nan_share,
+                                             inf_share, seed):
+    x, k, s, p, d, op = case
+    ndim = len(k)
+    if any(dd * (kk - 1) + 1 > n + 2 * pp for n, kk, pp, dd in zip(x.shape[-ndim:], k, p, d, strict=True)):
+        return
+    x = sprinkle_non_finite(x, seed, nan_share, inf_share)
+    got = pool(x, k, stride=s, padding=p, dilation=d, op=op, ndim=ndim, ceil_mode=ceil_mode,
+               count_include_pad=count_include_pad, p=power)
+    with np.errstate(invalid="ignore"):  # inf − inf in the reference's sums
+        if op == "lp" and math.isinf(power):
+            expected = reference_pool(np.abs(x), k, s, p, d, "max", ceil_mode, count_include_pad)
+        else:
+            expected = reference_pool(x, k, s, p, d, op, ceil_mode, count_include_pad, power)
+    # assert_allclose: NaN must meet NaN and inf the same inf
+    np.testing.assert_allclose(got, expected, **tolerance(x.dtype))
+
+
+@given(case=adaptive_cases(), op=st.sampled_from(["avg", "max", "min", "sum"]),
+       nan_share=st.sampled_from([0.05, 0.3]), inf_share=st.sampled_from([0.0, 0.1]),
+       seed=st.integers(0, 2**32 - 1))
+def test_adaptive_pool_with_nan_and_inf_matches_numpy(case, op, nan_share, inf_share, seed):
+    x, sizes = case
+    x = sprinkle_non_finite(x, seed, nan_share, inf_share)
+    got = adaptive_pool(x, sizes, op=op, ndim=len(sizes))
+    with np.errstate(invalid="ignore"):  # inf − inf in the reference's sums
+        expected = reference_adaptive(x, sizes, op)
+    np.testing.assert_allclose(got, expected, **tolerance(x.dtype))
+
+
+def test_nan_examples_every_op():
+    nan = np.nan
+    x = np.array([[5.0, nan], [1.0, 2.0]])
+    for op in ("max", "min", "avg", "sum", "lp"):
+        assert np.isnan(pool(x, 2, op=op)).all(), op
+        np.testing.assert_array_equal(pool(x, (1, 2), op=op)[1], pool(x[1:], (1, 2), op=op)[0])
+    np.testing.assert_array_equal(pool(x, (2, 1), op="max"), [[5.0, nan]])  # a NaN last in its column
+    np.testing.assert_array_equal(adaptive_pool(x, 1, op="max"), [[nan]])
+    np.testing.assert_array_equal(adaptive_pool(x, (2, 1), op="min"), [[nan], [1.0]])
+    # the +inf padding of min pooling and −inf of max never hide a NaN at the edge
+    np.testing.assert_array_equal(pool(np.array([nan, 1.0, 2.0]), 3, padding=1, ndim=1, op="min"), [nan])
+    assert np.isnan(pool(np.array([np.inf, -np.inf]), 2, ndim=1, op="avg")).all()  # inf − inf
+    # a window cut by padding starts its sum from 0, not from the line's first value (−inf − −inf)
+    np.testing.assert_array_equal(pool(np.array([-np.inf, 1.0, 2.0]), 2, padding=1, ndim=1, op="sum"),
+                                  [-np.inf, 3.0])
+    np.testing.assert_array_equal(adaptive_pool(np.array([np.inf, 1.0, 2.0]), 2, ndim=1, op="sum"),
+                                  [np.inf, 3.0])

@@ -39,47 +39,104 @@ def _read_options(size, gray, length, sample_rate, mono):
     return ReadOptions(parse_size(size), gray, length, sample_rate, mono)
 
 
-class _TrainProgress:
-    """A rich bar on stderr with live loss/accuracy; nothing when not a terminal or --quiet."""
+EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "samples/s")
+_PLAIN_WIDTHS = (5, 8, 8, 8, 12, 9, 7, 9)
+EPOCH_CAPTION = ("loss, accuracy: running means over the epoch's batches (training mode); "
+                 "val_*: the model at the end of the epoch")
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar = None
-        self.task = None
 
-    def __enter__(self):
-        if self.enabled:
+def _epoch_cells(record: dict) -> list[str]:
+    return [str(record["epoch"]), _fmt(record["loss"]), _fmt(record["accuracy"]), _fmt(record["val_loss"]),
+            _fmt(record["val_accuracy"]), f"{record['lr']:.3g}", f"{record['seconds']:.2f}",
+            _fmt(record.get("samples_per_second"), ".0f")]
+
+
+def _plain_row(cells) -> str:
+    return "  ".join(cell.rjust(width) for cell, width in zip(cells, _PLAIN_WIDTHS, strict=True))
+
+
+class _TrainDisplay:
+    """What ``train`` shows while it runs, one row per epoch.
+
+    stdout a terminal: a rich Table of the epochs, live, with the progress bar (live loss and
+    accuracy) beneath it while stderr is a terminal too; when the run ends (or stops: Ctrl-C, a
+    NaN loss) the bar goes and the whole table stays. stdout not a terminal: one aligned text line
+    per epoch as it completes (for logs and scripts), and the bar alone on stderr when that is a
+    terminal. ``--quiet`` / ``--json``: nothing.
+    """
+
+    def __init__(self, out, err, shown: bool) -> None:
+        self.out = out
+        self.table_live = shown and out.is_terminal
+        self.plain = shown and not out.is_terminal
+        self.records: list[dict] = []
+        self.bar = self.task = self.live = None
+        if shown and err.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
             self.bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
                                 "loss {task.fields[loss]}", "acc {task.fields[acc]}", TimeElapsedColumn(),
-                                console=_console(stderr=True), transient=True)
+                                console=out if self.table_live else err, transient=True)
+
+    def __enter__(self):
+        if self.table_live:
+            from rich.live import Live
+
+            # Live draws the bar as part of its renderable, so the bar is never started on its own
+            # stderr is drawn above the table only when it is this terminal (else it stays put)
+            self.live = Live(self._renderable(), console=self.out, transient=True, refresh_per_second=8,
+                             redirect_stderr=self.bar is not None)
+            self.live.__enter__()
+        elif self.plain:
+            self.out.print(_plain_row(EPOCH_COLUMNS), highlight=False, soft_wrap=True)
+        if self.bar is not None and self.live is None:
             self.bar.__enter__()
         return self
 
     def step(self, progress) -> None:
         if self.bar is None:
             return
-        description = f"epoch {progress.epoch}/{progress.epochs}"
         if self.task is None or progress.step == 1:
             if self.task is not None:
                 self.bar.remove_task(self.task)
-            self.task = self.bar.add_task(description, total=progress.steps, loss="-", acc="-")
+            self.task = self.bar.add_task(f"epoch {progress.epoch}/{progress.epochs}", total=progress.steps,
+                                          loss="-", acc="-")
         self.bar.update(self.task, completed=progress.step, loss=f"{progress.loss:.4f}",
                         acc=f"{progress.accuracy:.3f}")
 
+    def epoch(self, record: dict) -> None:
+        self.records.append(record)
+        if self.live is not None:
+            self.live.update(self._renderable(), refresh=True)  # the new row (and bar) at once
+        elif self.plain:
+            self.out.print(_plain_row(_epoch_cells(record)), highlight=False, soft_wrap=True)
+
     def __exit__(self, *exc) -> None:
-        if self.bar is not None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            if self.records:
+                self.out.print(self._table(self.records))
+        elif self.bar is not None:
             self.bar.__exit__(*exc)
 
+    def _renderable(self):
+        from rich.console import Group
 
-EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+        # the latest rows that fit above the bar; the final table (printed at the end) has them all
+        room = max(3, self.out.size.height - 10)
+        table = self._table(self.records[-room:], hidden=max(0, len(self.records) - room))
+        return table if self.bar is None else Group(table, self.bar)
 
+    def _table(self, records: list[dict], hidden: int = 0):
+        from rich.table import Table
 
-def _epoch_line(record: dict) -> str:
-    return (f"{record['epoch']:>5}  {_fmt(record['loss']):>8}  {_fmt(record['accuracy']):>8}  "
-            f"{_fmt(record['val_loss']):>8}  {_fmt(record['val_accuracy']):>12}  {record['lr']:>9.3g}  "
-            f"{record['seconds']:>7.2f}")
+        caption = f"({hidden} earlier epochs not shown until the end) " if hidden else ""
+        table = Table(*EPOCH_COLUMNS, caption=caption + EPOCH_CAPTION, caption_justify="left")
+        for column in table.columns:
+            column.justify = "right"
+        for record in records:
+            table.add_row(*_epoch_cells(record))
+        return table
 
 
 @click.command("train")
@@ -95,7 +152,7 @@ def _epoch_line(record: dict) -> str:
 @click.option("--lr", type=float, default=None, help="Learning rate [adam/adamw: 0.001, sgd: 0.01].")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default="adam", show_default=True)
 @click.option("--momentum", type=float, default=0.0, show_default=True, help="sgd momentum.")
-@click.option("--nesterov", is_flag=True, help="Nesterov momentum (sgd).")
+@click.option("--nesterov/--no-nesterov", default=False, help="Nesterov momentum (sgd).")
 @click.option("--weight-decay", type=float, default=None,
               help="L2 penalty (adam, sgd) or decoupled decay (adamw) [adamw: 0.01, others: 0].")
 @click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]), default="constant",
@@ -108,7 +165,8 @@ def _epoch_line(record: dict) -> str:
               help="Fraction held out for validation when there is no test set (0: none).")
 @click.option("--test", "test_path", metavar="DATA", help="Held-out test set (folder or .npz).")
 @click.option("--resume", "resume_path", metavar="FILE",
-              help="Continue a run from its model file (up to --epochs in total).")
+              help="Continue a run from its model file, with the recipe the file recorded unless an "
+                   "option given here overrides it (see above).")
 @click.option("--size", metavar="HxW", help="Images: resize every image to HxW.")
 @click.option("--gray", is_flag=True, help="Images: convert to one channel.")
 @click.option("--length", type=int, help="Audio: crop or zero-pad to this many samples.")
@@ -133,6 +191,20 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
     mean/std, stored in the model so predict/evaluate prepare inputs the same way. A trailing
     Softmax folds into the loss (softmax cross-entropy). Ctrl-C keeps the last complete epoch.
 
+    Output: a table with a row per epoch (a live rich table above the progress bar on a terminal,
+    aligned text lines otherwise); loss and accuracy there are running means over the epoch's
+    batches in training mode, val_loss/val_accuracy the model at the epoch's end. --json prints
+    epochs, train_accuracy, val_accuracy, test_accuracy, seconds, samples_per_second, params,
+    model and history (those four per epoch); train_accuracy is the final model evaluated on the
+    training part (evaluation mode: no dropout, BatchNorm's running statistics).
+
+    --resume FILE continues a run with the recipe FILE recorded (epochs in total, optimizer, lr,
+    momentum, weight decay, schedule, batch size, seed, val split): an option left at its default
+    does not change it, an option you give does, and one warning names each that differs from
+    the file's. Another --optimizer starts fresh moments with its own defaults; --init is ignored
+    (the weights come from FILE); data options (--size, --gray, --length, --sample-rate, --mono)
+    must match FILE's.
+
     \b
     Examples:
       convcli train samples/shapes16.npz --epochs 5 -o shapes.npz
@@ -144,7 +216,7 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                          momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
-                         init=init, seed=seed)
+                         init=init, seed=seed, val_split=val_split)
     config.check()
     out = Path(output)
     resuming_in_place = resume_path is not None and Path(resume_path).resolve() == out.resolve()
@@ -156,22 +228,51 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
     for target in (out, *(Path(p) for p in (plot_path, filters_path) if p)):
         if not target.parent.is_dir():
             raise UsageError(f"{target}: folder {target.parent} does not exist")
-    run = _prepare_run(data, model_arg, config, resume_path, test_path, val_split,
-                       _read_options(size, gray, length, sample_rate, mono))
-    _run_training(ctx, run, config, out, plot_path, filters_path, as_json, quiet)
+    run = _prepare_run(data, model_arg, config, resume_path, test_path,
+                       _read_options(size, gray, length, sample_rate, mono), _given_options(ctx))
+    _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet)
 
 
-def _prepare_run(data, model_arg, config, resume_path, test_path, val_split, options) -> dict:
-    """Data, split, network and model (fresh or resumed), ready for the loop."""
+def _given_options(ctx: click.Context) -> set[str]:
+    """The parameters set on the command line (or the environment), not left at their default."""
+    from click.core import ParameterSource
+
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+
+
+def _check_read_options(given, saved, explicit: set[str], source: str) -> None:
+    """With --resume, data options may only repeat the file's: the network's input is fixed."""
+    given, saved = given.to_json(), saved.to_json()
+
+    def shown(value) -> str:
+        if value is None or isinstance(value, bool):
+            return {None: "not set", True: "on", False: "off"}[value]
+        return "x".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    differing = [f"--{name.replace('_', '-')} {shown(given[name])} (the file's: {shown(saved[name])})"
+                 for name in given if name in explicit and given[name] != saved[name]]
+    if differing:
+        raise UsageError(f"{source}: {', '.join(differing)}: the model reads its inputs as it was trained "
+                         f"to; leave {'them' if len(differing) > 1 else 'it'} out")
+
+
+def _prepare_run(data, model_arg, config, resume_path, test_path, options, explicit: set[str]) -> dict:
+    """Data, split, network and model (fresh or resumed), and the recipe, ready for the loop."""
     import numpy as np
 
     from convcli.nn.data import channel_stats, load_dataset, split_validation
     from convcli.nn.model import Model, init_network, load_model
-    from convcli.nn.train import build_network, resume_optimizer, spec_text
+    from convcli.nn.train import build_network, resume_config, resume_optimizer, spec_text
 
     resumed = load_model(resume_path) if resume_path else None
     if resumed is not None:
+        if model_arg is not None:
+            raise UsageError("--resume continues the saved network: leave out --model")
+        source = f"--resume {resume_path}"
+        _check_read_options(options, resumed.read_options, explicit, source)
         options = resumed.read_options
+        config = resume_config(resumed, config, explicit, source)
     train_set, test_set = load_dataset(data, options, resumed.class_names if resumed else None)
     if test_path is not None:
         test_set, _ = load_dataset(test_path, options, train_set.class_names)
@@ -179,15 +280,14 @@ def _prepare_run(data, model_arg, config, resume_path, test_path, val_split, opt
     for part in (train_set, test_set):
         if part is not None and part.y.max() >= classes:
             raise UsageError(f"label {int(part.y.max())} is out of range for {classes} classes")
-    train_part, val_part = split_validation(train_set, val_split if test_set is None else 0.0,
+    train_part, val_part = split_validation(train_set, config.val_split if test_set is None else 0.0,
                                             np.random.default_rng(config.seed))
     if resumed is not None:
-        if model_arg is not None:
-            raise UsageError("--resume continues the saved network: leave out --model")
         model = resumed
         done = int(model.meta.get("training", {}).get("epochs_done", len(model.history)))
         if done >= config.epochs:
-            raise UsageError(f"{resume_path} already has {done} epochs: ask for more with --epochs")
+            raise UsageError(f"{resume_path} already has {done} of its {config.epochs} epochs: ask for more "
+                             "with --epochs")
         optimizer = resume_optimizer(model, config)
     else:
         spec, _ = spec_text(model_arg)
@@ -201,7 +301,7 @@ def _prepare_run(data, model_arg, config, resume_path, test_path, val_split, opt
         done, optimizer = 0, None
     prepared = {name: (model.prepare(part.x), part.y) if part is not None else None
                 for name, part in (("train", train_part), ("val", val_part), ("test", test_set))}
-    return {"model": model, "data": prepared, "start_epoch": done, "optimizer": optimizer}
+    return {"model": model, "data": prepared, "start_epoch": done, "optimizer": optimizer, "config": config}
 
 
 @contextlib.contextmanager
@@ -220,31 +320,32 @@ def _interrupts_deferred():
         raise KeyboardInterrupt
 
 
-def _run_training(ctx, run, config, out, plot_path, filters_path, as_json, quiet) -> None:
+def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> None:
     from convcli.nn.model import save_model
     from convcli.nn.train import evaluate_loss, fit
 
-    model, data = run["model"], run["data"]
-    show_table = not as_json and not quiet
+    model, data, config = run["model"], run["data"], run["config"]
+    shown = not as_json and not quiet
     console = _console()
-    if show_table:
+    if shown:
+        resumed = f", from epoch {run['start_epoch']}" if run["start_epoch"] else ""
         console.print(f"[bold]{len(data['train'][1])} training samples, "
-                      f"{model.network.num_params:,} parameters, {config.epochs} epochs[/bold]")
-        console.print(" epoch      loss  accuracy  val_loss  val_accuracy         lr  seconds")
+                      f"{model.network.num_params:,} parameters, {config.epochs} epochs{resumed}[/bold]",
+                      soft_wrap=True)
     saved = {"epoch": run["start_epoch"]}
+    display = _TrainDisplay(console, _console(stderr=True), shown)
 
     def on_epoch(record: dict) -> None:
-        with _interrupts_deferred():  # the file and the epoch we report must agree
+        with _interrupts_deferred():  # the file, the epoch we report and the table must agree
             save_model(model, out)
             saved["epoch"] = record["epoch"]
-        if show_table:
-            console.print(_epoch_line(record))
+            display.epoch(record)
 
     started = time.perf_counter()
     try:
-        with _TrainProgress(enabled=not quiet and not as_json) as progress:
+        with display:
             fit(model, *data["train"], data["val"], config, start_epoch=run["start_epoch"],
-                optimizer=run["optimizer"], on_step=progress.step, on_epoch=on_epoch)
+                optimizer=run["optimizer"], on_step=display.step, on_epoch=on_epoch)
     except KeyboardInterrupt:
         kept = f"{out} holds epoch {saved['epoch']}" if saved["epoch"] else \
             "no epoch completed, nothing saved"
@@ -258,10 +359,12 @@ def _run_training(ctx, run, config, out, plot_path, filters_path, as_json, quiet
         plot_curves(model.history, plot_path)
     if filters_path:
         _draw_filters(model, filters_path)
-    last = model.history[-1]
+    # the final model, in evaluation mode, on the data it trained on (one batched forward pass):
+    # the history's running accuracy mixes the weights of a whole epoch and has dropout on
+    train_accuracy = evaluate_loss(model, *data["train"])[1]
     test_accuracy = evaluate_loss(model, *data["test"])[1] if data["test"] is not None else None
-    document = {"epochs": len(model.history), "train_accuracy": last["accuracy"],
-                "val_accuracy": last["val_accuracy"], "seconds": seconds,
+    document = {"epochs": len(model.history), "train_accuracy": train_accuracy,
+                "val_accuracy": model.history[-1]["val_accuracy"], "seconds": seconds,
                 "samples_per_second": trained_samples / seconds if seconds > 0 else None,
                 "params": model.network.num_params, "model": str(out),
                 "history": [{k: r[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
@@ -271,8 +374,13 @@ def _run_training(ctx, run, config, out, plot_path, filters_path, as_json, quiet
     if as_json:
         click.echo(json.dumps(document, indent=2))
     elif not quiet:
-        tested = f", test accuracy {test_accuracy:.4f}" if test_accuracy is not None else ""
-        console.print(f"saved {out} ({document['samples_per_second']:.0f} samples/s{tested})")
+        accuracies = f"train accuracy {train_accuracy:.4f}"
+        if document["val_accuracy"] is not None:
+            accuracies += f", val accuracy {document['val_accuracy']:.4f}"
+        if test_accuracy is not None:
+            accuracies += f", test accuracy {test_accuracy:.4f}"
+        speed = _fmt(document["samples_per_second"], ".0f")
+        console.print(f"saved {out} ({speed} samples/s); final model: {accuracies}", soft_wrap=True)
 
 
 def _draw_filters(model, path: str) -> None:

@@ -15,6 +15,9 @@ PyTorch gives signed sums or NaN where convcli gives the norm. PyTorch's ``LPPoo
 padding and rescales ``ceil_mode`` windows that hang over the edge; convcli treats padding as
 zeros (they add nothing to a norm) and sums only the samples a window really covers.
 
+NaN and ±inf, as PyTorch: a max or min window (adaptive too) holding a NaN gives NaN; avg, sum
+and lp follow IEEE arithmetic (a NaN, or +inf with −inf, in the window gives NaN).
+
 One deliberate difference for every op: a window larger than the padded input is refused with a
 ValueError, even where PyTorch's ``ceil_mode`` arithmetic would still make one output of it.
 """
@@ -374,7 +377,8 @@ def _reduce_line(line, target, first, count, step, scale, inner, reduction):
                 acc = _pick(acc, line[column + j * step], reduction)
         else:
             column = first[o]
-            acc = line[0] - line[0] if reduction == 2 else (-np.inf if reduction == 0 else np.inf)
+            # sums run in a float64 buffer, so 0.0 is its type (line[0] - line[0] was NaN for ±inf)
+            acc = 0.0 if reduction == 2 else (-np.inf if reduction == 0 else np.inf)
             for _ in range(count[o]):
                 acc = _pick(acc, line[column], reduction)
                 column += step

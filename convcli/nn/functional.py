@@ -38,7 +38,8 @@ Cache = dict[str, Any]
 # work split (measured: the small CNN's convolutions split, a length-40 1-D CNN's do not).
 PARALLEL_NS = 300_000
 NS_PER_MAC = 0.1  # a GEMM multiply-add (float32, one core)
-NS_PER_ELEMENT = 0.7  # an elementwise pass or a scatter-add, per element
+NS_PER_ELEMENT = 0.7  # an elementwise pass, per element
+NS_PER_SCATTER = 1.0  # a scatter-add (col2im, max-unpooling), per element
 NS_PER_GEMM = 2_000  # the fixed cost of one small per-image GEMM
 THREADS = config.NUMBA_NUM_THREADS  # the one thread count knob: NUMBA_NUM_THREADS
 
@@ -49,12 +50,17 @@ def gemm_cost(out: np.ndarray, depth: int) -> float:
 _pool: ThreadPoolExecutor | None = None
 
 
+def chunk_count(n: int, cost_ns: float) -> int:
+    """How many chunks a batch of ``n`` costing ``cost_ns`` in all is worth splitting into."""
+    affordable = int(cost_ns // PARALLEL_NS) if PARALLEL_NS > 0 else THREADS
+    return max(1, min(THREADS, n, affordable))
+
+
 def over_batch(work: Callable[[int, int], None], n: int, cost_ns: float) -> None:
     """Run ``work(lo, hi)`` over ``[0, n)``: in one chunk per thread (:data:`THREADS`) when the
     estimated cost pays for the threads, else in one call."""
     global _pool
-    affordable = int(cost_ns // PARALLEL_NS) if PARALLEL_NS > 0 else THREADS
-    chunks = max(1, min(THREADS, n, affordable))
+    chunks = chunk_count(n, cost_ns)
     if chunks == 1:
         work(0, n)
         return
@@ -105,7 +111,7 @@ def _col2im(cols: np.ndarray, padded_hw: Pair, stride: Pair, dilation: Pair) -> 
     a, b = cols.shape[:2]
     out = np.zeros((a, b, *padded_hw), dtype=cols.dtype)
     over_batch(lambda lo, hi: _col2im_kernel(cols[lo:hi], *stride, *dilation, out[lo:hi]), a,
-               cols.size * NS_PER_ELEMENT)
+               cols.size * NS_PER_SCATTER)
     return out
 
 
@@ -155,7 +161,7 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, s
     win = _windows(xp, (kh, kw), stride, dilation, out_hw).transpose(0, 1, 4, 5, 2, 3)  # N, C, kh, kw, Ho, Wo
     cols = np.empty((n, groups, c_group * kh * kw, out_hw[0] * out_hw[1]), dtype=x.dtype)
     wmat = weight.reshape(groups, c_out // groups, c_group * kh * kw)
-    y = np.empty((n, groups, c_out // groups, out_hw[0] * out_hw[1]), dtype=np.result_type(x, weight))
+    y = np.empty((n, groups, c_out // groups, out_hw[0] * out_hw[1]), dtype=x.dtype)
 
     def images(lo: int, hi: int) -> None:
         cols[lo:hi].reshape(win[lo:hi].shape)[...] = win[lo:hi]
@@ -181,9 +187,8 @@ def _cols_to_input(dcols: np.ndarray, cache: Cache) -> np.ndarray:
 
 
 def _matmul_over_batch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``np.matmul(a, b)`` for a batch ``b`` (N, ...), the images split across cores."""
-    out = np.empty((b.shape[0], *np.broadcast_shapes(a.shape[:-2], b.shape[1:-2]), a.shape[-2], b.shape[-1]),
-                   dtype=np.result_type(a, b))
+    """``np.matmul(a, b)`` for a (g, M, K) and a batch b (N, g, K, L), the images split across cores."""
+    out = np.empty((b.shape[0], b.shape[1], a.shape[-2], b.shape[-1]), dtype=b.dtype)
     over_batch(lambda lo, hi: np.matmul(a, b[lo:hi], out=out[lo:hi]), b.shape[0], gemm_cost(out, a.shape[-1]))
     return out
 
@@ -272,7 +277,11 @@ def linear_backward(dy: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarra
 # ---------------------------------------------------------------- pooling
 def max_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: PadPair = ((0, 0), (0, 0)),
                        dilation: Pair = (1, 1), ceil_mode: bool = False) -> tuple[np.ndarray, Cache]:
-    """Max pooling as torch.nn.MaxPool2d (padding counts as −inf; the first maximum wins)."""
+    """Max pooling as torch.nn.MaxPool2d (padding counts as −inf; the first maximum wins).
+
+    NaN propagates as in PyTorch: a window holding a NaN yields NaN, and its gradient goes
+    to the last NaN of the window in row-major order (PyTorch's CPU kernel's index).
+    """
     n, c, h, w = x.shape
     out_hw = _out_hw(h, w, kernel, stride, padding, dilation, ceil_mode)
     extra = tuple(_ceil_extra(s, o, k, st, d, s + sum(p)) for s, o, k, st, d, p in
@@ -280,23 +289,48 @@ def max_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: PadPa
     xp = np.ascontiguousarray(_pad(x, padding, extra, value=-np.inf))
     y = np.empty((n, c, *out_hw), dtype=x.dtype)
     where = np.empty((n, c, *out_hw), dtype=np.int64)
-    if kernel == (2, 2) and stride == (2, 2) and dilation == (1, 1):
-        _max_pool_2x2_kernel(xp, y, where)
-    else:
-        _max_pool_kernel(xp, *kernel, *stride, *dilation, y, where)
+
+    def images(lo: int, hi: int) -> None:
+        if kernel == (2, 2) and stride == (2, 2) and dilation == (1, 1):
+            _max_pool_2x2_kernel(xp[lo:hi], y[lo:hi], where[lo:hi])
+        else:
+            _max_pool_kernel(xp[lo:hi], *kernel, *stride, *dilation, y[lo:hi], where[lo:hi])
+
+    over_batch(images, n, y.size * kernel[0] * kernel[1] * NS_PER_ELEMENT)
+    # the kernels compare with a plain `>` (a NaN-aware compare made them 2-8x slower); one
+    # vectorized min (NaN if any input is) decides whether NaN windows need fixing
+    if x.size and np.isnan(np.min(x)):
+        _propagate_nan(xp, kernel, stride, dilation, y, where)
     cache = {"where": where, "x_shape": x.shape, "padded_hw": xp.shape[2:], "padding": padding}
     return y, cache
+
+
+def _propagate_nan(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: np.ndarray,
+                   where: np.ndarray) -> None:
+    """Windows holding a NaN pool to NaN, their gradient going to the window's last NaN in
+    row-major order (the index PyTorch's CPU kernel records: every NaN takes over)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    n, c, ho, wo = out.shape
+    taps = np.isnan(_windows(xp, kernel, stride, dilation, (ho, wo))).reshape(n, c, ho, wo, kh * kw)
+    holds_nan = taps.any(axis=-1)
+    p, q = np.divmod(kh * kw - 1 - taps[..., ::-1].argmax(axis=-1), kw)
+    rows = np.arange(ho)[:, None] * sh + p * dh
+    cols = np.arange(wo)[None, :] * sw + q * dw
+    out[holds_nan] = np.nan
+    where[holds_nan] = (rows * xp.shape[3] + cols)[holds_nan]
 
 
 def max_pool2d_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
     n, c = dy.shape[:2]
     hp, wp = cache["padded_hw"]
     dxp = np.zeros((n, c, hp * wp), dtype=dy.dtype)
-    _max_unpool_kernel(np.ascontiguousarray(dy), cache["where"], dxp)
+    dy, where = np.ascontiguousarray(dy), cache["where"]
+    over_batch(lambda lo, hi: _max_unpool_kernel(dy[lo:hi], where[lo:hi], dxp[lo:hi]), n,
+               dy.size * NS_PER_SCATTER)
     return np.ascontiguousarray(_crop(dxp.reshape(n, c, hp, wp), cache["padding"], cache["x_shape"][2:]))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _max_pool_kernel(xp, kh, kw, sh, sw, dh, dw, out, where):  # pragma: no cover - compiled
     """out/where[n, c, i, j] = max/flat index over one window of the padded input."""
     n, c, ho, wo = out.shape
@@ -320,7 +354,7 @@ def _max_pool_kernel(xp, kh, kw, sh, sw, dh, dw, out, where):  # pragma: no cove
                     where[b, ch, i, j] = at
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _max_pool_2x2_kernel(xp, out, where):  # pragma: no cover - compiled
     """:func:`_max_pool_kernel` for the common 2×2 window, stride 2: the four taps unrolled
     in the same order (same first-maximum ties), which the compiler turns into straight-line code."""
@@ -351,7 +385,7 @@ def _max_pool_2x2_kernel(xp, out, where):  # pragma: no cover - compiled
                     where[b, ch, i, j] = at
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _max_unpool_kernel(dy, where, dxp):  # pragma: no cover - compiled
     """Scatter each output gradient to the input its window's maximum came from."""
     n, c, ho, wo = dy.shape
@@ -494,6 +528,8 @@ def dropout_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
 
 # ---------------------------------------------------------------- activations
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
+    if chunk_count(len(x), 2 * x.size * NS_PER_ELEMENT) == 1:  # most calls: skip the buffers' set-up
+        return np.maximum(x, 0), {"positive": x > 0}
     y, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
 
     def images(lo: int, hi: int) -> None:
@@ -506,6 +542,8 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
 
 def relu_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
     positive = cache["positive"]
+    if chunk_count(len(dy), dy.size * NS_PER_ELEMENT) == 1:
+        return dy * positive
     dx = np.empty(np.broadcast_shapes(dy.shape, positive.shape), dtype=dy.dtype)
     over_batch(lambda lo, hi: np.multiply(dy[lo:hi], positive[lo:hi], out=dx[lo:hi]), len(dx),
                dx.size * NS_PER_ELEMENT)

@@ -3,14 +3,16 @@
 Minibatch SGD-family training of a :class:`~convcli.nn.spec.Network` with softmax
 cross-entropy. Every source of randomness is derived from ``seed`` and the epoch number
 (initialization, shuffling, dropout), so two runs with one seed give identical models and
-``--resume`` continues exactly where a run stopped.
+``--resume`` continues exactly where a run stopped: the model file records the recipe
+(:class:`TrainConfig`), and :func:`resume_config` continues with it unless told otherwise.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import numpy as np
 from convcli.errors import ConvcliError, ExitStatus, UsageError
 from convcli.nn import functional as F
 from convcli.nn.model import Model, backward, forward, named_grads, named_params
-from convcli.nn.optim import OPTIMIZERS, SCHEDULES, Optimizer, scheduled_lr
+from convcli.nn.optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS, SCHEDULES, Optimizer, scheduled_lr
 from convcli.nn.spec import Network, parse_spec, split_statements
 
 
@@ -41,6 +43,7 @@ class TrainConfig:
     schedule: str = "constant"
     init: str = "pytorch"
     seed: int = 0
+    val_split: float = 0.1  # held out (drawn with ``seed``) when there is no test set
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -96,13 +99,17 @@ def spec_text(model: str | None) -> tuple[str | None, Path | None]:
 
 
 def _first_ndim(spec: str) -> int | None:
-    """Dimensionality (1 or 2) of the first spatial layer of a spec, None for none (an MLP)."""
+    """Dimensionality (1 or 2) of the first spatial layer of a spec, None for none (an MLP: a
+    Linear or Flatten comes first, so a later BatchNorm1d reads features, not a signal)."""
     from convcli.nn.spec import make_layer
 
     for statement in split_statements(spec):
         if statement.text.strip().startswith("Input"):
             continue
-        ndim = getattr(type(make_layer(statement)), "ndim", None)
+        layer = make_layer(statement)
+        if getattr(layer, "kind", None) in ("linear", "flatten"):
+            return None
+        ndim = getattr(type(layer), "ndim", None)
         if ndim is not None:
             return ndim
     return None
@@ -217,9 +224,12 @@ def _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_ep
             if on_step is not None:
                 on_step(Progress(epoch + 1, config.epochs, step + 1, steps, total_loss / seen,
                                  correct / seen))
+        seconds = time.perf_counter() - started
+        # loss/accuracy: running means over the epoch's batches, in training mode (dropout on,
+        # batch statistics, weights changing); val_*: the epoch's final model in evaluation mode
         record = {"epoch": epoch + 1, "loss": total_loss / n, "accuracy": correct / n,
-                  "val_loss": None, "val_accuracy": None, "lr": optimizer.lr,
-                  "seconds": time.perf_counter() - started}
+                  "val_loss": None, "val_accuracy": None, "lr": optimizer.lr, "seconds": seconds,
+                  "samples_per_second": n / seconds if seconds > 0 else None}
         if validation is not None:
             record["val_loss"], record["val_accuracy"] = evaluate_loss(model, *validation)
         model.history.append(record)
@@ -232,11 +242,79 @@ def _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_ep
 
 
 def resume_optimizer(model: Model, config: TrainConfig) -> Optimizer:
-    """The optimizer of a saved run, with its moments and step count."""
+    """The optimizer of a saved run, with its moments and step count (fresh ones when
+    ``config`` asks for another kind of optimizer than the file's: their slots differ)."""
     optimizer = config.make_optimizer()
-    optimizer.state = {k: v.copy() for k, v in model.optimizer_state.items()}
-    optimizer.steps = int(model.meta.get("training", {}).get("optimizer_steps", 0))
+    saved = model.meta.get("training", {})
+    if saved.get("optimizer", config.optimizer) == config.optimizer:
+        optimizer.state = {k: v.copy() for k, v in model.optimizer_state.items()}
+        optimizer.steps = int(saved.get("optimizer_steps", 0))
     return optimizer
+
+
+def resume_config(model: Model, given: TrainConfig, explicit: Collection[str], source: str) -> TrainConfig:
+    """The recipe a resumed run continues with: the one the model file recorded, except the
+    settings named in ``explicit`` (:class:`TrainConfig` field names the user gave). Explicit
+    values that differ from the file's are named in one UserWarning, with what they change.
+
+    ``epochs`` is the run's total; a file from before a setting was recorded takes ``given``'s.
+    ``init`` never changes: the weights come from the file. Another ``optimizer`` brings its own
+    settings: its lr, momentum, nesterov and weight decay come from ``given`` too.
+    """
+    saved = model.meta.get("training", {})
+    switched = "optimizer" in explicit and given.optimizer != saved.get("optimizer", given.optimizer)
+    merged, notes = {}, []
+    for name, value in asdict(given).items():
+        if name not in saved:
+            merged[name] = value
+            continue
+        old = saved[name]
+        chosen = name in explicit or (switched and name in _OPTIMIZER_SETTINGS)
+        merged[name] = value if chosen and name != "init" else old
+        if name not in explicit:
+            continue
+        value, old = _effective(name, value, given.optimizer), _effective(name, old, saved.get("optimizer"))
+        option = f"--{name.replace('_', '-')} {_shown(value)}"
+        if value == old:
+            continue
+        if name == "init":
+            notes.append(f"{option} is ignored (the weights come from the file)")
+        elif name != "epochs":
+            notes.append(f"{option} replaces {_shown(old)}{_RESUME_CONSEQUENCES.get(name, '')}")
+    if merged["epochs"] != saved.get("epochs", merged["epochs"]) and merged["schedule"] != "constant":
+        notes.append(f"--epochs {merged['epochs']} reshapes the {merged['schedule']} schedule planned for "
+                     f"{saved['epochs']} epochs")
+    if notes:
+        warnings.warn(f"{source}: options differ from the file's recipe: {'; '.join(notes)}", UserWarning,
+                      stacklevel=2)
+    config = TrainConfig(**merged)
+    config.check()
+    return config
+
+
+_OPTIMIZER_SETTINGS = ("lr", "momentum", "nesterov", "weight_decay")
+_RESUME_CONSEQUENCES = {
+    "optimizer": " (fresh moments; its --lr, --momentum, --weight-decay: given or its defaults)",
+    "seed": " (a new shuffle and, without a test set, a new validation part that may hold samples "
+            "already trained on)",
+    "val_split": " (a new validation part that may hold samples already trained on)",
+}
+
+
+def _effective(name: str, value, optimizer: str | None):
+    """A setting left to the optimizer's default (None) as the number it stands for."""
+    defaults = {"lr": DEFAULT_LR, "weight_decay": DEFAULT_WEIGHT_DECAY}.get(name)
+    if value is None and defaults is not None and optimizer in defaults:
+        return defaults[optimizer]
+    return value
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return format(value, "g") if isinstance(value, float) else str(value)
 
 
 # ---------------------------------------------------------------- metrics
