@@ -443,3 +443,12 @@ def test_avg_and_adaptive_pools_propagate_nan():
         y, cache = F.adaptive_pool2d_forward(x, (2, 2), op)
         assert np.isnan(y[0, 0]).tolist() == [[True, False], [False, False]], op
     assert F.adaptive_pool2d_backward(np.ones((1, 1, 2, 2)), cache)[0, 0, 0, 1] == 1  # max: to the NaN
+
+
+def test_adaptive_max_pool_sends_a_nan_windows_gradient_to_its_last_nan():
+    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 0] = x[0, 0, 1, 1] = np.nan  # both in the top-left bin of a 2×2 output
+    y, cache = F.adaptive_pool2d_forward(x, (2, 2), op="max")
+    assert np.isnan(y[0, 0, 0, 0]) and y[0, 0, 1, 1] == 15
+    dx = F.adaptive_pool2d_backward(np.ones_like(y), cache)
+    assert dx[0, 0, 1, 1] == 1 and dx[0, 0, 0, 0] == 0

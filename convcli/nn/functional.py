@@ -446,7 +446,9 @@ def adaptive_pool2d_forward(x: np.ndarray, out_hw: Pair, op: str = "avg") -> tup
         for j, (c0, c1) in enumerate(cols):
             block = x[:, :, r0:r1, c0:c1].reshape(n, c, -1)
             if op == "max":
-                arg = block.argmax(axis=-1)
+                arg = block.argmax(axis=-1)  # the first NaN, if any: PyTorch's CPU kernel keeps the last
+                nan = np.isnan(block)
+                arg = np.where(nan.any(axis=-1), block.shape[-1] - 1 - nan[..., ::-1].argmax(axis=-1), arg)
                 where[i, j] = arg
                 y[:, :, i, j] = np.take_along_axis(block, arg[..., None], axis=-1)[..., 0]
             else:
