@@ -7,8 +7,9 @@ sharpen, 5×5 Gaussian, 7×7 random, 15×15 and 31×31 Gaussian kernel, against
 cv2.filter2D (BORDER_REPLICATE, on the H×W×3 image) and scipy.ndimage.convolve (mode
 'nearest'); 60 s of stereo 48 kHz audio with a 31- and 255-tap FIR and a 2 s (96,000-tap)
 impulse response against scipy.signal.oaconvolve and fftconvolve. Every case also checks that
-the results agree. Then the Numba cache: the first call in a fresh process with an empty cache
-(compile) against a second process that loads the cache.
+the results agree; the contenders' calls alternate round by round (best of 9 rounds), so a
+slow phase of the shared machine slows all of them alike. Then the Numba cache: the first call
+in a fresh process with an empty cache (compile) against a second process that loads the cache.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import scipy.ndimage
 import scipy.signal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import best_time, have, report  # noqa: E402
+from common import best_time, best_times, have, report  # noqa: E402
 
 from convcli.engine.convolve import convolve, plan  # noqa: E402
 
@@ -60,8 +61,7 @@ def image_cases(as_json: bool, skip_slow: bool) -> None:
     for name, kernel in kernels.items():
         how = plan(image.shape, kernel)
         ours_result = convolve(image, kernel, boundary="edge")
-        ours = best_time(lambda k=kernel: convolve(image, k, boundary="edge"))
-        others = {}
+        contenders = {"ours": lambda k=kernel: convolve(image, k, boundary="edge")}
         if cv2 is not None:
             flipped = np.ascontiguousarray(kernel[::-1, ::-1])  # filter2D correlates
 
@@ -70,7 +70,10 @@ def image_cases(as_json: bool, skip_slow: bool) -> None:
 
             error = np.abs(run_cv2().transpose(2, 0, 1) - ours_result).max()
             assert error < 1e-4 * np.abs(kernel).sum(), f"{name}: convcli and OpenCV differ by {error}"
-            others["cv2.filter2D"] = best_time(run_cv2)
+            contenders["cv2.filter2D"] = run_cv2
+        times = best_times(contenders)
+        ours = times.pop("ours")
+        others = times
 
         def run_ndimage(k=kernel):
             return scipy.ndimage.convolve(image, k[None], mode="nearest")
@@ -95,15 +98,16 @@ def audio_cases(as_json: bool) -> None:
     for name, taps in filters.items():
         how = plan(audio.shape, taps)
         ours_result = convolve(audio, taps)
-        ours = best_time(lambda t=taps: convolve(audio, t))
         reference = scipy.signal.oaconvolve(audio, taps[None], mode="same", axes=-1)
         error = np.abs(reference - ours_result).max()
         assert error < 1e-4 * max(1.0, np.abs(reference).max()), f"{name}: results differ by {error}"
         references = {"oaconvolve": scipy.signal.oaconvolve, "fftconvolve": scipy.signal.fftconvolve}
-        others = {
-            label: best_time(lambda t=taps, f=function: f(audio, t[None], mode="same", axes=-1))
-            for label, function in references.items()
-        }
+        others = best_times({
+            "ours": lambda t=taps: convolve(audio, t),
+            **{label: lambda t=taps, f=function: f(audio, t[None], mode="same", axes=-1)
+               for label, function in references.items()},
+        }, rounds=5)
+        ours = others.pop("ours")
         others["scipy.signal best"] = min(others.values())
         report(f"60 s stereo 48 kHz {name} [{how.method}]", ours, others, as_json=as_json)
 

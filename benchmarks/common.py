@@ -35,6 +35,20 @@ def best_time(fn: Callable[[], object], *, repeat: int = 5, min_seconds: float =
     return best
 
 
+def best_times(fns: dict[str, Callable[[], object]], *, rounds: int = 9) -> dict[str, float]:
+    """Best wall time of each function, calls alternating round by round, so a slow phase of a shared
+    machine (another process, a busy neighbour VM) slows every contender alike instead of one."""
+    for fn in fns.values():
+        fn()  # warm-up: JIT compile, allocator, caches
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
 def report(title: str, ours: float, others: dict[str, float], *, as_json: bool = False) -> dict:
     """Print one case: convcli's speed relative to each reference (ratio > 1: convcli faster)."""
     ratios = {name: t / ours for name, t in others.items()}

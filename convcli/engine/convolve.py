@@ -241,7 +241,7 @@ def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factor
         block = overlap_add_length(reach[0], spans[0])
         n_blocks = math.ceil(reach[0] / (block - spans[0] + 1))
         blocked = (
-            FFT_COST * (n * c_in + n * c_out) * n_blocks * transform_cost(block)
+            FFT_COST * ((n * c_in + n * c_out) * n_blocks + c_out * c_in) * transform_cost(block)
             + PRODUCT_COST * n * c_out * c_in * n_blocks * block / 2
         )
         if blocked < whole:

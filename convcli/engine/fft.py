@@ -12,12 +12,18 @@ is still cheaper than direct.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft as sfft
 
 WORKERS = -1  # scipy.fft: use every core
 MIN_BLOCK = 4096  # smallest overlap-add FFT length (measured: smaller blocks are slower)
+# Above this length a batch of 1-D transforms runs one row per call, on threads: pocketfft's
+# batched call interleaves rows for SIMD, which for long rows thrashes the cache (measured on two
+# rows of 2,985,984 points: 85 ms batched, with or without workers; 37 ms as two threaded calls).
+ROW_BY_ROW = 1 << 16
 
 
 def dilate(kernel: np.ndarray, dilation: tuple[int, ...]) -> np.ndarray:
@@ -50,6 +56,33 @@ def overlap_add_length(padded: int, span: int) -> int:
         f = sfft.next_fast_len(2 * f, real=True)
 
 
+def _row_by_row(transform, x: np.ndarray, n: int, out_length: int, out_dtype) -> np.ndarray:
+    """``transform(row, n)`` of every row of ``x`` (last axis), rows spread over threads."""
+    rows = x.reshape(-1, x.shape[-1])
+    out = np.empty((rows.shape[0], out_length), dtype=out_dtype)
+
+    def one(i: int) -> None:
+        out[i] = transform(rows[i], n, workers=1)
+
+    with ThreadPoolExecutor(min(len(rows), os.cpu_count() or 1)) as pool:
+        list(pool.map(one, range(len(rows))))
+    return out.reshape(*x.shape[:-1], out_length)
+
+
+def rfft_last(x: np.ndarray, n: int) -> np.ndarray:
+    """``scipy.fft.rfft(x, n, axis=-1)``, row by row on threads for long rows."""
+    if n < ROW_BY_ROW or x.size <= x.shape[-1]:
+        return sfft.rfft(x, n, axis=-1, workers=WORKERS)
+    return _row_by_row(sfft.rfft, x, n, n // 2 + 1, np.result_type(x.dtype, np.complex64))
+
+
+def irfft_last(x_hat: np.ndarray, n: int) -> np.ndarray:
+    """``scipy.fft.irfft(x_hat, n, axis=-1)``, row by row on threads for long rows."""
+    if n < ROW_BY_ROW or x_hat.size <= x_hat.shape[-1]:
+        return sfft.irfft(x_hat, n, axis=-1, workers=WORKERS)
+    return _row_by_row(sfft.irfft, x_hat, n, n, np.finfo(x_hat.dtype).dtype)
+
+
 def _product(x_hat: np.ndarray, k_hat: np.ndarray) -> np.ndarray:
     """Sum over input channels of x̂·k̂: x̂ (N, C_in, ...), k̂ (C_out, C_in, ...) -> (N, C_out, ...)."""
     if k_hat.shape[0] == 1 and k_hat.shape[1] == 1:
@@ -77,6 +110,9 @@ def correlate(
     padded = padded[(Ellipsis, *(slice(0, r) for r in reach))]
     if block is not None:
         full = _overlap_add(padded, flipped, block)
+    elif nd == 1:
+        length = sfft.next_fast_len(reach[0], real=True)
+        full = irfft_last(_product(rfft_last(padded, length), rfft_last(flipped, length)), length)
     else:
         axes = tuple(range(-nd, 0))
         lengths = [sfft.next_fast_len(r, real=True) for r in reach]
@@ -101,14 +137,14 @@ def _overlap_add(padded: np.ndarray, flipped: np.ndarray, block: int) -> np.ndar
     blocks[..., :whole, :step] = padded[..., : whole * step].reshape(*lead, whole, step)
     if rest:
         blocks[..., whole, :rest] = padded[..., whole * step :]
-    x_hat = sfft.rfft(blocks, axis=-1, workers=WORKERS)
-    k_hat = sfft.rfft(flipped, block, axis=-1, workers=WORKERS)[..., None, :]
+    x_hat = rfft_last(blocks, block)
+    k_hat = rfft_last(flipped, block)[..., None, :]
     if k_hat.shape[0] == 1 and k_hat.shape[1] == 1:
         x_hat *= k_hat[0]  # in place: no second spectrum-sized buffer
         product = x_hat
     else:
         product = _product(x_hat, k_hat)
-    y = sfft.irfft(product, block, axis=-1, workers=WORKERS)
+    y = irfft_last(product, block)
     out_lead = y.shape[:-2]
     full = np.empty((*out_lead, (n_blocks + 1) * step), dtype=y.dtype)
     full[..., : n_blocks * step].reshape(*out_lead, n_blocks, step)[...] = y[..., :step]
