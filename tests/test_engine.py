@@ -363,3 +363,21 @@ def test_plan_reports_the_input_rows_a_stride_never_reads():
     assert plan((1, 11, 10), np.ones((3, 3)), mode="valid", stride=(3, 2)).left_over == (2, 1)
     # 'same' pads 1 on each side: the position past the last window is padding, not data
     assert plan((1, 10, 10), np.ones((3, 3)), mode="same", stride=3).left_over == (0, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_transforms_row_by_row_equal_scipy_fft(dtype):
+    """Rows longer than ROW_BY_ROW go one per threaded call; the result is scipy.fft's."""
+    import scipy.fft
+
+    from convcli.engine.fft import ROW_BY_ROW, irfft_last, rfft_last
+
+    n = ROW_BY_ROW + 6
+    x = np.random.default_rng(3).standard_normal((2, 3, n - 100)).astype(dtype)
+    spectrum = rfft_last(x, n)
+    expected = scipy.fft.rfft(x, n, axis=-1)
+    assert spectrum.dtype == expected.dtype and spectrum.shape == expected.shape
+    np.testing.assert_allclose(spectrum, expected, rtol=1e-5, atol=1e-3 if dtype == np.float32 else 1e-9)
+    back = irfft_last(spectrum, n)
+    assert back.dtype == dtype
+    np.testing.assert_allclose(back[..., : n - 100], x, atol=1e-4 if dtype == np.float32 else 1e-12)
