@@ -27,7 +27,7 @@ from convcli.io.ranges import fit_range
 
 SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_PLAIN_COLOUR_TYPES = {0, 2, 4, 6}  # gray, RGB, gray+alpha, RGBA (not palette)
+PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB, RGBA (no palette)
 _TIFF_RGB, _TIFF_UNASSOCIATED_ALPHA, _TIFF_SEPARATE_PLANES = 2, 2, 2
 
 
@@ -110,7 +110,7 @@ def _plain_png_depth(encoded: bytes) -> int | None:
     if len(encoded) < 29 or not encoded.startswith(PNG_SIGNATURE) or encoded[12:16] != b"IHDR":
         return None
     depth, colour_type = struct.unpack(">BB", encoded[24:26])
-    return depth if depth in (8, 16) and colour_type in _PNG_PLAIN_COLOUR_TYPES else None
+    return depth if depth in (8, 16) and colour_type in PNG_COLOUR_TYPE.values() else None
 
 
 def _decode_png(encoded: bytes, depth: int, label: str) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
