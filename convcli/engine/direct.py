@@ -18,9 +18,9 @@ map each tap's column (a table computed once per call). Strided outputs are comp
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, uint64
 
 from convcli.engine import boundary
+from convcli.jit import njit, prange, uint64
 
 # the one definition of the boundary index mapping, compiled for the kernels
 source_index = njit(cache=True, nogil=True)(boundary.source_index)

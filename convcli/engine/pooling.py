@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
 
+from convcli.jit import njit, prange
 from convcli.sizes import left_over, output_size
 
 OPS = ("max", "min", "avg", "sum", "lp")

@@ -8,9 +8,9 @@ no intermediate image is written.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
 from convcli.engine.direct import COLUMN_BLOCK, ROW_BAND, accumulate_taps, row_sources, source_index
+from convcli.jit import njit, prange
 
 # a kernel is rank 1 when its second singular value is below this many float epsilons
 # (scaled by the kernel size) relative to the first
