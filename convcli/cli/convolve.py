@@ -20,6 +20,7 @@ from convcli.cli.common import (
     warn,
 )
 from convcli.errors import UsageError
+from convcli.sizes import MAX_SIZE
 
 HELP = """Apply hand-crafted, file-based or learned kernels to images, audio and arrays.
 
@@ -95,9 +96,12 @@ def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
         values = tuple(int(v) for v in text.split(","))
     except ValueError as error:
         raise UsageError(f"--{name} {text!r}: expected an integer or 'rows,cols'") from error
-    for value in values:
-        if value < 1:
-            raise UsageError(f"--{name} must be >= 1, got {value}")
+    from convcli.sizes import check_range  # numba-free
+
+    try:
+        values = tuple(check_range(f"--{name}", value) for value in values)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return values[0] if len(values) == 1 else values
 
 
@@ -112,6 +116,8 @@ def parse_padding(text: str | None):
     for axis in axes:
         if len(axis) > 2 or any(v < 0 for v in axis):
             raise UsageError(f"--padding {text!r}: each axis takes P or B,A with values >= 0")
+        if max(axis) > MAX_SIZE:
+            raise UsageError(f"--padding {text!r}: values must be at most 2**48 = {MAX_SIZE}")
     if len(axes) == 1 and len(axes[0]) == 1:
         return axes[0][0]
     return tuple(a if len(a) == 2 else (a[0], a[0]) for a in axes)
