@@ -21,9 +21,10 @@ BUDGETS = {
     # bytes of the arrays one step allocates (input copy, output, padded input, FFT spectra):
     # 4 GiB is a 4K RGB image filtered several times over, and a fifth of this 24 GB machine
     "memory": ("CONVCLI_MAX_MEMORY", 4 << 30, "bytes"),
-    # multiply-adds of one convolution/pooling/layer (the engine's cost model): ~1e12 is a few
-    # minutes on two cores, 30x an hour of 48 kHz stereo audio through a 101-tap filter
-    "operations": ("CONVCLI_MAX_OPERATIONS", 10**12, "operations"),
+    # multiply-adds of one convolution or pooling (the engine's cost model): the engine runs ~3e9
+    # a second on two cores, so 1e11 is about half a minute; an hour of 48 kHz stereo audio through a
+    # 101-tap filter is 3.5e10, a 4K RGB image through a 64-channel 3x3 layer 1.4e10
+    "operations": ("CONVCLI_MAX_OPERATIONS", 10**11, "operations"),
     # pixels of one decoded image: Pillow's own MAX_IMAGE_PIXELS (89,478,485; ~9459x9459, 1 GB as
     # float32 RGB), applied to every decoder (Pillow, libpng and libtiff through imagecodecs)
     "pixels": ("CONVCLI_MAX_PIXELS", 89_478_485, "pixels"),

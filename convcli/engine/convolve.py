@@ -18,6 +18,7 @@ takes the cheapest; the plan's ``reason`` states the counts.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -239,7 +240,7 @@ def plan(
         padding=pads,
         stride=stride,
         dilation=dilation,
-        channel_mixing=kernel.ndim > 2,
+        channel_mixing=len(shape) > 2,
         rank1=rank1,
         costs=costs,
         fft_block=fft_block if chosen == "fft" else None,
@@ -259,9 +260,11 @@ def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, sp
     spectra and full result). ``signals``: input plus output signals (N·C_in + N·C_out)."""
     reach = [(o - 1) * s + k for o, s, k in zip(spatial_out, stride, spans, strict=True)]
     arrays = itemsize * (math.prod(x_shape) + math.prod(output_shape))
+    # per thread, the Numba engines hold the input rows under the kernel (c_in·kh rows of width w)
+    rows = (os.cpu_count() or 1) * itemsize * x_shape[-1] * math.prod(kernel_shape[:-1])
     if method == "separable":
-        return float(arrays + 4 * itemsize * reach[-1])
-    extra = itemsize * math.prod(kernel_shape)
+        return float(arrays + rows + 4 * itemsize * reach[-1])
+    extra = itemsize * math.prod(kernel_shape) + rows
     if method == "fft":
         # overlap-add holds ~reach·block/step points per signal; one transform, about reach points
         points = math.prod(reach) if fft_block is None else 2 * (reach[0] + fft_block)
