@@ -19,7 +19,9 @@ def check_range(name: str, value: int, low: int = 1) -> int:
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     if value > MAX_SIZE:
-        raise ValueError(f"{name} must be at most 2**48 = {MAX_SIZE}, got {value}")
+        digits = len(str(value)) if value < 10**4000 else "4000+"  # str() refuses longer ints
+        shown = value if value < 10**30 else f"a {digits}-digit number"
+        raise ValueError(f"{name} must be at most 2**48 = {MAX_SIZE}, got {shown}")
     return value
 
 
