@@ -50,15 +50,30 @@ def read_image(
         raise InputError(f"{label}: cannot read ({error.strerror or error})") from error
     depth = _plain_png_depth(encoded)
     if depth is not None:
+        check_pixels(*struct.unpack(">II", encoded[16:24]), label)
         return _decode_png(encoded, depth, label)
+    # convcli's own limit (check_pixels, from the header) stands for Pillow's, so that one limit,
+    # configured in one place, holds for every decoder (Pillow's would refuse at 2x its value)
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(io.BytesIO(encoded)) as image:
+            check_pixels(*image.size, label)
             if _is_sixteen_bit_colour(image):
                 return _decode_sixteen_bit(image)
             image.load()
             return _decode(image)
+    except UsageError:
+        raise  # over the pixel budget: refused, not unreadable
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
+
+
+def check_pixels(width: int, height: int, label: str) -> None:
+    """Refuse, from the header and before any decoding, an image over the pixel budget (a
+    decompression bomb: 30000x30000 pixels of one colour are under 1 MB as PNG, 2.7 GB decoded)."""
+    from convcli import budget
+
+    budget.check("pixels", width * height, f"{label}: decoding a {width}x{height} image")
 
 
 def _decode(image) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
