@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import sys
 import time
@@ -287,7 +288,7 @@ def finish(
             "ok": len(records) - len(failed),
             "failed": len(failed),
         }
-        click.echo(json.dumps(document, indent=2), err=to_stdout)
+        click.echo(json_text(document, indent=2), err=to_stdout)
     elif not quiet:
         for record in records:
             if not record.get("error"):
@@ -297,6 +298,23 @@ def finish(
     if len(records) == 1:
         return records[0].get("status", ExitStatus.PROCESSING_ERROR)
     return ExitStatus.PROCESSING_ERROR
+
+
+def json_text(document, **options) -> str:
+    """``json.dumps``, with NaN and ±inf (a diverged loss, an undefined precision) written as null:
+    JSON has no such numbers, and Python's ``NaN`` token makes the document invalid for every
+    other parser."""
+    return json.dumps(_finite(document), allow_nan=False, **options)
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def output_options(func: Callable) -> Callable:

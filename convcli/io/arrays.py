@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import zipfile
 from pathlib import Path
 from typing import IO
 
@@ -66,3 +68,28 @@ def write_array(path: Path, array: np.ndarray, extension: str) -> None:
         np.savetxt(path, np.atleast_1d(array), delimiter="," if extension == ".csv" else " ", fmt="%.9g")
     else:
         raise UsageError(f"not an array file extension {extension!r}")
+
+
+NPY_HEADER_BYTES = 1 << 16  # numpy's own limit on a .npy header
+
+
+def npz_member(archive: zipfile.ZipFile, name: str, label: str, *, max_bytes: float) -> np.ndarray:
+    """Array ``name`` of an .npz, read only when its declared sizes (the zip entry, then the .npy
+    header's shape) are within ``max_bytes``: a zip bomb or a header claiming 10**12 values is
+    refused before anything is decompressed or allocated. KeyError when there is no such array."""
+    info = archive.getinfo(name + ".npy")
+    if info.file_size > max_bytes + NPY_HEADER_BYTES:
+        raise InputError(f"{label}: array {name!r} would decompress to {info.file_size:,} bytes, more than "
+                         f"the {int(max_bytes):,} it can hold")
+    with archive.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read_header(stream)
+        if dtype.hasobject:
+            raise InputError(f"{label}: array {name!r} needs pickle (object data); refused for safety")
+        if math.prod(shape) * dtype.itemsize > max_bytes:
+            raise InputError(f"{label}: array {name!r} declares shape {shape} of {dtype}, more than the "
+                             f"{int(max_bytes):,} bytes it can hold")
+    with archive.open(info) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)

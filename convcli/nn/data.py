@@ -127,6 +127,10 @@ def read_npz(path: Path) -> tuple[Dataset, Dataset | None]:
         test_labels = _labels(arrays["y_test"], len(x_test), f"{path}: y_test")
         test = (x_test, test_labels)
     classes = int(max(y.max(), test[1].max() if test else 0)) + 1
+    from convcli import budget
+
+    # before the class names (one per class up to the largest label) are made
+    budget.check("classes", classes, f"{path}: labels up to {classes - 1}")
     if "class_names" in arrays:
         names = [str(n) for n in np.asarray(arrays["class_names"]).reshape(-1)]
         if len(names) < classes:

@@ -54,6 +54,9 @@ class TrainConfig:
             raise UsageError(f"unknown --optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown --schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
+        self.make_optimizer()  # --lr, --momentum, --weight-decay: refused before any data is read
 
     def make_optimizer(self) -> Optimizer:
         try:
