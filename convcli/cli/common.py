@@ -38,14 +38,17 @@ class Job:
 
 
 def expand_inputs(patterns: Iterable[str]) -> list[str]:
-    """Paths, globs and folders (their files with a known extension, sorted) -> input list."""
+    """Paths, globs and folders (their files with a known extension, sorted) -> input list.
+
+    A path that exists is taken literally before any pattern matching: 'a[1].png' is that file,
+    not the pattern matching 'a1.png'."""
     inputs: list[str] = []
     for pattern in patterns:
         if pattern == STDIO:
             inputs.append(STDIO)
         elif Path(pattern).is_dir():
             inputs.extend(sorted(str(p) for p in Path(pattern).iterdir() if p.is_file() and _known(p)))
-        elif glob.has_magic(pattern):
+        elif glob.has_magic(pattern) and not Path(pattern).exists():  # 'a[1].png' that exists is a name
             matches = sorted(glob.glob(pattern))
             if not matches:
                 raise InputError(f"{pattern}: no file matches this pattern")

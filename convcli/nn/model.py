@@ -18,7 +18,7 @@ import numpy as np
 
 from convcli.errors import InputError, UsageError
 from convcli.nn.data import ReadOptions, standardize, to_float32
-from convcli.nn.spec import Network, parse_spec
+from convcli.nn.spec import FLOAT32_BYTES, Network, parse_spec
 
 FORMAT = "convcli-model"
 VERSION = 1
@@ -42,9 +42,25 @@ def init_network(network: Network, seed: int, scheme: str = "pytorch", dtype: st
     if scheme not in INIT_SCHEMES:
         raise UsageError(f"unknown --init {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
     check_trainable(network)
+    from convcli import budget
+
+    # parameters, their gradients and two optimizer moments, in float32 or float64
+    width = np.dtype(dtype).itemsize
+    budget.check("memory", 4 * width * (network.num_params + network.num_buffers),
+                 f"a network of {network.num_params:,} parameters")
     rng = np.random.default_rng(seed)
     for layer in network.layers:
         layer.init_params(rng, scheme, dtype)
+
+
+def check_batch_memory(network: Network, batch_size: int) -> None:
+    """The activations a training step keeps for the backward pass (each layer's input and output,
+    and their gradients), within the memory budget, before the first step allocates them."""
+    from convcli import budget
+
+    per_sample = sum(math.prod(layer.out_shape) for layer in network.layers) + math.prod(network.input_shape)
+    budget.check("memory", 4 * FLOAT32_BYTES * batch_size * per_sample,
+                 f"training with batches of {batch_size} (activations of {per_sample:,} values per sample)")
 
 
 def named_params(network: Network) -> dict[str, np.ndarray]:
@@ -127,6 +143,7 @@ class Model:
 
     def logits(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Logits of prepared samples, evaluation mode (running BatchNorm stats, no dropout)."""
+        check_batch_memory(self.network, min(len(x), batch_size))
         parts = [forward(self.network, x[i:i + batch_size], training=False)
                  for i in range(0, len(x), batch_size)]
         return np.concatenate(parts)
