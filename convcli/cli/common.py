@@ -373,5 +373,10 @@ def uncovered_text(counts: dict[str, int]) -> str | None:
     return f"the last {parts} {'are' if plural else 'is'}"
 
 
+def non_finite_text(count: int) -> str:
+    """'1 input value is' / '3 input values are' (NaN or inf), for the warnings."""
+    return f"{count} input value is" if count == 1 else f"{count} input values are"
+
+
 def warn(message: str) -> None:
     click.echo(f"convcli: warning: {message}", err=True)

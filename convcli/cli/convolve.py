@@ -12,6 +12,7 @@ from convcli.cli.common import (
     Job,
     finish,
     load_input,
+    non_finite_text,
     output_options,
     plan_outputs,
     run_jobs,
@@ -207,6 +208,9 @@ def convolve(
     for record in records:
         for note in record.pop("notes", []):
             warn(f"{record['input']}: {note}")
+        if record.get("non_finite"):
+            warn(f"{record['input']}: {non_finite_text(record['non_finite'])} NaN or inf: the outputs within "
+                 "the kernel's reach of them are not finite")
         if record.get("clipped") and not quiet:
             warn(f"{record['input']}: {record['clipped']} values clipped to the output range (see --range)")
         if explain and not record.get("error"):
@@ -239,6 +243,7 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     """Read one input, apply the kernels, write the result; return its record."""
     import numpy as np
 
+    from convcli.io.ranges import count_non_finite
     from convcli.kernels import resolve_kernel
     from convcli.kernels.apply import apply_chain, follow_alpha
 
@@ -252,7 +257,8 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     result, plans = apply_chain(data, media.kind, kernels, settings.geometry)
     alpha = None if media.alpha is None else follow_alpha(media.alpha, kernels, settings.geometry)
     clipped = save_output(job, media.with_data(result, alpha), force=settings.force, policy=settings.policy)
-    return _record(media.data.shape, result.shape, kernels, plans, clipped, settings)
+    record = _record(media.data.shape, result.shape, kernels, plans, clipped, settings)
+    return record | {"non_finite": count_non_finite(media.data)}
 
 
 def _maybe_stream(job: Job, settings: Settings) -> dict | None:
@@ -276,8 +282,8 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
     )
     if outcome is None:
         return None
-    shape_in, shape_out, kernels, plans, clipped = outcome
-    return _record(shape_in, shape_out, kernels, plans, clipped, settings)
+    shape_in, shape_out, kernels, plans, clipped, non_finite = outcome
+    return _record(shape_in, shape_out, kernels, plans, clipped, settings) | {"non_finite": non_finite}
 
 
 def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Settings) -> dict:
