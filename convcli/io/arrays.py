@@ -44,11 +44,13 @@ def read_array(source: Source, extension: str, *, name: str | None = None) -> np
 
 
 def _single_npz_array(source: Source, label: str) -> np.ndarray:
+    from convcli import budget
+
     with np.load(source, allow_pickle=False) as archive:
         names = list(archive.files)
         if len(names) != 1:
             raise InputError(f"{label}: .npz holds {len(names)} arrays {names}; exactly one is needed")
-        return archive[names[0]]
+        return npz_member(archive.zip, names[0], label, max_bytes=budget.limit("memory"))
 
 
 def write_array(path: Path, array: np.ndarray, extension: str) -> None:

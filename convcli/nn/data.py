@@ -104,11 +104,19 @@ def _samples(x: np.ndarray, label: str) -> np.ndarray:
     return x
 
 
+DATA_KEYS = ("x", "y", "x_test", "y_test", "class_names")
+
+
 def read_npz(path: Path) -> tuple[Dataset, Dataset | None]:
     """x, y (+ x_test, y_test, class_names) from an .npz; never unpickles."""
+    from convcli import budget
+    from convcli.io.arrays import npz_member
+
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+            # only the arrays a data set has, each within the memory budget before it is decompressed
+            arrays = {key: npz_member(data.zip, key, str(path), max_bytes=budget.limit("memory"))
+                      for key in DATA_KEYS if key in data.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
         raise InputError(f"{path}: not a readable .npz of arrays ({' '.join(str(error).split())})") from error
     missing = [key for key in ("x", "y") if key not in arrays]
