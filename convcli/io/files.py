@@ -131,6 +131,8 @@ def _name_target(error: Exception, temp: Path, target: str) -> None:
         error.filename = target
     temp_text = str(temp)
     error.args = tuple(a.replace(temp_text, target) if isinstance(a, str) else a for a in error.args)
+    if isinstance(error, OSError) and error.strerror:
+        error.strerror = error.strerror.replace(temp_text, target)
 
 
 def _read_umask() -> int:
