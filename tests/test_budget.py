@@ -406,3 +406,12 @@ def test_a_spec_of_billions_of_parameters_is_refused_before_allocation(tmp_path)
     result = run("predict", path, tmp_path / "x.npy")
     assert result.exit_code == 2 and "memory budget" in result.output
     assert time.perf_counter() - started < 5
+
+
+def test_an_npy_header_claiming_too_much_is_refused_before_reading(tmp_path):
+    with open(tmp_path / "liar.npy", "wb") as stream:
+        np.lib.format.write_array_header_1_0(stream, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (10**11,)})
+        stream.write(b"\0" * 100)
+    result = run("convolve", tmp_path / "liar.npy", "-k", "1", "-o", tmp_path / "out.npy")
+    assert result.exit_code == 2 and "memory budget" in result.output

@@ -469,6 +469,7 @@ def predict(model_path: str, files: tuple[str, ...], as_json: bool) -> None:
     """
     import numpy as np
 
+    from convcli.io.arrays import check_npy_header
     from convcli.nn.data import read_sample
     from convcli.nn.model import load_model
 
@@ -479,6 +480,7 @@ def predict(model_path: str, files: tuple[str, ...], as_json: bool) -> None:
         if not path.is_file():
             raise UsageError(f"{name}: no such file")
         if path.suffix.lower() == ".npy":
+            check_npy_header(path, name)
             samples = np.load(path, allow_pickle=False)
             many = samples.ndim == len(model.input_shape) + 1 or (
                 samples.size != np.prod(model.input_shape) and samples.ndim > 1)

@@ -20,6 +20,7 @@ def read_array(source: Source, extension: str, *, name: str | None = None) -> np
     extension = extension.lower()
     try:
         if extension == ".npy":
+            check_npy_header(source, label)
             array = np.load(source, allow_pickle=False)
         elif extension == ".npz":
             array = _single_npz_array(source, label)
@@ -41,6 +42,25 @@ def read_array(source: Source, extension: str, *, name: str | None = None) -> np
     if array.size == 0:
         raise InputError(f"{label}: empty array")
     return array
+
+
+def check_npy_header(source: Source, label: str) -> None:
+    """The array's declared size within the memory budget, from its header, before it is read."""
+    from convcli import budget
+
+    stream = open(source, "rb") if isinstance(source, Path) else source  # noqa: SIM115 - closed below
+    start = stream.tell()
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read_header(stream)
+    finally:
+        if stream is source:
+            stream.seek(start)
+        else:
+            stream.close()
+    budget.check("memory", math.prod(shape) * dtype.itemsize, f"{label}: reading an array of shape {shape}")
 
 
 def _single_npz_array(source: Source, label: str) -> np.ndarray:
