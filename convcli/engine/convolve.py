@@ -12,7 +12,9 @@ One code path: :func:`plan` validates the request, works out padding and output 
 
 The costs are in one unit (a vectorized multiply-add of the direct loop); ``FFT_COST`` is
 the measured price of one ``n·log2 n`` step of a real FFT relative to it. ``method="auto"``
-takes the cheapest; the plan's ``reason`` states the counts.
+takes the cheapest whose buffers fit the memory budget; the plan's ``reason`` states the counts.
+The chosen method's operations and bytes are checked against :mod:`convcli.budget` in
+:func:`plan`, before anything is allocated or compiled.
 """
 
 from __future__ import annotations
