@@ -415,3 +415,21 @@ def test_an_npy_header_claiming_too_much_is_refused_before_reading(tmp_path):
         stream.write(b"\0" * 100)
     result = run("convolve", tmp_path / "liar.npy", "-k", "1", "-o", tmp_path / "out.npy")
     assert result.exit_code == 2 and "memory budget" in result.output
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--length", "1000000000000", "memory budget"),
+    ("--size", "100000x100000", "pixels budget"),
+])
+def test_data_options_are_budgeted_before_resizing(tmp_path, option, value, message):
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        soundfile.write(tmp_path / "data" / label / "0.wav", np.zeros(800, np.float32), 8000)
+        Image.fromarray(RGB).save(tmp_path / "data" / label / "0.png")
+    if option == "--length":
+        for label in ("a", "b"):
+            (tmp_path / "data" / label / "0.png").unlink()
+    started = time.perf_counter()
+    result = run("train", tmp_path / "data", option, value, "-o", tmp_path / "m.npz")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert time.perf_counter() - started < 5

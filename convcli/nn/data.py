@@ -66,6 +66,9 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         size = ()
     if len(size) != 2 or min(size) < 1:
         raise UsageError(f"--size must be HxW with positive integers (e.g. 32x32), got {text!r}")
+    from convcli import budget
+
+    budget.check("pixels", size[0] * size[1], f"--size {text}: resizing every image")
     return size
 
 
@@ -173,9 +176,15 @@ def read_image_sample(path: Path, options: ReadOptions) -> np.ndarray:
 
 def read_audio_sample(path: Path, options: ReadOptions) -> np.ndarray:
     """(C, L) float32; resampled (polyphase), mixed down, cropped or zero-padded as asked."""
+    from convcli import budget
     from convcli.io.audio import read_audio
 
     data, info = read_audio(path)
+    rate = options.sample_rate or info.sample_rate
+    frames = options.length or -(-data.shape[1] * rate // info.sample_rate)
+    # float64 while resampling, before anything of that length is made
+    budget.check("memory", 8 * data.shape[0] * max(frames, -(-data.shape[1] * rate // info.sample_rate)),
+                 f"{path}: {data.shape[0]} channel(s) at {rate} Hz, {frames} samples")
     if options.sample_rate and info.sample_rate != options.sample_rate:
         from math import gcd
 
