@@ -99,7 +99,13 @@ def check_settings(settings: PoolSettings) -> None:
     stride = settings.stride or settings.size
     values = (settings.size, stride, settings.padding, settings.dilation)
     for axis in range(max(map(len, values))):
-        check_window(*(value[min(axis, len(value) - 1)] for value in values))
+        try:
+            check_window(*(value[min(axis, len(value) - 1)] for value in values))
+        except ValueError as error:  # the library names its parameters; here they are flags
+            message = str(error)
+            for name in ("size", "stride", "padding", "dilation"):
+                message = message.replace(f"pool {name}", f"--{name}")
+            raise UsageError(message) from None
 
 
 def pool_file(job: Job, settings: PoolSettings) -> dict:
