@@ -7,23 +7,47 @@ import numpy as np
 MAX_SHOWN = 25  # values per axis printed in full; longer kernels are summarised
 
 
-def format_matrix(matrix: np.ndarray) -> str:
-    """Rows of aligned numbers; long 1-D kernels (FIR, impulse responses) are abbreviated."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.ndim == 1:
-        matrix = matrix[None]
-    if matrix.ndim > 2:
-        return "\n\n".join(f"[{i}]\n{format_matrix(sub)}" for i, sub in enumerate(matrix))
-    words = [[f"{v:.6g}" for v in row] for row in matrix]
+def _shown(n: int, head: int, tail: int) -> np.ndarray:
+    """Indices printed along an axis of n values (all of them up to MAX_SHOWN)."""
+    return np.arange(n) if n <= MAX_SHOWN else np.r_[0:head, n - tail : n]
+
+
+def format_matrix(matrix: np.ndarray | None, factors: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+    """Rows of aligned numbers; long 1-D kernels (FIR, impulse responses) are abbreviated.
+
+    A separable kernel may come as its ``factors`` (column, row): only the printed values are built.
+    """
+    if factors is not None:
+        column, row = (np.asarray(f, dtype=np.float64) for f in factors)
+        rows, columns = _shown(len(column), 10, 10), _shown(len(row), 6, 6)
+        values, full_shape = np.outer(column[rows], row[columns]), (len(column), len(row))
+    else:
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.ndim == 1:
+            matrix = matrix[None]
+        if matrix.ndim > 2:
+            return "\n\n".join(f"[{i}]\n{format_matrix(sub)}" for i, sub in enumerate(matrix))
+        rows, columns = _shown(matrix.shape[0], 10, 10), _shown(matrix.shape[1], 6, 6)
+        values, full_shape = matrix[np.ix_(rows, columns)], matrix.shape
+    words = [[f"{v:.6g}" for v in row] for row in values]
     width = max(len(w) for row in words for w in row)
+    if factors is None and matrix.size <= 1 << 16:  # aligned as wide as the widest value, shown or not
+        width = max(width, max(len(f"{v:.6g}") for v in matrix.ravel()))
     lines = []
     for row in words:
-        if len(row) > MAX_SHOWN:
+        if full_shape[1] > MAX_SHOWN:
             row = [*row[:6], "...", *row[-6:]]
         lines.append(" ".join(w.rjust(width) for w in row))
-    if len(lines) > MAX_SHOWN:
+    if full_shape[0] > MAX_SHOWN:
         lines = [*lines[:10], "...", *lines[-10:]]
     return "\n".join(lines)
+
+
+def kernel_sum(kernel) -> float:
+    """Sum of a kernel's values (of a factored one: the product of its factors' sums)."""
+    if kernel.factors is not None:
+        return float(np.sum(kernel.factors[0]) * np.sum(kernel.factors[1]))
+    return float(np.sum(kernel.array))
 
 
 def explain_text(kernels, plans: list[dict], geometry) -> str:
@@ -34,10 +58,10 @@ def explain_text(kernels, plans: list[dict], geometry) -> str:
             "correlation" if geometry.correlate or kernel.role == "layer" else "convolution (kernel flipped)"
         )
         lines.append(
-            f"kernel {step}: {kernel.spec} = {kernel.description}; shape {tuple(kernel.array.shape)}, "
-            f"sum {float(np.sum(kernel.array)):.6g}; applied as {applied}"
+            f"kernel {step}: {kernel.spec} = {kernel.description}; shape {kernel.shape}, "
+            f"sum {kernel_sum(kernel):.6g}; applied as {applied}"
         )
-        lines.append(format_matrix(kernel.array))
+        lines.append(format_matrix(kernel.matrix, kernel.factors))
         lines.append(f"method: {how['method']}: {how['reason']}")
     lines.append(
         f"mode {geometry.mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "

@@ -112,10 +112,15 @@ def learned_layer(spec: str) -> tuple[np.ndarray, np.ndarray | None, str]:
                     f"{path}: no layer {layer!r}{did_you_mean(layer, layers)}; "
                     f"layers with weights: {', '.join(layers) or 'none'}"
                 )
-            weight = np.asarray(archive[key], dtype=np.float64)
-            bias = (
-                np.asarray(archive[f"{layer}.bias"], dtype=np.float64) if f"{layer}.bias" in names else None
-            )
+            from convcli import budget
+            from convcli.io.arrays import npz_member
+
+            def member(name: str) -> np.ndarray:  # only the layer's arrays, within the memory budget
+                return np.asarray(npz_member(archive.zip, name, str(path), max_bytes=budget.limit("memory")),
+                                  dtype=np.float64)
+
+            weight = member(key)
+            bias = member(f"{layer}.bias") if f"{layer}.bias" in names else None
             meta = _meta(archive)
     except ValueError as error:
         if isinstance(error, UsageError):
@@ -123,6 +128,8 @@ def learned_layer(spec: str) -> tuple[np.ndarray, np.ndarray | None, str]:
         raise UsageError(f"{path}: model array needs pickle or is unreadable; refused ({error})") from error
     except OSError as error:
         raise UsageError(f"{path}: not a readable model file ({error})") from error
+    except InputError as error:  # an array needing pickle, or larger than it declares or may be
+        raise UsageError(str(error)) from error
     if weight.ndim not in (3, 4):
         raise UsageError(
             f"{path}:{layer}: weight of shape {weight.shape} is not a Conv1d/Conv2d weight "
@@ -143,8 +150,11 @@ def _meta(archive) -> str:
     if "__meta__" not in archive.files:
         return ""
     try:
-        meta = json.loads(str(archive["__meta__"]))
-    except (ValueError, TypeError):
+        from convcli.io.arrays import npz_member
+        from convcli.nn.model import MAX_META_BYTES, META_KEY
+
+        meta = json.loads(str(npz_member(archive.zip, META_KEY, "model", max_bytes=MAX_META_BYTES)))
+    except (ValueError, TypeError, InputError):
         return ""
     spec = meta.get("spec") if isinstance(meta, dict) else None
     return f" (model spec: {' '.join(str(spec).split())[:60]})" if spec else ""
