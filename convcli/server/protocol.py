@@ -265,7 +265,8 @@ def send(connection: socket.socket, message: dict, fds: list[int] | None = None)
     if fds:
         sent = socket.send_fds(connection, [data], fds)
         data = data[sent:]
-    connection.sendall(data)
+    if data:  # an empty send to a peer that has answered and closed would raise EPIPE
+        connection.sendall(data)
 
 
 def receive(connection: socket.socket, *, max_fds: int = 0) -> tuple[dict | None, list[int]]:
