@@ -14,7 +14,6 @@ from convcli.cli.common import (
     load_input,
     output_options,
     plan_outputs,
-    run_jobs,
     save_output,
     uncovered_text,
     warn,
@@ -73,6 +72,7 @@ Examples:
   convcli convolve samples/photo.png -k sobel-x --correlate --range abs -o edges.png
   convcli convolve samples/speech.wav -k lowpass:cutoff=1000 -o low.wav --explain
   convcli convolve 'shots/*.jpg' -k gaussian:sigma=2 -o blurred/ -j 2 --json
+  convcli convolve 'shots/*.jpg' -k box:5 -o blurred/ --scheduler-address tcp://10.0.0.5:8786
 """
 
 
@@ -173,7 +173,7 @@ def convolve(
     explain,
     block_size,
     output,
-    jobs,
+    batch,
     force,
     range_policy,
     as_json,
@@ -181,6 +181,7 @@ def convolve(
 ) -> None:
     from convcli.cli.common import expand_inputs
     from convcli.engine.boundary import normalize_boundary
+    from convcli.executors import check_stdio, run_batch
     from convcli.kernels.apply import Geometry
 
     geometry = Geometry(
@@ -195,9 +196,12 @@ def convolve(
     )
     _check_specs(kernels)
     names = expand_inputs(inputs)
+    check_stdio(names, output, batch)
     plans = plan_outputs(names, output, tag="convolved", force=force)
     settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size)
-    records = run_jobs(plans, functools.partial(convolve_file, settings=settings), workers=jobs, quiet=quiet)
+    result = run_batch(plans, functools.partial(convolve_file, settings=settings), batch, force=force,
+                       quiet=quiet)
+    records = result.records
     for record in records:
         for note in record.pop("notes", []):
             warn(f"{record['input']}: {note}")
@@ -211,7 +215,7 @@ def convolve(
         as_json=as_json,
         quiet=quiet,
         describe=_describe,
-        extra={"kernels": list(kernels)},
+        extra={"kernels": list(kernels), **result.info},
     )
     if status:
         raise SystemExit(int(status))
@@ -264,7 +268,8 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
         settings.specs,
         settings.geometry,
         policy=settings.policy,
-        force=settings.force,
+        force=settings.force or job.overwrite,
+        run_id=job.run_id,
         block=settings.block_size,
         min_samples=1 if settings.block_size else STREAM_MIN_SAMPLES,
     )
