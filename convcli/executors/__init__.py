@@ -144,13 +144,14 @@ def run_batch(
                 records[pending[position]] = record
                 advance(1)
 
-            try:
-                executor.run(submitted, task, done)
-            except KeyboardInterrupt:
-                written = sum(1 for r in records.values() if not r.get("error"))
-                print(f"convcli: interrupted: {written} of {len(jobs)} files finished and kept; "
-                      "the others were cancelled", file=sys.stderr)
-                raise
+            executor.run(submitted, task, done)
+    except KeyboardInterrupt:
+        # counted on disk once the workers are gone: a task past its safe point finished its file
+        kept = sum(1 for job in submitted if job.output is not None and job.output.exists()) if not force \
+            else sum(1 for record in records.values() if not record.get("error"))
+        print(f"convcli: batch stopped: {kept} of {len(submitted)} files finished and kept; "
+              "the others were cancelled", file=sys.stderr)
+        raise
     finally:
         from convcli.io.files import sweep_temporaries
 

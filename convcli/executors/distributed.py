@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -180,8 +181,9 @@ def _connect(distributed, options: BatchOptions):
     else:
         address = options.scheduler_address or dask.config.get("scheduler-address", None)
         if address is None:
+            # preload: dask_setup below, in every worker process, restarted ones included
             cluster = distributed.LocalCluster(n_workers=options.workers, threads_per_worker=1,
-                                               processes=True, silence_logs=logging.ERROR)
+                                               processes=True, silence_logs=logging.ERROR, preload=[__name__])
             return distributed.Client(cluster), cluster
         where = f"at {address}"
         connect = {"address": address}
@@ -196,6 +198,12 @@ def _connect(distributed, options: BatchOptions):
         client.close()
         raise ExecutorError(f"the Dask scheduler {where} has no workers (waited {timeout})") from None
     return client, None
+
+
+def dask_setup(worker) -> None:
+    """Preloaded into the LocalCluster's workers (our children, in our process group): Ctrl-C in
+    the terminal reaches them too, but only the client decides what stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _dashboard(client) -> str | None:
