@@ -67,8 +67,8 @@ def convolve(
                         for axis, chunks in enumerate(x.chunks)))
     depth = {axis: reach[axis] if axis in reach and len(x.chunks[axis]) > 1 else 0 for axis in range(x.ndim)}
     periodic = boundary == "wrap"
-    block = _Block(kernel, pads, depth, tuple(len(c) for c in x.chunks), periodic,
-                   dict(boundary=boundary, cval=cval, dilation=dilation, correlate=correlate, method=whole.method))
+    options = dict(boundary=boundary, cval=cval, dilation=dilation, correlate=correlate, method=whole.method)
+    block = _Block(kernel, pads, depth, tuple(len(c) for c in x.chunks), periodic, options)
     dtype = np.float64 if x.dtype == np.float64 else np.float32
     return da.map_overlap(block, x, depth=depth, boundary="periodic" if periodic else "none", trim=False,
                           chunks=x.chunks, dtype=dtype, meta=np.empty((0,) * x.ndim, dtype=dtype))
@@ -77,7 +77,9 @@ def convolve(
 def _at_least(size: int, chunks: tuple[int, ...]) -> tuple[int, ...]:
     from dask.array.overlap import ensure_minimum_chunksize
 
-    return (sum(chunks),) if sum(chunks) <= size or len(chunks) == 1 else ensure_minimum_chunksize(size, chunks)
+    if sum(chunks) <= size or len(chunks) == 1:
+        return (sum(chunks),)
+    return ensure_minimum_chunksize(size, chunks)
 
 
 class _Block:
