@@ -147,18 +147,19 @@ class DaskExecutor:
             raise
 
     def _record(self, future, result, job: Job) -> Record | None:
+        """The task's record, or a failed one for a task that raised or killed its workers."""
         from distributed.scheduler import KilledWorker
 
         if future.status == "finished":
             return result
         if future.cancelled():
             return None
-        if isinstance(result, KilledWorker):
-            died = result.allowed_failures + 1
+        error = future.exception()  # known to the client already: no round trip
+        if isinstance(error, KilledWorker):
+            died = error.allowed_failures + 1
             text = (f"{job.input}: the worker died {died} times while processing this file (Dask's "
-                    f"distributed.scheduler.allowed-failures is {result.allowed_failures})")
-            return {**failed_record(job, text), "worker": result.last_worker.address, "worker_deaths": died}
-        error = result if isinstance(result, BaseException) else future.exception()
+                    f"distributed.scheduler.allowed-failures is {error.allowed_failures})")
+            return {**failed_record(job, text), "worker": error.last_worker.address, "worker_deaths": died}
         return {**failed_record(job, error), "worker": None, "worker_deaths": 0}
 
 
