@@ -35,7 +35,8 @@ def close(got: np.ndarray, expected: np.ndarray, kernel: np.ndarray) -> bool:
     column in a SIMD body or a tail depending on the block's width."""
     epsilon = np.finfo(expected.dtype).eps
     bound = 8 * epsilon * np.sqrt(kernel.size) * np.abs(expected).max()
-    return got.dtype == expected.dtype and got.shape == expected.shape and np.abs(got - expected).max() <= bound
+    same_kind = got.dtype == expected.dtype and got.shape == expected.shape
+    return same_kind and np.abs(got - expected).max() <= bound
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)
@@ -49,7 +50,8 @@ def test_equals_convcli_convolve_on_the_whole_array(boundary, shape, chunks, ker
         methods = ["direct", "fft"] + (["separable"] if kernel is kernels[-1] and len(kernels) == 2 else [])
         for method in methods:
             for dilation, correlate in ((1, False), (2, True)):
-                options = dict(boundary=boundary, cval=0.25, method=method, dilation=dilation, correlate=correlate)
+                options = dict(boundary=boundary, cval=0.25, method=method, dilation=dilation,
+                               correlate=correlate)
                 expected = convcli.convolve(x, kernel, **options)
                 assert close(lazy(x, chunks, kernel, **options), expected, kernel), (method, dilation)
 
