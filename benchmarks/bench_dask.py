@@ -1,12 +1,13 @@
 """The Dask executor's cost: 200 RGB PNGs of 512x512 (sharpen) on a 2-worker LocalCluster
 (processes × 1 thread) against -j 2 threads, through the same batch runner the CLI uses.
 
-Prints the ratio (threads time / dask time, > 1: dask faster), the per-file overhead of dask
-(its time per file minus the threads' time per file, from the slope between a 20-file and a
-200-file batch, so fixed costs cancel), the per-batch fixed cost (client connect + preflight on
-every worker), and the LocalCluster's start and stop. Needs the extra: pip install 'convcli[dask]'.
+Prints the ratio (threads time / dask time, > 1: dask faster); the per-file overhead of dask (the
+extra time per file against threads, from the slope between a 2-file and a 200-file batch, so the
+fixed costs cancel); the per-batch fixed cost (client connect + preflight on every worker); and the
+LocalCluster's start and stop. The contenders alternate round by round and keep their best, as the
+machine may be shared. Needs the extra: pip install 'convcli[dask]'.
 
-    python benchmarks/bench_dask.py [--files 200] [--rounds 2]
+    python benchmarks/bench_dask.py [--files 200] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def timed_batch(inputs: list[Path], out: Path, options: BatchOptions, task) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     import distributed
 
@@ -62,7 +63,7 @@ def main() -> None:
             path = folder / "in" / f"p{index:03d}.png"
             Image.fromarray(photo(512, 512, index)).save(path)
             inputs.append(path)
-        small = inputs[:20]
+        small = inputs[:2]
 
         start = time.perf_counter()
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -84,7 +85,8 @@ def main() -> None:
 
     many, few = args.files, len(small)
     per_file = {name: (times[name, many] - times[name, few]) / (many - few) for name in ("threads", "dask")}
-    fixed = times["dask", few] - few * per_file["dask"]
+    fixed = {name: times[name, few] - few * per_file[name] for name in ("threads", "dask")}
+    fixed = fixed["dask"] - fixed["threads"]
     print(f"{many} PNGs 512x512 sharpen, -j 2 threads vs 2-worker LocalCluster (processes x 1 thread), "
           f"best of {args.rounds}")
     speedup = times["threads", many] / times["dask", many]
@@ -92,7 +94,7 @@ def main() -> None:
     print(f"  per-file time, dask / threads           {per_file['dask'] / per_file['threads']:.2f}x "
           f"(dask overhead {1000 * (per_file['dask'] - per_file['threads']):+.2f} ms per file; "
           f"threads {1000 * per_file['threads']:.1f} ms per file)")
-    print(f"  dask per-batch fixed cost               {fixed:.2f} s (connect + preflight on every worker)")
+    print(f"  dask per-batch fixed cost               {fixed:+.2f} s against threads (connect + preflight)")
     print(f"  LocalCluster start / stop               {cluster_start:.2f} s / {cluster_stop:.2f} s")
 
 

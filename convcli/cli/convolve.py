@@ -72,7 +72,7 @@ Examples:
   convcli convolve samples/photo.png -k sobel-x --correlate --range abs -o edges.png
   convcli convolve samples/speech.wav -k lowpass:cutoff=1000 -o low.wav --explain
   convcli convolve 'shots/*.jpg' -k gaussian:sigma=2 -o blurred/ -j 2 --json
-  convcli convolve 'shots/*.jpg' -k box:5 -o blurred/ --scheduler-address tcp://10.0.0.5:8786
+  convcli convolve samples/shapes/circle/ -k box:3 -o soft/ --executor dask -j 2
 """
 
 

@@ -471,7 +471,7 @@ def predict(model_path: str, files: tuple[str, ...], as_json: bool, batch) -> No
     check_stdio(list(files), None, batch)
     jobs = [Job(name, None, "") for name in files]
     task = functools.partial(predict_file, model_path=str(Path(model_path).resolve()))
-    result = run_batch(jobs, task, batch, quiet=True)
+    result = run_batch(jobs, task, batch, quiet=as_json)
     failed = [record for record in result.records if record.get("error")]
     for record in failed:
         click.echo(f"convcli: error: {record['error']}", err=True)

@@ -136,6 +136,8 @@ def run_batch(
             pending.append(index)
     submitted = [replace(jobs[i], run_id=run_id, overwrite=executor.at_least_once) for i in pending]
     task = _Task(process, options.retries, raise_transient=executor.at_least_once)
+    if not submitted:  # every output exists: nothing to start a pool or a cluster for
+        return Batch([records[i] for i in range(len(jobs))], executor.info)
     try:
         with executor, _progress(len(jobs), quiet) as advance:
             advance(len(records))
