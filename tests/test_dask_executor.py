@@ -198,3 +198,70 @@ def test_ctrl_c_cancels_the_dask_batch(client, tmp_path):
     time.sleep(1)  # the tasks that were running finish (or stop at their safe point) on the workers
     kept = [p.name for p in out.iterdir()]
     assert 1 <= len(kept) <= 8 and hidden(out) == [], kept
+
+
+def test_scheduler_file_and_dask_config_address_are_used(client, tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((8, 8)))
+    scheduler_file = tmp_path / "scheduler.json"
+    client.write_scheduler_file(str(scheduler_file))
+    result = run("convolve", tmp_path / "x.npy", "-k", "box:3", "-o", tmp_path / "a.npy", "--json",
+                 "--scheduler-file", scheduler_file)
+    assert result.exit_code == 0, result.output
+    assert json_of(result.output)["scheduler"] == client.scheduler.address
+    with dask.config.set({"scheduler-address": client.scheduler.address}):  # DASK_SCHEDULER_ADDRESS
+        result = run("convolve", tmp_path / "x.npy", "-k", "box:3", "-o", tmp_path / "b.npy", "--json",
+                     "--executor", "dask")
+    assert result.exit_code == 0, result.output
+    assert json_of(result.output)["scheduler"] == client.scheduler.address
+
+
+def test_a_client_of_another_version_is_refused_before_any_task(client, tmp_path, monkeypatch):
+    import convcli
+
+    monkeypatch.setattr(convcli, "__version__", "99.0")
+    np.save(tmp_path / "x.npy", np.ones(8))
+    result = run("convolve", tmp_path / "x.npy", "-k", "box:3", "-o", tmp_path / "y.npy",
+                 "--scheduler-address", client.scheduler.address)
+    assert result.exit_code == 1
+    assert "runs convcli 0.1.0, this client 99.0" in result.output and not (tmp_path / "y.npy").exists()
+
+
+def test_transient_errors_are_retried_by_dask_a_corrupt_input_is_not(client, tmp_path):
+    from convcli.errors import InputError
+    from convcli.executors import BatchOptions, Job, run_batch
+
+    def flaky(job):  # defined here: sent to the workers by value
+        marker = Path(job.input + ".tried")
+        if not marker.exists():
+            marker.write_text("")
+            raise TimeoutError("the object store timed out")
+        if "corrupt" in job.input:
+            raise InputError(f"{job.input}: not a readable image")
+        return {"attempts": 2}
+
+    for name in ("a", "corrupt", "b"):
+        (tmp_path / name).write_bytes(b"data")  # the preflight checks that the workers see them
+    jobs = [Job(str(tmp_path / name), None, "") for name in ("a", "corrupt", "b")]
+    options = BatchOptions(executor="dask", scheduler_address=client.scheduler.address, retries=1)
+    records = run_batch(jobs, flaky, options).records
+    assert [r["error"] is None for r in records] == [True, False, True]
+    assert "not a readable image" in records[1]["error"]
+    for path in tmp_path.glob("*.tried"):
+        path.unlink()
+    records = run_batch(jobs, flaky, BatchOptions(executor="dask", scheduler_address=client.scheduler.address)
+                        ).records
+    assert all("timed out" in r["error"] for r in records)
+
+
+def test_each_task_gives_numba_its_share_of_the_host(client):
+    from convcli.executors import Job, cores
+    from convcli.executors.distributed import _OnWorker
+
+    def threads(job):
+        import numba
+
+        return {"threads": numba.get_num_threads()}
+
+    host = next(iter(client.scheduler_info()["workers"].values()))["host"]
+    record = client.submit(_OnWorker(threads, {host: 2}), Job("x", None, ""), pure=False).result()
+    assert record["threads"] == max(1, cores() // 2) and record["worker"].startswith("tcp://")
