@@ -138,6 +138,10 @@ def run_batch(
     task = _Task(process, options.retries, raise_transient=executor.at_least_once)
     if not submitted:  # every output exists: nothing to start a pool or a cluster for
         return Batch([records[i] for i in range(len(jobs))], executor.info)
+    if len(jobs) > 1:
+        from convcli.process import collect_cycles
+
+        collect_cycles()
     try:
         with executor, _progress(len(jobs), quiet) as advance:
             advance(len(records))
