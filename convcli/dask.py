@@ -56,9 +56,9 @@ def convolve(
                          "(channel-mixing kernels are not supported)")
     boundary = normalize_boundary(boundary)
     x = da.asarray(x)
+    dtype = np.float64 if x.dtype == np.float64 else np.float32  # as convcli.convolve computes
     # the whole array's plan: its method is pinned for every block, its padding is the depth
-    whole = plan(x.shape, kernel, mode="same", dilation=dilation, method=method,
-                 dtype=np.float64 if x.dtype == np.float64 else np.float32)
+    whole = plan(x.shape, kernel, mode="same", dilation=dilation, method=method, dtype=dtype)
     spatial = range(x.ndim - kernel.ndim, x.ndim)
     pads = dict(zip(spatial, whole.padding, strict=True))
     reach = {axis: max(pads[axis]) for axis in spatial}
@@ -69,7 +69,6 @@ def convolve(
     periodic = boundary == "wrap"
     options = dict(boundary=boundary, cval=cval, dilation=dilation, correlate=correlate, method=whole.method)
     block = _Block(kernel, pads, depth, tuple(len(c) for c in x.chunks), periodic, options)
-    dtype = np.float64 if x.dtype == np.float64 else np.float32
     return da.map_overlap(block, x, depth=depth, boundary="periodic" if periodic else "none", trim=False,
                           chunks=x.chunks, dtype=dtype, meta=np.empty((0,) * x.ndim, dtype=dtype))
 
