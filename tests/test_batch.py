@@ -44,11 +44,13 @@ def test_ctrl_c_stops_a_batch_keeps_finished_files_and_leaves_no_partial_ones(tm
     out.mkdir()
     command = [sys.executable, "-m", "convcli", "convolve", str(inputs), "-k", "box:31", "--method", "direct",
                "-o", str(out), "-j", "2", "--executor", executor]
+    # from tmp_path: run in the source tree, -m would import convcli from it, without its filters/
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
+                               start_new_session=True, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not any(out.glob("*.npy")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert process.poll() is None, process.communicate()[1].decode()
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     stderr = stderr.decode()

@@ -80,6 +80,9 @@ def test_a_dask_batch_equals_the_thread_batch_byte_for_byte(client, tmp_path):
                      "--json")
         assert result.exit_code == 0, result.output
         for path in threads.iterdir():
+            if path.suffix == ".npy":  # say by how much, should they differ
+                assert np.array_equal(np.load(on_dask / path.name), np.load(path)), \
+                    (path.name, np.abs(np.load(on_dask / path.name) - np.load(path)).max(), result.output)
             assert (on_dask / path.name).read_bytes() == path.read_bytes(), path.name
         document = json_of(result.output)
         assert document["executor"] == "dask" and document["scheduler"] == address
@@ -187,11 +190,13 @@ def test_ctrl_c_cancels_the_dask_batch(client, tmp_path):
     out.mkdir()
     command = [sys.executable, "-m", "convcli", "convolve", str(inputs), "-k", "box:31", "--method", "direct",
                "-o", str(out), "--scheduler-address", client.scheduler.address]
+    # from tmp_path: run in the source tree, -m would import convcli from it, without its filters/
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
+                               start_new_session=True, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not any(out.glob("*.npy")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert process.poll() is None, process.communicate()[1].decode()
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr.decode()
