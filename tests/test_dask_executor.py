@@ -75,14 +75,14 @@ def test_a_dask_batch_equals_the_thread_batch_byte_for_byte(client, tmp_path):
     address = client.scheduler.address
     for command in (["convolve", "-k", "gaussian:sigma=1.5"], ["pool", "--op", "avg", "--size", "3"]):
         threads, on_dask = tmp_path / f"{command[0]}-threads", tmp_path / f"{command[0]}-dask"
-        assert run(command[0], inputs, *command[1:], "-o", f"{threads}/", "-j", "2").exit_code == 0
+        # the threads run in a fresh process, as the workers do: after the whole suite, this process
+        # computed one separable float32 result 1 ulp apart from any fresh process (engine state)
+        subprocess.run([sys.executable, "-m", "convcli", command[0], str(inputs), *command[1:], "-o",
+                        f"{threads}/", "-j", "2", "-q"], check=True, cwd=tmp_path)
         result = run(command[0], inputs, *command[1:], "-o", f"{on_dask}/", "--scheduler-address", address,
                      "--json")
         assert result.exit_code == 0, result.output
         for path in threads.iterdir():
-            if path.suffix == ".npy":  # say by how much, should they differ
-                assert np.array_equal(np.load(on_dask / path.name), np.load(path)), \
-                    (path.name, np.abs(np.load(on_dask / path.name) - np.load(path)).max(), result.output)
             assert (on_dask / path.name).read_bytes() == path.read_bytes(), path.name
         document = json_of(result.output)
         assert document["executor"] == "dask" and document["scheduler"] == address
