@@ -40,6 +40,12 @@ class OutputExistsError(ConvcliError):
     exit_status = ExitStatus.PROCESSING_ERROR
 
 
+class ExecutorError(ConvcliError):
+    """The batch cannot run where it was sent (scheduler unreachable, workers that cannot see the files)."""
+
+    exit_status = ExitStatus.PROCESSING_ERROR
+
+
 def exit_status_for(error: BaseException) -> ExitStatus:
     """The exit status an exception stands for: bad values are usage errors, the rest processing."""
     if isinstance(error, ConvcliError):

@@ -1,41 +1,26 @@
-"""What every file-processing command shares: inputs, outputs, workers, progress, reports.
+"""What every file-processing command shares: inputs, outputs, batch options, reports.
 
-A command supplies one callable per file (``process(job) -> dict``); :func:`run_jobs` runs it
-over all jobs with ``-j N`` workers, shows a progress bar on a terminal, keeps going when one
-file fails, and :func:`finish` prints the human report or one ``--json`` document and returns
-the exit status. Nothing here imports Numba or SciPy.
+A command supplies one callable per file (``process(job) -> dict``);
+:func:`convcli.executors.run_batch` runs it over all jobs on the chosen executor (threads,
+processes, Dask), and :func:`finish` prints the human report or one ``--json`` document and
+returns the exit status. Nothing here imports Numba or SciPy.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import math
 import os
-import sys
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from convcli.errors import ExitStatus, InputError, UsageError, exit_status_for
+from convcli.errors import ExitStatus, InputError, UsageError
+from convcli.executors import EXECUTORS, BatchOptions, Job, Record, check_stop
 from convcli.io.files import STDIO, check_can_write, kind_of
-from convcli.process import collect_cycles
-
-Record = dict
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input file and where its result goes (``output`` None means stdout)."""
-
-    input: str  # a path, or "-" for stdin
-    output: Path | None
-    extension: str  # output format
-    stdin: bytes | None = None  # the data piped in, when input is "-"
 
 
 def expand_inputs(patterns: Iterable[str]) -> list[str]:
@@ -155,117 +140,13 @@ def save_output(job: Job, media, *, force: bool, policy: str) -> int:
     from convcli.io import write_media
     from convcli.io.files import atomic_output, stdout_output
 
-    target = stdout_output(job.extension) if job.output is None else atomic_output(job.output, force=force)
+    check_stop(job.run_id)  # the batch's safe point: an interrupted batch writes nothing more
+    if job.output is None:
+        target = stdout_output(job.extension)
+    else:  # a task that runs again (Dask) replaces its own attempt: the client checked the target
+        target = atomic_output(job.output, force=force or job.overwrite, run_id=job.run_id)
     with target as temp:
         return write_media(temp, media, extension=job.extension, policy=policy)
-
-
-def run_jobs(
-    jobs: list[Job],
-    process: Callable[[Job], Record],
-    *,
-    workers: int = 1,
-    quiet: bool = False,
-    executor: str | None = None,
-) -> list[Record]:
-    """Run ``process`` on every job; a failure becomes a record with ``error`` set.
-
-    ``process`` must be picklable (a module-level function or functools.partial of one) when
-    workers run in processes. Records come back in input order.
-    """
-    if workers < 1:
-        raise UsageError(f"-j must be >= 1, got {workers}")
-    workers = min(workers, len(jobs))
-    records: dict[int, Record] = {}
-    if len(jobs) > 1:
-        collect_cycles()
-    with _progress(len(jobs), quiet) as advance:
-        if workers == 1:
-            for index, job in enumerate(jobs):
-                records[index] = _timed(process, job)
-                advance()
-        else:
-            with _executor(workers, executor) as pool:
-                futures = {pool.submit(_timed, process, job): index for index, job in enumerate(jobs)}
-                for future in as_completed(futures):
-                    records[futures[future]] = future.result()
-                    advance()
-    return [records[i] for i in range(len(jobs))]
-
-
-def _executor(workers: int, kind: str | None) -> Executor:
-    """Threads by default: the engine kernels and codecs release the GIL, and 40 PNGs of 512x512
-    with -j 2 took 7.6 s with threads vs 13.7 s with (forkserver) processes; CONVCLI_EXECUTOR=process."""
-    kind = kind or os.environ.get("CONVCLI_EXECUTOR", "thread")
-    if kind == "thread":
-        return ThreadPoolExecutor(workers, initializer=_share_cores, initargs=(workers,))
-    import multiprocessing
-
-    # not fork: the engine's Numba threading layer (OpenMP) must not be forked
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
-
-
-def _share_cores(workers: int) -> None:
-    """Give each worker thread its share of the cores for the parallel kernels (Numba's thread count
-    is per thread), so -j N does not run N × cores threads."""
-    import numba
-
-    numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS // workers))
-
-
-def _timed(process: Callable[[Job], Record], job: Job) -> Record:
-    start = time.perf_counter()
-    record: Record = {"input": job.input, "output": str(job.output) if job.output else STDIO}
-    try:
-        record.update(process(job))
-        record["error"] = None
-    except KeyboardInterrupt:
-        raise
-    except Exception as error:  # noqa: BLE001 - one file's failure must not stop the others
-        record["error"] = _error_line(job.input, error)
-        record["status"] = int(exit_status_for(error))
-    record["seconds"] = round(time.perf_counter() - start, 4)
-    return record
-
-
-def _error_line(name: str, error: BaseException) -> str:
-    from convcli.cli import error_line
-
-    text = error_line(error)
-    label = "stdin" if name == STDIO else name
-    return text if text.startswith(label) else f"{label}: {text}"
-
-
-class _progress:
-    """A rich progress bar on stderr, only on a terminal and without --quiet."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total = total
-        self.enabled = not quiet and total > 1 and sys.stderr.isatty()
-        self._bar = None
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self._bar = Progress(
-            "{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._bar.__enter__()
-        task = self._bar.add_task("files", total=self.total)
-        return lambda: self._bar.advance(task)
-
-    def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
 
 
 def finish(
@@ -324,7 +205,7 @@ def _finite(value):
 
 
 def output_options(func: Callable) -> Callable:
-    """The options every file command shares: -o, -j, --force, --range, --json, --quiet."""
+    """The options every file command shares: -o, --force, --range, --json, --quiet, and the batch's."""
     options = [
         click.option(
             "-o",
@@ -332,15 +213,6 @@ def output_options(func: Callable) -> Callable:
             metavar="FILE|DIR|-",
             help="Output file (one input), folder (many inputs) or '-' for stdout. "
             "Default: <name>.<command><ext> next to each input.",
-        ),
-        click.option(
-            "-j",
-            "--jobs",
-            "jobs",
-            type=int,
-            default=1,
-            show_default=True,
-            help="Files processed in parallel (worker threads).",
         ),
         click.option("--force", is_flag=True, help="Replace existing output files."),
         click.option(
@@ -359,7 +231,52 @@ def output_options(func: Callable) -> Callable:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return batch_options(func)
+
+
+def batch_options(func: Callable) -> Callable:
+    """-j, --executor, --scheduler-address, --scheduler-file, --retries, handed to the command as
+    one ``batch`` argument (a :class:`convcli.executors.BatchOptions`)."""
+
+    @functools.wraps(func)
+    def command(*args, jobs, executor, scheduler_address, scheduler_file, retries, **kwargs):
+        return func(*args, batch=batch_settings(jobs, executor, scheduler_address, scheduler_file, retries),
+                    **kwargs)
+
+    options = [
+        click.option("-j", "--jobs", "jobs", type=int, default=1, show_default=True,
+                     help="Files processed in parallel (worker threads or processes; with --executor dask "
+                     "and no scheduler, the LocalCluster's worker processes)."),
+        click.option("--executor", type=click.Choice(EXECUTORS), envvar="CONVCLI_EXECUTOR",
+                     help="Where the files are processed: thread (default), process, or dask (optional "
+                     "extra convcli[dask]) [env: CONVCLI_EXECUTOR]."),
+        click.option("--scheduler-address", metavar="ADDR",
+                     help="Dask scheduler to run on (implies --executor dask). With --executor dask and "
+                     "neither this nor --scheduler-file: Dask's config scheduler-address "
+                     "(DASK_SCHEDULER_ADDRESS), else a LocalCluster of -j processes x 1 thread."),
+        click.option("--scheduler-file", metavar="FILE",
+                     help="Dask scheduler file (dask scheduler --scheduler-file); implies --executor dask."),
+        click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Retry a file after a transient error (timeout, lost connection, stale NFS "
+                     "handle); a corrupt input is not retried."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def batch_settings(jobs: int, executor: str | None, scheduler_address: str | None, scheduler_file: str | None,
+                   retries: int) -> BatchOptions:
+    """The batch options, with Dask's rules: an address or a scheduler file implies dask; the two
+    exclude each other; DASK_SCHEDULER_ADDRESS alone never switches the executor."""
+    if scheduler_address and scheduler_file:
+        raise UsageError("give --scheduler-address or --scheduler-file, not both")
+    if (scheduler_address or scheduler_file) and executor not in (None, "dask"):
+        raise UsageError(f"--scheduler-address/--scheduler-file run on Dask, not --executor {executor}")
+    if jobs < 1:
+        raise UsageError(f"-j must be >= 1, got {jobs}")
+    kind = "dask" if scheduler_address or scheduler_file else executor or "thread"
+    return BatchOptions(jobs, kind, scheduler_address, scheduler_file, retries)
 
 
 AXIS_NAMES = {1: ("samples",), 2: ("rows", "columns")}

@@ -15,7 +15,6 @@ from convcli.cli.common import (
     non_finite_text,
     output_options,
     plan_outputs,
-    run_jobs,
     save_output,
     uncovered_text,
     warn,
@@ -75,6 +74,7 @@ Examples:
   convcli convolve samples/photo.png -k sobel-x --correlate --range abs -o edges.png
   convcli convolve samples/speech.wav -k lowpass:cutoff=1000 -o low.wav --explain
   convcli convolve 'shots/*.jpg' -k gaussian:sigma=2 -o blurred/ -j 2 --json
+  convcli convolve samples/shapes/circle/ -k box:3 -o soft/ --executor dask -j 2
 """
 
 
@@ -180,7 +180,7 @@ def convolve(
     explain,
     block_size,
     output,
-    jobs,
+    batch,
     force,
     range_policy,
     as_json,
@@ -188,6 +188,7 @@ def convolve(
 ) -> None:
     from convcli.cli.common import expand_inputs
     from convcli.engine.boundary import normalize_boundary
+    from convcli.executors import check_stdio, run_batch
     from convcli.kernels.apply import Geometry
 
     geometry = Geometry(
@@ -202,9 +203,12 @@ def convolve(
     )
     _check_specs(kernels)
     names = expand_inputs(inputs)
+    check_stdio(names, output, batch)
     plans = plan_outputs(names, output, tag="convolved", force=force)
     settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size)
-    records = run_jobs(plans, functools.partial(convolve_file, settings=settings), workers=jobs, quiet=quiet)
+    result = run_batch(plans, functools.partial(convolve_file, settings=settings), batch, force=force,
+                       quiet=quiet)
+    records = result.records
     for record in records:
         for note in record.pop("notes", []):
             warn(f"{record['input']}: {note}")
@@ -221,7 +225,7 @@ def convolve(
         as_json=as_json,
         quiet=quiet,
         describe=_describe,
-        extra={"kernels": list(kernels)},
+        extra={"kernels": list(kernels), **result.info},
     )
     if status:
         raise SystemExit(int(status))
@@ -276,7 +280,8 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
         settings.specs,
         settings.geometry,
         policy=settings.policy,
-        force=settings.force,
+        force=settings.force or job.overwrite,
+        run_id=job.run_id,
         block=settings.block_size,
         min_samples=1 if settings.block_size else STREAM_MIN_SAMPLES,
     )

@@ -20,7 +20,6 @@ from convcli.cli.common import (
     non_finite_text,
     output_options,
     plan_outputs,
-    run_jobs,
     save_output,
     uncovered_text,
     warn,
@@ -200,7 +199,7 @@ def warn_uncovered(records: list[dict]) -> None:
                    "1 for audio and 1-D arrays.")
 @output_options
 def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, count_include_pad,
-                 boundary, output_size, global_pool, magnitude, dims, output, jobs, force, range_policy,
+                 boundary, output_size, global_pool, magnitude, dims, output, batch, force, range_policy,
                  as_json, quiet) -> None:
     """Pool images (each channel), audio (each channel along time) and arrays, as PyTorch does.
 
@@ -235,9 +234,14 @@ def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, 
         output_size=adaptive, magnitude=magnitude, dims=dims, force=force, policy=range_policy,
     )
     check_settings(settings)
+    from convcli.executors import check_stdio, run_batch
+
     paths = expand_inputs(inputs)
+    check_stdio(paths, output, batch)
     planned = plan_outputs(paths, output, tag="pool", force=force)
-    records = run_jobs(planned, functools.partial(pool_file, settings=settings), workers=jobs, quiet=quiet)
+    task = functools.partial(pool_file, settings=settings)
+    result = run_batch(planned, task, batch, force=force, quiet=quiet)
+    records = result.records
     if not quiet:
         warn_uncovered(records)
     for record in records:
@@ -245,5 +249,5 @@ def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, 
             warn(f"{record['input']}: {non_finite_text(record['non_finite'])} NaN or inf: the windows "
                  "holding them are not finite (max/min: NaN wins, as in PyTorch)")
     status = finish(records, command="pool", as_json=as_json, quiet=quiet, describe=describe,
-                    extra={"op": op, "adaptive": adaptive is not None})
+                    extra={"op": op, "adaptive": adaptive is not None, **result.info})
     click.get_current_context().exit(status)

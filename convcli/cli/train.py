@@ -7,6 +7,7 @@ so ``--help`` stays fast).
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from convcli.cli.common import json_text
-from convcli.errors import ExitStatus, InputError, OutputExistsError, UsageError
+from convcli.cli.common import batch_options, json_text
+from convcli.errors import ExitStatus, OutputExistsError, UsageError
 
 
 def _console(stderr: bool = False):
@@ -459,53 +460,81 @@ def _print_report(report: dict) -> None:
 @click.argument("model_path", metavar="MODEL")
 @click.argument("files", nargs=-1, required=True, metavar="FILES...")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def predict(model_path: str, files: tuple[str, ...], as_json: bool) -> None:
+@batch_options
+def predict(model_path: str, files: tuple[str, ...], as_json: bool, batch) -> None:
     """Label and class probabilities for each input: image or audio files (read as in training)
-    or .npy arrays (one sample, or a batch of samples).
+    or .npy arrays (one sample, or a batch of samples). Many files run on the batch executor
+    (-j, --executor thread|process|dask); a file that fails is reported and the others still are.
 
     \b
     Example:
       convcli predict shapes.npz samples/shapes/circle/circle00.png
+      convcli predict shapes.npz samples/shapes/*/*.png -j 2 --json
     """
+    import functools
+
+    from convcli.executors import Job, check_stdio, run_batch
+    from convcli.nn.model import load_model
+
+    model = load_model(model_path)  # a bad model fails here, once, before any file
+    for name in files:
+        if not Path(name).is_file():
+            raise UsageError(f"{name}: no such file")
+    check_stdio(list(files), None, batch)
+    jobs = [Job(name, None, "") for name in files]
+    task = functools.partial(predict_file, model_path=str(Path(model_path).resolve()))
+    result = run_batch(jobs, task, batch, quiet=as_json)
+    failed = [record for record in result.records if record.get("error")]
+    for record in failed:
+        click.echo(f"convcli: error: {record['error']}", err=True)
+    predictions = [p for record in result.records for p in record.get("predictions", [])]
+    if as_json:
+        click.echo(json_text({"model": model_path, **result.info, "predictions": predictions,
+                              "failed": len(failed)}, indent=2))
+    else:
+        from rich.table import Table
+
+        table = Table("file", "label", *model.class_names)
+        for record in predictions:
+            shown = (f"{p:.3f}" for p in record["probabilities"].values())
+            table.add_row(record["file"], record["label"], *shown)
+        _console().print(table)
+    if failed:
+        status = failed[0].get("status", ExitStatus.PROCESSING_ERROR) if len(files) == 1 else \
+            ExitStatus.PROCESSING_ERROR
+        raise SystemExit(int(status))
+
+
+def predict_file(job, model_path: str) -> dict:
+    """The predictions for one file (one per sample of a batched .npy), as a batch task."""
     import numpy as np
 
     from convcli.io.arrays import check_npy_header
     from convcli.nn.data import read_sample
+
+    model = _cached_model(model_path)
+    path = Path(job.input)
+    if path.suffix.lower() == ".npy":
+        check_npy_header(path, job.input)
+        samples = np.load(path, allow_pickle=False)
+        many = samples.ndim == len(model.input_shape) + 1 or (
+            samples.size != np.prod(model.input_shape) and samples.ndim > 1)
+        batch = samples if many else samples[None]
+    else:
+        batch = read_sample(path, model.read_options)[0][None]
+    probabilities = model.predict(batch)
+    records = []
+    for index, row in enumerate(probabilities):
+        best = int(row.argmax())
+        records.append({"file": job.input if len(probabilities) == 1 else f"{job.input}[{index}]",
+                        "label": model.class_names[best], "class_index": best,
+                        "probabilities": dict(zip(model.class_names, map(float, row), strict=True))})
+    return {"predictions": records}
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_model(path: str):
+    """One load per worker (thread pool, process, Dask worker) rather than one per file."""
     from convcli.nn.model import load_model
 
-    model = load_model(model_path)
-    records = []
-    for name in files:
-        path = Path(name)
-        if not path.is_file():
-            raise UsageError(f"{name}: no such file")
-        if path.suffix.lower() == ".npy":
-            check_npy_header(path, name)
-            samples = np.load(path, allow_pickle=False)
-            many = samples.ndim == len(model.input_shape) + 1 or (
-                samples.size != np.prod(model.input_shape) and samples.ndim > 1)
-            batch = samples if many else samples[None]
-        else:
-            batch = read_sample(path, model.read_options)[0][None]
-        try:
-            probabilities = model.predict(batch)
-        except ValueError as error:  # also UsageError; the message gets the file's name
-            error.args = (f"{name}: {error}",)
-            raise
-        except InputError as error:
-            raise InputError(f"{name}: {error}") from None
-        for index, row in enumerate(probabilities):
-            best = int(row.argmax())
-            records.append({"file": name if len(probabilities) == 1 else f"{name}[{index}]",
-                            "label": model.class_names[best], "class_index": best,
-                            "probabilities": dict(zip(model.class_names, map(float, row), strict=True))})
-    if as_json:
-        click.echo(json_text({"model": model_path, "predictions": records}, indent=2))
-        return
-    from rich.table import Table
-
-    table = Table("file", "label", *model.class_names)
-    for record in records:
-        shown = (f"{p:.3f}" for p in record["probabilities"].values())
-        table.add_row(record["file"], record["label"], *shown)
-    _console().print(table)
+    return load_model(path)

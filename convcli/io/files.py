@@ -100,14 +100,17 @@ def check_can_write(path: Path, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path, *, force: bool = False) -> Iterator[Path]:
+def atomic_output(path: Path, *, force: bool = False, run_id: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
 
     The temporary name keeps the extension so encoders that choose the format by extension work.
+    A batch's ``run_id`` goes into the name, so :func:`sweep_temporaries` can remove what a killed
+    worker left behind.
     """
     path = Path(path)
     check_can_write(path, force)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    prefix = f".{path.stem}.{run_id}." if run_id else f".{path.stem}."
+    fd, temp_name = tempfile.mkstemp(prefix=prefix, suffix=f".part{path.suffix}", dir=path.parent)
     os.close(fd)
     temp = Path(temp_name)
     try:
@@ -133,6 +136,17 @@ def _name_target(error: Exception, temp: Path, target: str) -> None:
     error.args = tuple(a.replace(temp_text, target) if isinstance(a, str) else a for a in error.args)
     if isinstance(error, OSError) and error.strerror:
         error.strerror = error.strerror.replace(temp_text, target)
+
+
+def sweep_temporaries(folder: Path, run_id: str) -> int:
+    """Remove the temporary files of batch ``run_id`` left in ``folder`` (by a killed worker, or an
+    attempt cancelled mid-write); return how many there were."""
+    removed = 0
+    for temp in Path(folder).glob(f".*.{run_id}.*.part*"):
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+            removed += 1
+    return removed
 
 
 def _read_umask() -> int:

@@ -99,6 +99,7 @@ def stream_file(
     *,
     policy: str,
     force: bool,
+    run_id: str | None = None,
     block: int | None = None,
     min_samples: int = STREAM_MIN_SAMPLES,
 ):
@@ -111,6 +112,7 @@ def stream_file(
     from pathlib import Path
 
     from convcli.engine.convolve import plan
+    from convcli.executors import check_stop
     from convcli.io.audio import AudioWriter, audio_info, read_audio_blocks
     from convcli.io.files import atomic_output, check_input_file
     from convcli.io.ranges import count_non_finite, peak_normalize_gain
@@ -147,11 +149,12 @@ def stream_file(
     if policy == "normalize" and not info.is_float:
         gain = peak_normalize_gain(np.array([np.max(np.abs(p)) for p in pieces()] or [0.0]), 1.0)
     frames_out = 0
-    with atomic_output(target, force=force) as temp:
+    with atomic_output(target, force=force, run_id=run_id) as temp:
         with AudioWriter(
             temp, sample_rate=info.sample_rate, channels=len(pairs), info=info, policy=policy, gain=gain
         ) as writer:
             for piece in pieces():
+                check_stop(run_id)  # a long file stops at the next block when its batch is interrupted
                 writer.write(piece)
                 frames_out += piece.shape[1]
             clipped = writer.clipped

@@ -1,0 +1,160 @@
+"""The batch runner (convcli.executors) without Dask: Ctrl-C, retries, refusals, option rules."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from convcli.cli import cli
+from convcli.errors import InputError
+from convcli.executors import BatchOptions, Job, _Task, run_batch
+from convcli.io.files import atomic_output, sweep_temporaries
+
+RNG = np.random.default_rng(14)
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def json_of(output: str) -> dict:
+    return json.loads(output[output.index("{") : output.rindex("}") + 1])
+
+
+def arrays(folder: Path, count: int, shape=(32, 32)) -> Path:
+    folder.mkdir()
+    for index in range(count):
+        np.save(folder / f"f{index:02d}.npy", RNG.standard_normal(shape).astype(np.float32))
+    return folder
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_ctrl_c_stops_a_batch_keeps_finished_files_and_leaves_no_partial_ones(tmp_path, executor):
+    # 40 files of ~0.3 s each with -j 2: Ctrl-C (SIGINT to the process group, as a terminal sends
+    # it) once the first output exists must not run the other ~38
+    inputs = arrays(tmp_path / "in", 40, shape=(384, 384))
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [sys.executable, "-m", "convcli", "convolve", str(inputs), "-k", "box:31", "--method", "direct",
+               "-o", str(out), "-j", "2", "--executor", executor]
+    # from tmp_path: run in the source tree, -m would import convcli from it, without its filters/
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not any(out.glob("*.npy")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, process.communicate()[1].decode()
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    stderr = stderr.decode()
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "batch stopped" in stderr
+    kept = sorted(out.iterdir())
+    assert 1 <= len(kept) <= 6, [p.name for p in kept]  # finished ones kept; the queue was cancelled
+    for path in kept:  # every file left is a complete output, no temporary file
+        assert not path.name.startswith("."), path.name
+        expected = np.load(inputs / path.name)
+        assert np.load(path).shape == expected.shape
+
+
+def test_transient_errors_are_retried_a_corrupt_input_is_not():
+    calls = []
+
+    def flaky(job):
+        calls.append(job.input)
+        if job.input == "nfs" and len(calls) < 3:
+            raise OSError(116, "Stale file handle")  # ESTALE
+        if job.input == "corrupt":
+            raise InputError("corrupt: not a readable image")
+        return {"value": 1}
+
+    record = _Task(flaky, retries=2, raise_transient=False)(Job("nfs", None, ""))
+    assert record["error"] is None and len(calls) == 3
+    calls.clear()
+    record = _Task(flaky, retries=2, raise_transient=False)(Job("corrupt", None, ""))
+    assert "not a readable image" in record["error"] and len(calls) == 1
+    calls.clear()
+    record = _Task(flaky, retries=1, raise_transient=False)(Job("nfs", None, ""))
+    assert "Stale file handle" in record["error"] and len(calls) == 2
+
+
+def test_existing_outputs_are_refused_on_the_client_before_any_task(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b.npy").write_bytes(b"keep")
+    seen = []
+
+    def process(job):
+        seen.append(job.input)
+        return {}
+
+    jobs = [Job(name, tmp_path / "out" / f"{name}.npy", ".npy") for name in "abc"]
+    batch = run_batch(jobs, process, BatchOptions(workers=2))
+    assert sorted(seen) == ["a", "c"]
+    assert "output exists" in batch.records[1]["error"] and batch.records[1]["status"] == 1
+    assert (tmp_path / "out" / "b.npy").read_bytes() == b"keep"
+    assert batch.info == {"executor": "thread", "scheduler": None, "dashboard": None, "workers": 2}
+
+
+def test_temporary_files_carry_the_run_id_and_are_swept(tmp_path):
+    target = tmp_path / "x.npy"
+    with pytest.raises(RuntimeError), atomic_output(target, run_id="abc123") as temp:
+        assert ".abc123." in temp.name
+        os.link(temp, tmp_path / "copy")  # what a killed worker would leave: the temp file itself
+        raise RuntimeError
+    os.rename(tmp_path / "copy", temp)
+    (tmp_path / ".other.zzz.1.part.npy").write_bytes(b"")  # another run's: not ours to remove
+    assert sweep_temporaries(tmp_path, "abc123") == 1
+    assert [p.name for p in tmp_path.iterdir()] == [".other.zzz.1.part.npy"]
+
+
+def test_dask_scheduler_address_alone_never_switches_the_executor(tmp_path):
+    inputs = arrays(tmp_path / "in", 2)
+    result = run("convolve", inputs, "-k", "box:3", "-o", f"{tmp_path}/out/", "--json",
+                 env={"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"})
+    assert result.exit_code == 0, result.output
+    assert json_of(result.output)["executor"] == "thread"
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--scheduler-address", "tcp://a:1", "--scheduler-file", "s.json"], "not both"),
+    (["--executor", "process", "--scheduler-address", "tcp://a:1"], "run on Dask"),
+    (["-j", "0"], "-j must be >= 1"),
+])
+def test_batch_option_rules_are_usage_errors(tmp_path, options, message):
+    np.save(tmp_path / "x.npy", np.ones(8))
+    result = run("convolve", tmp_path / "x.npy", "-k", "box:3", "-o", tmp_path / "y.npy", *options)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_stdin_is_refused_in_dask_mode_before_it_is_read():
+    result = run("convolve", "-", "-k", "box:3", "-o", "-", "--executor", "dask")
+    assert result.exit_code == 2
+    assert "'-' (stdin/stdout) cannot be used with --executor dask" in result.output
+
+
+def test_without_the_extra_dask_mode_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    np.save(tmp_path / "x.npy", np.ones(8))
+    result = run("pool", tmp_path / "x.npy", "--size", "2", "-o", tmp_path / "y.npy", "--executor", "dask")
+    assert result.exit_code == 2
+    assert "pip install 'convcli[dask]'" in result.output
+
+
+def test_predict_runs_many_files_on_the_executor_and_reports_a_bad_one(tmp_path):
+    data = Path(__file__).resolve().parent.parent / "samples"
+    model = tmp_path / "m.npz"
+    assert run("train", data / "shapes16.npz", "--epochs", "1", "-o", model, "-q").exit_code == 0
+    images = sorted((data / "shapes" / "circle").glob("*.png"))[:3]
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    result = run("predict", model, *images, tmp_path / "bad.png", "-j", "2", "--json")
+    assert result.exit_code == 1
+    document = json_of(result.output)
+    assert [p["file"] for p in document["predictions"]] == [str(p) for p in images]
+    assert document["failed"] == 1 and document["executor"] == "thread"
