@@ -231,10 +231,14 @@ def _check_specs(specs: tuple[str, ...]) -> None:
 
 def convolve_file(job: Job, settings: Settings) -> dict:
     """Read one input, apply the kernels, write the result; return its record."""
+    from dataclasses import replace
+
     import numpy as np
 
+    from convcli.io.files import AUDIO_EXTENSIONS
+
     from convcli.kernels import resolve_kernel
-    from convcli.kernels.apply import apply_chain, follow_alpha
+    from convcli.kernels.apply import apply_chain, follow_alpha, strided_sample_rate
 
     streamed = _maybe_stream(job, settings)
     if streamed is not None:
@@ -245,8 +249,15 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     data = media.data.astype(np.dtype(settings.dtype))
     result, plans = apply_chain(data, media.kind, kernels, settings.geometry)
     alpha = None if media.alpha is None else follow_alpha(media.alpha, kernels, settings.geometry)
-    clipped = save_output(job, media.with_data(result, alpha), force=settings.force, policy=settings.policy)
-    return _record(media.data.shape, result.shape, kernels, plans, clipped, settings)
+    output = media.with_data(result, alpha)
+    if media.audio is not None and job.extension in AUDIO_EXTENSIONS:
+        rate = strided_sample_rate(media.audio.sample_rate, kernels, settings.geometry)
+        output = replace(output, audio=replace(media.audio, sample_rate=rate, frames=result.shape[-1]))
+    clipped = save_output(job, output, force=settings.force, policy=settings.policy)
+    record = _record(media.data.shape, result.shape, kernels, plans, clipped, settings)
+    if output.audio is not None:
+        record["sample_rate"] = output.audio.sample_rate
+    return record
 
 
 def _maybe_stream(job: Job, settings: Settings) -> dict | None:
@@ -270,8 +281,12 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
     )
     if outcome is None:
         return None
+    from convcli.io.audio import audio_info
+
     shape_in, shape_out, kernels, plans, clipped = outcome
-    return _record(shape_in, shape_out, kernels, plans, clipped, settings)
+    record = _record(shape_in, shape_out, kernels, plans, clipped, settings)
+    record["sample_rate"] = audio_info(job.input).sample_rate  # blocks run at stride 1: the rate is kept
+    return record
 
 
 def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Settings) -> dict:
@@ -306,4 +321,5 @@ def _describe(record: dict) -> str:
     shape_out = "x".join(map(str, record["shape"]))
     steps = ", ".join(f"{k} [{m}]" for k, m in zip(record["kernel"], record["method"], strict=True))
     where = f"{record['input']} -> {record['output']}"
-    return f"{where}  {shape_in} -> {shape_out}  {steps}  {record['seconds']:.2f} s"
+    rate = f" at {record['sample_rate']} Hz" if record.get("sample_rate") else ""
+    return f"{where}  {shape_in} -> {shape_out}{rate}  {steps}  {record['seconds']:.2f} s"

@@ -165,6 +165,19 @@ def apply_chain(
     return data, plans
 
 
+def strided_sample_rate(rate: int, kernels: list[Kernel], geometry: Geometry) -> int:
+    """The sample rate of audio after the chain: each kernel's stride keeps every s-th sample, so the
+    same duration is held at rate / s. A rate that is not a whole number cannot be written as audio."""
+    stride = geometry.stride[0] if isinstance(geometry.stride, tuple) else geometry.stride
+    step = stride ** len(kernels)
+    if rate % step:
+        raise UsageError(
+            f"stride {stride} on {rate} Hz audio gives {rate / step:g} Hz, not a whole number of samples "
+            f"per second: pick a stride that divides {rate}, or write .npy"
+        )
+    return rate // step
+
+
 def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -> np.ndarray:
     """Alpha is not filtered, but must land on the output grid: sample it with a unit impulse
     of each kernel's shape (so crops, strides and padding match the colour planes exactly)."""
