@@ -33,7 +33,8 @@ def test_sharpen_matches_scipy_ndimage(photo, tmp_path):
     assert "values clipped" in result.output  # sharpening overshoots; clip is counted on stderr
     source = np.asarray(Image.open(photo), dtype=np.float64) / 255
     kernel = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]])
-    expected = np.stack([ndimage.convolve(source[..., c], kernel, mode="constant") for c in range(3)], -1)
+    # images default to reflect (d c b | a b c d), scipy.ndimage's 'mirror'
+    expected = np.stack([ndimage.convolve(source[..., c], kernel, mode="mirror") for c in range(3)], -1)
     expected = np.rint(np.clip(expected, 0, 1) * 255)
     got = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.float64)
     assert np.abs(got - expected).max() <= 1
@@ -147,7 +148,7 @@ def test_sixteen_bit_colour_stays_sixteen_bit_end_to_end(tmp_path):
     assert run("convolve", tmp_path / "in.tif", "-k", "identity", "-o", tmp_path / "id.tif").exit_code == 0
     assert np.array_equal(imagecodecs.tiff_decode((tmp_path / "id.tif").read_bytes()), rgba[..., :3])
     colour = np.moveaxis(rgba[..., :3], -1, 0) / 65535
-    sharpened = convolve(colour, load_kernel("sharpen"))  # float64 engine result on the uint16 data
+    sharpened = convolve(colour, load_kernel("sharpen"), boundary="reflect")  # the CLI default for images
     result = run("convolve", tmp_path / "in.png", "-k", "sharpen", "-o", tmp_path / "sharp.png")
     assert result.exit_code == 0 and "values clipped" in result.stderr
     got = imagecodecs.png_decode((tmp_path / "sharp.png").read_bytes())
@@ -254,6 +255,8 @@ def test_learned_layer_reproduces_the_layer_map(photo, tmp_path):
         f"{tmp_path / 'model.npz'}:conv1",
         "--dtype",
         "float64",
+        "--boundary",
+        "constant",
         "-o",
         tmp_path / "maps.npy",
     )
@@ -273,6 +276,8 @@ def test_learned_layer_reproduces_the_layer_map(photo, tmp_path):
         f"{tmp_path / 'model.npz'}:conv1[1]",
         "--dtype",
         "float64",
+        "--boundary",
+        "constant",
         "-o",
         tmp_path / "one.npy",
     )

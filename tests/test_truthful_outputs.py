@@ -43,3 +43,34 @@ def test_audio_stride_that_leaves_a_fractional_rate_is_refused(tmp_path):
     result = run("convolve", tmp_path / "a.wav", "-k", "moving-average:3", "--stride", 4,
                  "-o", tmp_path / "b.npy")
     assert result.exit_code == 0 and np.load(tmp_path / "b.npy").shape == (1, 75)
+
+
+# ---------------------------------------------------------------- image borders
+def test_image_default_boundary_invents_no_frame(tmp_path):
+    flat = np.full((24, 30, 3), 180, np.uint8)
+    Image.fromarray(flat).save(tmp_path / "flat.png")
+    for spec in ("sharpen", "gaussian:sigma=3", "box:5"):
+        result = run("convolve", tmp_path / "flat.png", "-k", spec, "-o", tmp_path / f"{spec[:4]}.png")
+        assert result.exit_code == 0, result.output
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{spec[:4]}.png")), flat), spec
+
+
+def test_default_boundary_is_named_by_explain_and_json(tmp_path):
+    Image.fromarray(RNG.integers(0, 256, (12, 14), dtype=np.uint8)).save(tmp_path / "g.png")
+    np.save(tmp_path / "x.npy", RNG.standard_normal(50))
+    cases = [("g.png", [], "reflect"), ("x.npy", [], "constant"), ("g.png", ["--boundary", "edge"], "edge"),
+             ("g.png", ["--cval", "0.5"], "constant")]
+    for index, (name, options, boundary) in enumerate(cases):
+        out = tmp_path / f"out{index}{Path(name).suffix}"
+        result = run("convolve", tmp_path / name, "-k", "box:3" if name.endswith("png") else "1 2 1",
+                     *options, "-o", out, "--json", "--explain")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["files"][0]["boundary"] == boundary
+        assert f"boundary {boundary}" in result.stderr
+
+
+def test_audio_keeps_silence_before_and_after(tmp_path):
+    soundfile.write(tmp_path / "a.wav", np.full(50, 0.5), 8000, subtype="FLOAT")
+    assert run("convolve", tmp_path / "a.wav", "-k", "moving-average:5", "-o", tmp_path / "b.wav").exit_code == 0
+    out, _ = soundfile.read(tmp_path / "b.wav")
+    assert out[0] == pytest.approx(0.3) and out[25] == pytest.approx(0.5)

@@ -132,9 +132,9 @@ def parse_padding(text: str | None):
 @click.option("--padding", metavar="P|B,A|B,A;B,A", help="Explicit zero/boundary padding; overrides --mode.")
 @click.option(
     "--boundary",
-    default="constant",
-    show_default=True,
-    help="constant|reflect|symmetric|edge|wrap (aliases zero, replicate, nearest, circular).",
+    default=None,
+    help="constant|reflect|symmetric|edge|wrap (aliases zero, replicate, nearest, circular). "
+    "[default: reflect for images, constant for audio and arrays; constant when --cval is given]",
 )
 @click.option(
     "--cval", type=float, default=0.0, show_default=True, help="Value outside the input for constant."
@@ -183,9 +183,11 @@ def convolve(
     from convcli.engine.boundary import normalize_boundary
     from convcli.kernels.apply import Geometry
 
+    if boundary is None and cval != 0:
+        boundary = "constant"  # a fill value asks for a constant boundary
     geometry = Geometry(
         mode=mode,
-        boundary=normalize_boundary(boundary),
+        boundary=None if boundary is None else normalize_boundary(boundary),
         cval=cval,
         stride=parse_ints(stride, "stride"),
         dilation=parse_ints(dilation, "dilation"),
@@ -236,7 +238,6 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     import numpy as np
 
     from convcli.io.files import AUDIO_EXTENSIONS
-
     from convcli.kernels import resolve_kernel
     from convcli.kernels.apply import apply_chain, follow_alpha, strided_sample_rate
 
@@ -247,14 +248,15 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     rate = media.sample_rate
     kernels = [resolve_kernel(spec, sample_rate=rate) for spec in settings.specs]
     data = media.data.astype(np.dtype(settings.dtype))
-    result, plans = apply_chain(data, media.kind, kernels, settings.geometry)
-    alpha = None if media.alpha is None else follow_alpha(media.alpha, kernels, settings.geometry)
+    geometry = settings.geometry.for_media(media.kind)
+    result, plans = apply_chain(data, media.kind, kernels, geometry)
+    alpha = None if media.alpha is None else follow_alpha(media.alpha, kernels, geometry)
     output = media.with_data(result, alpha)
     if media.audio is not None and job.extension in AUDIO_EXTENSIONS:
-        rate = strided_sample_rate(media.audio.sample_rate, kernels, settings.geometry)
+        rate = strided_sample_rate(media.audio.sample_rate, kernels, geometry)
         output = replace(output, audio=replace(media.audio, sample_rate=rate, frames=result.shape[-1]))
     clipped = save_output(job, output, force=settings.force, policy=settings.policy)
-    record = _record(media.data.shape, result.shape, kernels, plans, clipped, settings)
+    record = _record(media.data.shape, result.shape, kernels, plans, clipped, settings, geometry)
     if output.audio is not None:
         record["sample_rate"] = output.audio.sample_rate
     return record
@@ -269,11 +271,12 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
         return None
     if settings.dtype != "float32":
         return None
+    geometry = settings.geometry.for_media("audio")
     outcome = stream_file(
         job.input,
         job.output,
         settings.specs,
-        settings.geometry,
+        geometry,
         policy=settings.policy,
         force=settings.force,
         block=settings.block_size,
@@ -284,25 +287,26 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
     from convcli.io.audio import audio_info
 
     shape_in, shape_out, kernels, plans, clipped = outcome
-    record = _record(shape_in, shape_out, kernels, plans, clipped, settings)
+    record = _record(shape_in, shape_out, kernels, plans, clipped, settings, geometry)
     record["sample_rate"] = audio_info(job.input).sample_rate  # blocks run at stride 1: the rate is kept
     return record
 
 
-def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Settings) -> dict:
+def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Settings, geometry) -> dict:
     from convcli.kernels.show import explain_text
 
     record = {
         "shape_in": list(shape_in),
         "shape": list(shape_out),
         "kernel": [k.spec for k in kernels],
+        "boundary": geometry.boundary,
         "method": [p["method"] for p in plans],
         "reason": [p["reason"] for p in plans],
         "clipped": clipped,
         "notes": [n for k in kernels for n in k.notes] + _stride_notes(kernels, plans),
     }
     if settings.explain:
-        record["explain"] = explain_text(kernels, plans, settings.geometry)
+        record["explain"] = explain_text(kernels, plans, geometry)
     return record
 
 

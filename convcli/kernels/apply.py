@@ -7,7 +7,7 @@ the CNN layer does (correlation, plus its bias).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,12 +19,20 @@ PerAxis = int | tuple[int, ...]
 Padding = int | tuple[tuple[int, int], ...] | None
 
 
+# What lies outside the input when the command line does not say. Images: reflect (d c b | a b c d,
+# OpenCV's default BORDER_REFLECT_101) invents no frame: a flat image stays flat under any normalized
+# kernel, and a sharpen or a blur does not paint or darken the border as zeros would. Audio and
+# arrays: constant 0, silence before and after (the Python API's default, as in scipy.signal).
+DEFAULT_BOUNDARY = {"image": "reflect", "audio": "constant", "array": "constant"}
+
+
 @dataclass(frozen=True)
 class Geometry:
-    """The options of ``convcli.convolve`` shared by every kernel of a run."""
+    """The options of ``convcli.convolve`` shared by every kernel of a run (``boundary`` None: the
+    media's default, :data:`DEFAULT_BOUNDARY`)."""
 
     mode: str = "same"
-    boundary: str = "constant"
+    boundary: str | None = "constant"
     cval: float = 0.0
     stride: PerAxis = 1
     dilation: PerAxis = 1
@@ -47,6 +55,10 @@ class Geometry:
             "correlate": self.correlate if correlate is None else correlate,
             "method": self.method,
         }
+
+    def for_media(self, kind: str) -> Geometry:
+        """This geometry with the boundary resolved for media ``kind``."""
+        return self if self.boundary is not None else replace(self, boundary=DEFAULT_BOUNDARY[kind])
 
     @property
     def keeps_size(self) -> bool:
