@@ -388,7 +388,7 @@ def _draw_filters(model, path: str) -> None:
 
     for layer in model.network.layers:
         if "weight" in getattr(layer, "params", {}) and layer.params["weight"].ndim >= 3:
-            plot_filters(layer.params["weight"], path)
+            plot_filters(layer.params["weight"], path, layer=layer.name)
             return
     raise UsageError("--filters-png: the network has no convolution layer to draw")
 
