@@ -16,8 +16,9 @@ def run_uninstalled(*args: str) -> subprocess.CompletedProcess:
     """Python from the repository root with the dependencies on PYTHONPATH but without site
     processing (-S), so the editable install's import hook (a .pth file) is not loaded."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(site.getsitepackages()), "CONVCLI_SERVER": "0"}
-    return subprocess.run([sys.executable, "-S", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-S", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_python_m_convcli_finds_the_kernel_library_from_a_checkout():
@@ -27,8 +28,10 @@ def test_python_m_convcli_finds_the_kernel_library_from_a_checkout():
 
 
 def test_load_kernel_from_a_checkout():
-    code = "import convcli, convcli.kernels.library as l; print(l.filters_root()); " \
-           "print(convcli.load_kernel('sharpen').sum())"
+    code = (
+        "import convcli, convcli.kernels.library as l; print(l.filters_root()); "
+        "print(convcli.load_kernel('sharpen').sum())"
+    )
     result = run_uninstalled("-c", code)
     assert result.returncode == 0, result.stderr
     root, total = result.stdout.split()

@@ -25,8 +25,17 @@ def run(*args, input=None):
 @pytest.mark.parametrize("stride", [2, 4])
 def test_audio_stride_divides_the_sample_rate(tmp_path, stride):
     soundfile.write(tmp_path / "a.wav", RNG.uniform(-0.2, 0.2, 800), 8000, subtype="FLOAT")
-    result = run("convolve", tmp_path / "a.wav", "-k", "moving-average:3", "--stride", stride,
-                 "-o", tmp_path / "b.wav", "--json")
+    result = run(
+        "convolve",
+        tmp_path / "a.wav",
+        "-k",
+        "moving-average:3",
+        "--stride",
+        stride,
+        "-o",
+        tmp_path / "b.wav",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     info = soundfile.info(tmp_path / "b.wav")
     assert info.samplerate == 8000 // stride and info.frames == 800 // stride
@@ -36,12 +45,14 @@ def test_audio_stride_divides_the_sample_rate(tmp_path, stride):
 
 def test_audio_stride_that_leaves_a_fractional_rate_is_refused(tmp_path):
     soundfile.write(tmp_path / "a.wav", RNG.uniform(-0.2, 0.2, 300), 22050, subtype="FLOAT")
-    result = run("convolve", tmp_path / "a.wav", "-k", "moving-average:3", "--stride", 4,
-                 "-o", tmp_path / "b.wav")
+    result = run(
+        "convolve", tmp_path / "a.wav", "-k", "moving-average:3", "--stride", 4, "-o", tmp_path / "b.wav"
+    )
     assert result.exit_code == 2 and "5512.5 Hz" in result.output
     assert not (tmp_path / "b.wav").exists()
-    result = run("convolve", tmp_path / "a.wav", "-k", "moving-average:3", "--stride", 4,
-                 "-o", tmp_path / "b.npy")
+    result = run(
+        "convolve", tmp_path / "a.wav", "-k", "moving-average:3", "--stride", 4, "-o", tmp_path / "b.npy"
+    )
     assert result.exit_code == 0 and np.load(tmp_path / "b.npy").shape == (1, 75)
 
 
@@ -58,12 +69,25 @@ def test_image_default_boundary_invents_no_frame(tmp_path):
 def test_default_boundary_is_named_by_explain_and_json(tmp_path):
     Image.fromarray(RNG.integers(0, 256, (12, 14), dtype=np.uint8)).save(tmp_path / "g.png")
     np.save(tmp_path / "x.npy", RNG.standard_normal(50))
-    cases = [("g.png", [], "reflect"), ("x.npy", [], "constant"), ("g.png", ["--boundary", "edge"], "edge"),
-             ("g.png", ["--cval", "0.5"], "constant")]
+    cases = [
+        ("g.png", [], "reflect"),
+        ("x.npy", [], "constant"),
+        ("g.png", ["--boundary", "edge"], "edge"),
+        ("g.png", ["--cval", "0.5"], "constant"),
+    ]
     for index, (name, options, boundary) in enumerate(cases):
         out = tmp_path / f"out{index}{Path(name).suffix}"
-        result = run("convolve", tmp_path / name, "-k", "box:3" if name.endswith("png") else "1 2 1",
-                     *options, "-o", out, "--json", "--explain")
+        result = run(
+            "convolve",
+            tmp_path / name,
+            "-k",
+            "box:3" if name.endswith("png") else "1 2 1",
+            *options,
+            "-o",
+            out,
+            "--json",
+            "--explain",
+        )
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["files"][0]["boundary"] == boundary
         assert f"boundary {boundary}" in result.stderr
@@ -71,6 +95,213 @@ def test_default_boundary_is_named_by_explain_and_json(tmp_path):
 
 def test_audio_keeps_silence_before_and_after(tmp_path):
     soundfile.write(tmp_path / "a.wav", np.full(50, 0.5), 8000, subtype="FLOAT")
-    assert run("convolve", tmp_path / "a.wav", "-k", "moving-average:5", "-o", tmp_path / "b.wav").exit_code == 0
+    assert (
+        run("convolve", tmp_path / "a.wav", "-k", "moving-average:5", "-o", tmp_path / "b.wav").exit_code == 0
+    )
     out, _ = soundfile.read(tmp_path / "b.wav")
     assert out[0] == pytest.approx(0.3) and out[25] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- learned feature maps
+SPEC = (
+    "Conv2d(3, 4, 3, stride=2, padding=1); ReLU(); Conv2d(4, 6, 3, padding=2, dilation=2, groups=2); "
+    "ReLU(); MaxPool2d(2); Flatten(); LazyLinear(2)"
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model trained by the CLI on RGB images 12x14 (mean/std far from 0/1), and one input image."""
+    folder = tmp_path_factory.mktemp("fm")
+    x = (RNG.uniform(0.5, 1.0, (40, 3, 12, 14)) * 255).astype(np.uint8)
+    y = np.arange(40) % 2
+    np.savez(folder / "data.npz", x=x, y=y)
+    result = run("train", folder / "data.npz", "--model", SPEC, "--epochs", 2, "-o", folder / "m.npz", "-q")
+    assert result.exit_code == 0, result.output
+    Image.fromarray(np.moveaxis(x[0], 0, -1)).save(folder / "in.png")
+    return folder
+
+
+def training_forward(folder: Path, upto: int) -> np.ndarray:
+    """The training code's own forward pass (evaluation mode) on the prepared input."""
+    from convcli.nn.model import load_model
+
+    model = load_model(folder / "m.npz")
+    pixels = np.moveaxis(np.asarray(Image.open(folder / "in.png")), -1, 0)[None]
+    x = model.prepare(pixels)
+    for layer in model.network.layers[:upto]:
+        x = layer.forward(x, False)
+    return x[0]
+
+
+@pytest.mark.parametrize("layer, upto", [("conv1", 1), ("relu1", 2), ("conv2", 3), ("maxpool1", 5)])
+def test_feature_map_equals_the_training_forward(trained, tmp_path, layer, upto):
+    out = tmp_path / "maps.npy"
+    result = run("convolve", trained / "in.png", "-k", f"{trained / 'm.npz'}:{layer}", "-o", out)
+    assert result.exit_code == 0, result.output
+    expected = training_forward(trained, upto)
+    got = np.load(out)
+    assert got.shape == expected.shape
+    assert np.allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_first_feature_map_against_scipy(trained, tmp_path):
+    """Independent of the nn code: standardize, correlate each channel (stride 2, padding 1), add bias."""
+    from scipy.signal import correlate2d
+
+    with np.load(trained / "m.npz") as archive:
+        weight, bias = archive["conv1.weight"].astype(np.float64), archive["conv1.bias"].astype(np.float64)
+        meta = json.loads(str(archive["__meta__"]))
+    x = np.moveaxis(np.asarray(Image.open(trained / "in.png"), np.float64) / 255, -1, 0)
+    norm = meta["normalization"]
+    x = (x - np.array(norm["mean"])[:, None, None]) / np.array(norm["std"])[:, None, None]
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    expected = np.stack(
+        [
+            sum(correlate2d(padded[i], weight[o, i], mode="valid") for i in range(3)) + bias[o]
+            for o in range(4)
+        ]
+    )[:, ::2, ::2]
+    assert (
+        run(
+            "convolve", trained / "in.png", "-k", f"{trained / 'm.npz'}:conv1[2]", "-o", tmp_path / "c.npy"
+        ).exit_code
+        == 0
+    )
+    assert expected.shape == (4, 6, 7)
+    assert np.allclose(np.load(tmp_path / "c.npy"), expected[2:3], atol=1e-4)
+
+
+def test_feature_maps_default_to_normalize_and_many_channels_make_a_grid(trained, tmp_path):
+    model = f"{trained / 'm.npz'}"
+    result = run("convolve", trained / "in.png", "-k", f"{model}:conv1[1]", "-o", tmp_path / "one.png")
+    assert result.exit_code == 0 and "clipped" not in result.output
+    pixels = np.asarray(Image.open(tmp_path / "one.png"))
+    assert pixels.shape == (6, 7) and pixels.min() == 0 and pixels.max() == 255  # normalize: min->0, max->255
+    result = run(
+        "convolve", trained / "in.png", "-k", f"{model}:conv1", "-o", tmp_path / "grid.png", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"][0]["picture"] == "grid"
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.size[0] > 200 and grid.size[1] > 200
+    result = run("convolve", trained / "in.png", "-k", f"{model}:conv1", "-o", tmp_path / "g.npy", "--grid")
+    assert result.exit_code == 2 and "--grid draws a picture" in result.output
+
+
+def test_feature_map_refuses_geometry_options_and_unknown_layers(trained, tmp_path):
+    model = f"{trained / 'm.npz'}"
+    result = run(
+        "convolve", trained / "in.png", "-k", f"{model}:conv1", "--stride", 2, "-o", tmp_path / "a.npy"
+    )
+    assert result.exit_code == 2 and "--stride 2" in result.output and "conv1.weight" in result.output
+    result = run("convolve", trained / "in.png", "-k", f"{model}:conv9", "-o", tmp_path / "a.npy")
+    assert result.exit_code == 2 and "no layer 'conv9'" in result.output
+
+
+def test_raw_weight_stays_available_as_a_plain_kernel(trained, tmp_path):
+    from scipy.signal import correlate2d
+
+    with np.load(trained / "m.npz") as archive:
+        weight = archive["conv1.weight"].astype(np.float64)
+    result = run(
+        "convolve",
+        trained / "in.png",
+        "-k",
+        f"{trained / 'm.npz'}:conv1.weight",
+        "--correlate",
+        "--boundary",
+        "constant",
+        "--dtype",
+        "float64",
+        "-o",
+        tmp_path / "raw.npy",
+        "--explain",
+    )
+    assert result.exit_code == 0, result.output
+    assert "mixed as a CNN layer does" in result.stderr
+    x = np.moveaxis(np.asarray(Image.open(trained / "in.png"), np.float64) / 255, -1, 0)
+    expected = np.stack(
+        [sum(correlate2d(x[i], weight[o, i], mode="same") for i in range(3)) for o in range(4)]
+    )
+    assert np.allclose(np.load(tmp_path / "raw.npy"), expected, atol=1e-6)
+
+
+# ---------------------------------------------------------------- channel-mixing kernel files
+def test_rgb_to_gray_kernel_file_mixes_channels_instead_of_squeezing(tmp_path):
+    rgb = RNG.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    weights = np.array([0.299, 0.587, 0.114])
+    np.save(tmp_path / "gray.npy", weights.reshape(1, 3, 1, 1))
+    result = run(
+        "convolve",
+        tmp_path / "rgb.png",
+        "-k",
+        tmp_path / "gray.npy",
+        "-o",
+        tmp_path / "g.npy",
+        "--dtype",
+        "float64",
+        "--explain",
+    )
+    assert result.exit_code == 0, result.output
+    assert "mixed as a CNN layer does" in result.stderr and "3 input channel(s)" in result.stderr
+    expected = np.tensordot(weights, np.moveaxis(rgb / 255, -1, 0), axes=1)[None]
+    assert np.allclose(np.load(tmp_path / "g.npy"), expected)
+
+
+def test_four_d_kernel_file_equals_a_sum_of_per_channel_convolutions(tmp_path):
+    from scipy.signal import convolve2d
+
+    rgb = RNG.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    weight = RNG.normal(size=(5, 3, 3, 2))
+    np.save(tmp_path / "w.npy", weight)
+    result = run(
+        "convolve",
+        tmp_path / "rgb.png",
+        "-k",
+        tmp_path / "w.npy",
+        "--boundary",
+        "constant",
+        "--mode",
+        "valid",
+        "--dtype",
+        "float64",
+        "-o",
+        tmp_path / "o.npy",
+    )
+    assert result.exit_code == 0, result.output
+    x = np.moveaxis(rgb / 255, -1, 0)
+    expected = np.stack(
+        [sum(convolve2d(x[i], weight[o, i], mode="valid") for i in range(3)) for o in range(5)]
+    )
+    assert np.allclose(np.load(tmp_path / "o.npy"), expected)
+    result = run("convolve", tmp_path / "rgb.png", "-k", tmp_path / "w.npy", "-o", tmp_path / "o.png")
+    assert (
+        result.exit_code == 0
+        and json.loads(
+            run(
+                "convolve", tmp_path / "rgb.png", "-k", tmp_path / "w.npy", "-o", tmp_path / "p.png", "--json"
+            ).stdout
+        )["files"][0]["picture"]
+        == "grid"
+    )
+
+
+def test_three_d_kernel_file_mixes_audio_channels(tmp_path):
+    from scipy.signal import convolve
+
+    stereo = RNG.uniform(-0.3, 0.3, (200, 2))
+    soundfile.write(tmp_path / "s.wav", stereo, 8000, subtype="FLOAT")
+    weight = RNG.normal(size=(1, 2, 5)) * 0.2
+    np.save(tmp_path / "mix.npy", weight)
+    result = run("convolve", tmp_path / "s.wav", "-k", tmp_path / "mix.npy", "-o", tmp_path / "m.npy")
+    assert result.exit_code == 0, result.output
+    expected = sum(convolve(stereo[:, i], weight[0, i], mode="same") for i in range(2))
+    assert np.allclose(np.load(tmp_path / "m.npy")[0], expected, atol=1e-6)
+    result = run("convolve", tmp_path / "s.wav", "-k", "1 2 1; 1 2 1", "-o", tmp_path / "x.npy")
+    assert result.exit_code == 2
+    np.save(tmp_path / "mono_mix.npy", RNG.normal(size=(2, 3, 5)))
+    result = run("convolve", tmp_path / "s.wav", "-k", tmp_path / "mono_mix.npy", "-o", tmp_path / "y.npy")
+    assert result.exit_code == 2 and "mixes 3 input channel(s) into 2, but the input has 2" in result.output

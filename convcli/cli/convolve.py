@@ -29,8 +29,17 @@ Semantics:
                (signal processing; numpy.convolve, scipy.signal.convolve)
   --correlate  cross-correlation, no flip: out[i] = sum_j x[i+j] k[j]
                (what CNN layers, OpenCV filter2D and ImageMagick -morphology compute)
-  Learned layers (model.npz:conv1) are always applied as correlation, plus the
-  layer's bias, so the result reproduces that layer's feature map.
+  model.npz:LAYER is what the trained model computes at LAYER for the input: the
+  input read as the model reads it (gray/size, rate/mono/length), standardized with
+  its stored mean/std, then every layer up to LAYER with its own stride, padding,
+  dilation, groups and bias (evaluation mode) -- predict's forward pass. Any layer
+  (conv2, relu1, ...); LAYER[i] keeps channel i. Feature maps default to
+  --range normalize (one scale for all maps: min -> 0, max -> 1); an image output
+  with other than 1 or 3 channels (or --grid) is a labelled grid picture; .npy keeps
+  the floats. model.npz:conv1.weight is the stored array as a plain kernel (no bias,
+  no standardization; --correlate for what the layer computes).
+  A (C_out, C_in, kh, kw) kernel file (or (C_out, C_in, k) for signals) mixes
+  channels as a CNN layer does: "-k rgb2gray.npy" with shape (1, 3, 1, 1).
   sobel-x, prewitt-x, scharr-x are OpenCV's matrices: --correlate gives +d/dx,
   plain convolution gives -d/dx ('convcli kernels' states each convention).
 
@@ -56,7 +65,7 @@ Kernels (-k, repeatable: applied one after another):
   sharpen, box:5, gaussian:sigma=2, sobel-x, moving-average:9,
   lowpass:cutoff=3000 (audio, at the input's sample rate), highpass, bandpass:low=300,high=3000,
   kernel.npy / .csv / .txt / .kernel, "1 2 1; 2 4 2; 1 2 1 /16", room.wav (impulse response),
-  model.npz:conv1 or model.npz:conv1[3].
+  mix.npy (C_out, C_in, kh, kw), model.npz:conv1 or model.npz:conv1[3].
   An impulse response at another sample rate is resampled to the input's rate
   (scipy.signal.resample_poly) with a warning.
   Long audio (same/full, zero boundary, stride 1) is processed in blocks by overlap-add.
@@ -87,6 +96,7 @@ class Settings:
     force: bool
     explain: bool
     block_size: int | None
+    grid: bool = False
 
 
 def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
@@ -152,6 +162,12 @@ def parse_padding(text: str | None):
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--explain", is_flag=True, help="Print the resolved kernel, the method and why (stderr).")
 @click.option(
+    "--grid",
+    is_flag=True,
+    help="Draw the output channels as a labelled grid picture (automatic for an image output with "
+    "other than 1 or 3 channels).",
+)
+@click.option(
     "--block-size",
     type=click.IntRange(min=1),
     hidden=True,
@@ -171,6 +187,7 @@ def convolve(
     method,
     dtype,
     explain,
+    grid,
     block_size,
     output,
     jobs,
@@ -195,10 +212,12 @@ def convolve(
         correlate=correlate,
         method=method,
     )
-    _check_specs(kernels)
+    feature_maps = _check_specs(kernels, geometry)
+    if feature_maps and _left_at_default("range_policy"):
+        range_policy = "normalize"  # activations have no fixed range: show them all on one scale
     names = expand_inputs(inputs)
     plans = plan_outputs(names, output, tag="convolved", force=force)
-    settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size)
+    settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size, grid)
     records = run_jobs(plans, functools.partial(convolve_file, settings=settings), workers=jobs, quiet=quiet)
     for record in records:
         for note in record.pop("notes", []):
@@ -219,16 +238,31 @@ def convolve(
         raise SystemExit(int(status))
 
 
-def _check_specs(specs: tuple[str, ...]) -> None:
-    """Bad kernels fail before any file is touched; rate-dependent designs wait for the input."""
-    from convcli.kernels import resolve_kernel
+def _left_at_default(name: str) -> bool:
+    from click.core import ParameterSource
 
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _check_specs(specs: tuple[str, ...], geometry) -> bool:
+    """Bad kernels fail before any file is touched; rate-dependent designs wait for the input.
+    Returns whether a kernel is a model's feature map."""
+    from convcli.kernels import resolve_kernel
+    from convcli.kernels.apply import check_feature_geometry
+
+    feature_maps = False
     for spec in specs:
         try:
-            resolve_kernel(spec)
+            kernel = resolve_kernel(spec)
         except UsageError as error:
             if "needs a sample rate" not in str(error):
                 raise
+            continue
+        if kernel.role == "model":
+            check_feature_geometry(kernel, geometry)
+            feature_maps = True
+    return feature_maps
 
 
 def convolve_file(job: Job, settings: Settings) -> dict:
@@ -248,18 +282,47 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     rate = media.sample_rate
     kernels = [resolve_kernel(spec, sample_rate=rate) for spec in settings.specs]
     data = media.data.astype(np.dtype(settings.dtype))
-    geometry = settings.geometry.for_media(media.kind)
+    feature_maps = any(kernel.role == "model" for kernel in kernels)
+    geometry = settings.geometry.for_media(media.kind, feature_maps=feature_maps)
     result, plans = apply_chain(data, media.kind, kernels, geometry)
+    record = _record(media.data.shape, result.shape, kernels, plans, 0, settings, geometry)
+    if _as_grid(job, result, settings.grid):
+        _save_grid(job, result, kernels, force=settings.force)
+        return record | {"picture": "grid"}
     alpha = None if media.alpha is None else follow_alpha(media.alpha, kernels, geometry)
-    output = media.with_data(result, alpha)
+    output = replace(media, data=result, alpha=alpha)
     if media.audio is not None and job.extension in AUDIO_EXTENSIONS:
         rate = strided_sample_rate(media.audio.sample_rate, kernels, geometry)
         output = replace(output, audio=replace(media.audio, sample_rate=rate, frames=result.shape[-1]))
-    clipped = save_output(job, output, force=settings.force, policy=settings.policy)
-    record = _record(media.data.shape, result.shape, kernels, plans, clipped, settings, geometry)
+    record["clipped"] = save_output(job, output, force=settings.force, policy=settings.policy)
     if output.audio is not None:
         record["sample_rate"] = output.audio.sample_rate
     return record
+
+
+def _as_grid(job: Job, result, asked: bool) -> bool:
+    """A picture of the channels side by side: asked for, or the only honest image of C != 1, 3 channels."""
+    from convcli.io.files import IMAGE_EXTENSIONS
+
+    is_image = job.extension in IMAGE_EXTENSIONS
+    if asked and not is_image:
+        shown = job.extension or "stdout"
+        raise UsageError(f"--grid draws a picture: give an image output (.png), not {shown}")
+    return is_image and result.ndim == 3 and (asked or result.shape[0] not in (1, 3))
+
+
+def _save_grid(job: Job, maps, kernels, *, force: bool) -> None:
+    from convcli.io.files import atomic_output, stdout_output
+    from convcli.nn.plots import plot_feature_maps
+
+    last = kernels[-1]
+    name = f"{last.feature.layer}" if last.feature is not None else "channel"
+    first = 0 if last.feature is None or last.feature.index is None else last.feature.index
+    labels = [f"{name}[{first + c}]" for c in range(len(maps))]
+    title = f"{job.input}: {' then '.join(k.spec for k in kernels)} ({'x'.join(map(str, maps.shape))})"
+    target = stdout_output(job.extension) if job.output is None else atomic_output(job.output, force=force)
+    with target as temp:
+        plot_feature_maps(maps, temp, labels=labels, title=title)
 
 
 def _maybe_stream(job: Job, settings: Settings) -> dict | None:

@@ -1,8 +1,8 @@
 """Applying resolved kernels to decoded data through the engine (``convcli.convolve``).
 
 This is where channel rules live: a filter applies to every channel, an impulse response maps
-channels as :class:`convcli.kernels.Kernel` describes, a learned layer mixes channels the way
-the CNN layer does (correlation, plus its bias).
+channels as :class:`convcli.kernels.Kernel` describes, a (C_out, C_in, *k) kernel mixes channels
+the way a CNN layer does, and a model's layer gives the model's own feature map.
 """
 
 from __future__ import annotations
@@ -56,15 +56,39 @@ class Geometry:
             "method": self.method,
         }
 
-    def for_media(self, kind: str) -> Geometry:
-        """This geometry with the boundary resolved for media ``kind``."""
-        return self if self.boundary is not None else replace(self, boundary=DEFAULT_BOUNDARY[kind])
+    def for_media(self, kind: str, *, feature_maps: bool = False) -> Geometry:
+        """This geometry with the boundary resolved for media ``kind`` (feature maps: the layers'
+        own zero padding)."""
+        if self.boundary is not None:
+            return self
+        return replace(self, boundary="constant" if feature_maps else DEFAULT_BOUNDARY[kind])
 
     @property
     def keeps_size(self) -> bool:
         """Output grid equals the input grid (so alpha can pass through as is)."""
         strides = self.stride if isinstance(self.stride, tuple) else (self.stride,)
         return self.padding is None and self.mode == "same" and all(s == 1 for s in strides)
+
+
+def check_feature_geometry(kernel: Kernel, geometry: Geometry) -> None:
+    """A feature map is computed with the layers' own geometry: options that would change it are refused."""
+    given = [
+        text
+        for text, changed in (
+            (f"--mode {geometry.mode}", geometry.mode != "same"),
+            (f"--boundary {geometry.boundary}", geometry.boundary is not None),
+            ("--padding", geometry.padding is not None),
+            (f"--stride {geometry.stride}", geometry.stride not in (1, (1,), (1, 1))),
+            (f"--dilation {geometry.dilation}", geometry.dilation not in (1, (1,), (1, 1))),
+        )
+        if changed
+    ]
+    if given:
+        raw = kernel.feature.path + ":" + kernel.feature.layer + ".weight"
+        raise UsageError(
+            f"{kernel.spec} is the model's feature map, computed with its layers' own stride, padding and "
+            f"dilation: leave out {', '.join(given)} (for the stored kernel with your geometry use -k {raw})"
+        )
 
 
 def signal_ndim(kind: str, data: np.ndarray, kernel: Kernel) -> int:
@@ -116,24 +140,34 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
     """One kernel on channels-first ``data`` of media ``kind``; returns (result, the engine's plan)."""
     from convcli.engine.convolve import convolve_planned
 
+    if kernel.role == "model":
+        maps = kernel.feature.apply(data, kind)
+        return maps, {"method": "model", "reason": "the model's own forward pass", "left_over": []}
     ndim = signal_ndim(kind, data, kernel)
     _per_axis(geometry.stride, ndim, "stride")
     _per_axis(geometry.dilation, ndim, "dilation")
     if kernel.role == "ir":
         return _apply_ir(data, kernel, geometry)
-    if kernel.role == "layer":
+    if kernel.role == "mix":
         data = data if data.ndim > ndim else data[None]
+        check_channels(data, kernel, ndim)
         weights = kernel.array
-        geometry_options = geometry.engine_options(ndim, correlate=True)  # a layer's map is a correlation
     else:
         weights = kernel.array[None, :] if ndim == 2 and kernel.array.ndim == 1 else kernel.array
-        geometry_options = geometry.engine_options(ndim)
     weights = weights.astype(data.dtype)
     check_fits(data, weights.shape[-ndim:], geometry, kernel.spec)
-    out, how = convolve_planned(data, weights, **geometry_options)
-    if kernel.bias is not None:
-        out += kernel.bias.astype(out.dtype).reshape((-1,) + (1,) * ndim)
+    out, how = convolve_planned(data, weights, **geometry.engine_options(ndim))
     return out, _summary(how)
+
+
+def check_channels(data: np.ndarray, kernel: Kernel, ndim: int) -> None:
+    """A channel-mixing kernel (C_out, C_in, *k) needs C_in input channels."""
+    have, want = data.shape[-ndim - 1], kernel.array.shape[1]
+    if have != want:
+        raise UsageError(
+            f"kernel {kernel.spec!r} {tuple(kernel.array.shape)} mixes {want} input channel(s) into "
+            f"{kernel.array.shape[0]}, but the input has {have}"
+        )
 
 
 def _summary(how) -> dict:
@@ -190,16 +224,19 @@ def strided_sample_rate(rate: int, kernels: list[Kernel], geometry: Geometry) ->
     return rate // step
 
 
-def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -> np.ndarray:
+def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -> np.ndarray | None:
     """Alpha is not filtered, but must land on the output grid: sample it with a unit impulse
-    of each kernel's shape (so crops, strides and padding match the colour planes exactly)."""
+    of each kernel's shape (so crops, strides and padding match the colour planes exactly).
+    Feature maps have no alpha (None): they are the model's activations, not a picture."""
+    if any(kernel.role == "model" for kernel in kernels):
+        return None
     if geometry.keeps_size:
         return alpha
     from convcli.engine.convolve import convolve
 
     for kernel in kernels:
         shape = kernel.array.shape[-2:] if kernel.array.ndim >= 2 else (1, kernel.array.shape[-1])
-        correlate = geometry.correlate or kernel.role == "layer"
+        correlate = geometry.correlate
         impulse = np.zeros(shape, dtype=alpha.dtype)
         # the tap that lines up output and input: centre of the (flipped, for convolution) kernel
         row = shape[0] - 1 - (shape[0] - 1) // 2 if correlate else (shape[0] - 1) // 2

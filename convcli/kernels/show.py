@@ -26,19 +26,38 @@ def format_matrix(matrix: np.ndarray) -> str:
     return "\n".join(lines)
 
 
+def channel_rule(kernel) -> str:
+    """How the kernel treats channels, in words."""
+    if kernel.role == "mix":
+        c_out, c_in = kernel.array.shape[:2]
+        return (f"channels: mixed as a CNN layer does: each of the {c_out} output channel(s) o is the sum "
+                f"over the {c_in} input channel(s) i of input i filtered by kernel [o, i] (no bias)")
+    if kernel.role == "ir":
+        return ("channels: input channel c with impulse-response channel c; a mono impulse response "
+                "applies to every channel, a mono input gives one output per impulse-response channel")
+    return "channels: the kernel applies to each channel alone"
+
+
 def explain_text(kernels, plans: list[dict], geometry) -> str:
     """What --explain prints: each kernel resolved, and the method the engine chose and why."""
     lines = []
     for step, (kernel, how) in enumerate(zip(kernels, plans, strict=True), start=1):
-        applied = (
-            "correlation" if geometry.correlate or kernel.role == "layer" else "convolution (kernel flipped)"
-        )
+        if kernel.role == "model":
+            lines.append(f"kernel {step}: {kernel.spec} = {kernel.description}")
+            if kernel.array.size:
+                lines.append(f"layer weight {tuple(kernel.array.shape)}:")
+                lines.append(format_matrix(kernel.array))
+            continue
+        applied = "correlation" if geometry.correlate else "convolution (kernel flipped)"
         lines.append(
             f"kernel {step}: {kernel.spec} = {kernel.description}; shape {tuple(kernel.array.shape)}, "
             f"sum {float(np.sum(kernel.array)):.6g}; applied as {applied}"
         )
+        lines.append(channel_rule(kernel))
         lines.append(format_matrix(kernel.array))
         lines.append(f"method: {how['method']}: {how['reason']}")
+    if all(kernel.role == "model" for kernel in kernels):
+        return "\n".join(lines)  # the layers' own geometry, stated above
     lines.append(
         f"mode {geometry.mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
         f"stride {geometry.stride}, dilation {geometry.dilation}, padding {geometry.padding}"

@@ -152,6 +152,11 @@ def read_image_sample(path: Path, options: ReadOptions) -> np.ndarray:
     from convcli.io.image import read_image
 
     colour, _alpha, _info = read_image(path)
+    return conform_image(colour, options)
+
+
+def conform_image(colour: np.ndarray, options: ReadOptions) -> np.ndarray:
+    """A decoded (C, H, W) image made to agree with ``options`` (gray, size), float32."""
     if options.gray and colour.shape[0] == 3:
         colour = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), colour, axes=1)[None]
     if options.size is not None and colour.shape[1:] != options.size:
@@ -164,13 +169,18 @@ def read_audio_sample(path: Path, options: ReadOptions) -> np.ndarray:
     from convcli.io.audio import read_audio
 
     data, info = read_audio(path)
-    if options.sample_rate and info.sample_rate != options.sample_rate:
+    return conform_audio(data, info.sample_rate, options)
+
+
+def conform_audio(data: np.ndarray, sample_rate: int | None, options: ReadOptions) -> np.ndarray:
+    """Decoded (C, L) audio made to agree with ``options`` (sample rate, mono, length), float32."""
+    if options.sample_rate and sample_rate and sample_rate != options.sample_rate:
         from math import gcd
 
         from scipy.signal import resample_poly
 
-        common = gcd(options.sample_rate, info.sample_rate)
-        data = resample_poly(data, options.sample_rate // common, info.sample_rate // common, axis=1)
+        common = gcd(options.sample_rate, sample_rate)
+        data = resample_poly(data, options.sample_rate // common, sample_rate // common, axis=1)
     if options.mono and data.shape[0] > 1:
         data = data.mean(axis=0, keepdims=True)
     if options.length is not None:

@@ -46,16 +46,21 @@ def init_network(network: Network, seed: int, scheme: str = "pytorch", dtype: st
         layer.init_params(rng, scheme, dtype)
 
 
+def array_name(layer: str, param: str) -> str:
+    """The name of a layer's parameter or buffer in a model file (``conv1.weight``)."""
+    return f"{layer}.{param}"
+
+
 def named_params(network: Network) -> dict[str, np.ndarray]:
-    return {f"{layer.name}.{k}": v for layer in network.layers for k, v in layer.params.items()}
+    return {array_name(layer.name, k): v for layer in network.layers for k, v in layer.params.items()}
 
 
 def named_grads(network: Network) -> dict[str, np.ndarray]:
-    return {f"{layer.name}.{k}": v for layer in network.layers for k, v in layer.grads.items()}
+    return {array_name(layer.name, k): v for layer in network.layers for k, v in layer.grads.items()}
 
 
 def named_buffers(network: Network) -> dict[str, np.ndarray]:
-    return {f"{layer.name}.{k}": v for layer in network.layers for k, v in layer.buffers.items()}
+    return {array_name(layer.name, k): v for layer in network.layers for k, v in layer.buffers.items()}
 
 
 def logit_layers(network: Network) -> list:
@@ -117,6 +122,48 @@ class Model:
         norm = self.meta["normalization"]
         return standardize(x, np.array(norm["mean"], np.float32), np.array(norm["std"], np.float32))
 
+    def layer_index(self, name: str) -> int:
+        """Position of the layer called ``name`` (UsageError naming the layers when there is none)."""
+        from convcli.errors import did_you_mean
+
+        names = [layer.name for layer in self.network.layers]
+        if name not in names:
+            raise UsageError(f"the model has no layer {name!r}{did_you_mean(name, names)}; layers: "
+                             f"{', '.join(names)}")
+        return names.index(name)
+
+    def conform(self, sample: np.ndarray, kind: str, sample_rate: int | None = None) -> np.ndarray:
+        """One decoded sample made to agree with the model's reading rules, as ``predict`` reads files
+        (images: gray, size; audio: sample rate, mono, length); arrays are taken as they are."""
+        from convcli.nn.data import conform_audio, conform_image
+
+        sample = np.asarray(sample, dtype=np.float32)
+        if kind == "image":
+            return conform_image(sample if sample.ndim == 3 else sample[None], self.read_options)
+        if kind == "audio":
+            return conform_audio(sample, sample_rate, self.read_options)
+        if sample.ndim == len(self.input_shape) - 1:
+            sample = sample[None]  # (H, W) or (L,): one channel
+        return sample
+
+    def activation(self, sample: np.ndarray, layer: str) -> np.ndarray:
+        """What the network computes at ``layer`` for one conformed sample (C, ...): standardized with
+        the stored mean/std, then every layer up to and including ``layer`` in evaluation mode; the
+        same operations as ``predict``. Convolution and pooling prefixes take any spatial size."""
+        norm = self.meta["normalization"]
+        mean, std = np.array(norm["mean"], np.float32), np.array(norm["std"], np.float32)
+        if sample.ndim != len(self.input_shape) or sample.shape[0] != len(mean):
+            raise UsageError(f"the model takes samples of {len(mean)} channel(s) shaped like "
+                             f"{_text(self.input_shape)}; this input is {_text(sample.shape)}")
+        x = standardize(sample[None], mean, std)
+        for current in self.network.layers[: self.layer_index(layer) + 1]:
+            try:
+                x = current.forward(x, False)
+            except (ValueError, UsageError) as error:
+                raise UsageError(f"layer {current.name} ({current.source}) cannot take the input at this "
+                                 f"size ({_text(x.shape[1:])}): {error}") from error
+        return x[0]
+
     def logits(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Logits of prepared samples, evaluation mode (running BatchNorm stats, no dropout)."""
         parts = [forward(self.network, x[i:i + batch_size], training=False)
@@ -171,6 +218,18 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         if not isinstance(value, np.ndarray):  # numpy hands back raw bytes for a member that is no .npy
             raise InputError(f"{path}: malformed model: member {key!r} is not an array")
     return arrays
+
+
+def read_array(path: str | Path, name: str) -> np.ndarray:
+    """One named array of a model file (``conv1.weight``); UsageError listing the names otherwise."""
+    from convcli.errors import did_you_mean
+
+    arrays = {k: v for k, v in _read_arrays(Path(path)).items()
+              if k != META_KEY and not k.startswith(OPTIM_PREFIX)}
+    if name not in arrays:
+        raise UsageError(f"{path}: no array {name!r}{did_you_mean(name, arrays)}; arrays: "
+                         f"{', '.join(sorted(arrays)) or 'none'}")
+    return arrays[name]
 
 
 def load_model(path: str | Path) -> Model:
