@@ -305,3 +305,70 @@ def test_three_d_kernel_file_mixes_audio_channels(tmp_path):
     np.save(tmp_path / "mono_mix.npy", RNG.normal(size=(2, 3, 5)))
     result = run("convolve", tmp_path / "s.wav", "-k", tmp_path / "mono_mix.npy", "-o", tmp_path / "y.npy")
     assert result.exit_code == 2 and "mixes 3 input channel(s) into 2, but the input has 2" in result.output
+
+
+# ---------------------------------------------------------------- smaller wrong outputs
+def test_ceil_mode_leaves_no_row_over_and_says_nothing_about_it():
+    result = run("shapes", "--size", 6, "--kernel", 3, "--stride", 2, "--ceil-mode")
+    assert result.exit_code == 0 and "= 3" in result.stdout
+    assert "left over" not in result.stderr and "rounded up" in result.stderr
+    from convcli.sizes import left_over
+
+    assert left_over(6, 3, stride=2, ceil_mode=True) == 0 and left_over(6, 3, stride=2) == 1
+
+
+def test_the_seeds_stride_three_case_gets_a_note():
+    """Seeds: 5x5 input, 3x3 filter, padding 1, stride 3: (5 + 2 - 3)/3 = 4/3 is 'not possible'."""
+    result = run("shapes", "--size", 5, "--kernel", 3, "--padding", 1, "--stride", 3)
+    assert result.exit_code == 0 and result.stdout.strip().endswith("= 2")
+    assert "4/3 is not a whole number" in result.stderr and "floored" in result.stderr
+
+
+def test_explain_prints_a_zero_tap_as_zero(tmp_path):
+    soundfile.write(tmp_path / "a.wav", RNG.uniform(-0.2, 0.2, 400), 16000, subtype="FLOAT")
+    result = run(
+        "convolve", tmp_path / "a.wav", "-k", "lowpass:cutoff=1000", "-o", tmp_path / "b.wav", "--explain"
+    )
+    assert result.exit_code == 0
+    assert "e-19" not in result.stderr and " 0 " in result.stderr
+    from convcli.kernels.show import format_matrix
+
+    assert format_matrix(np.array([0.2, -4.07991e-19, 0.2])).split() == ["0.2", "0", "0.2"]
+    assert format_matrix(np.array([1e-20, 2e-20])).split() == ["1e-20", "2e-20"]  # small but not rounding
+
+
+@pytest.fixture(scope="module")
+def blobs_with_test(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("blobs")
+    y = np.arange(60) % 2
+    x = RNG.normal(0, 0.3, (60, 6, 6)).astype(np.float32)
+    x[:, 2:4, 2:4] += np.where(y == 1, 1.0, -1.0)[:, None, None]
+    np.savez(folder / "d.npz", x=x[:40], y=y[:40], x_test=x[40:], y_test=y[40:])
+    return folder
+
+
+def test_explicit_val_split_is_kept_with_a_test_set(blobs_with_test, tmp_path):
+    data = blobs_with_test / "d.npz"
+    result = run("train", data, "--epochs", 1, "-o", tmp_path / "a.npz", "--json")
+    document = json.loads(result.stdout)
+    assert document["val_accuracy"] is None and "test_accuracy" in document
+    result = run("train", data, "--epochs", 1, "-o", tmp_path / "b.npz", "--val-split", 0.25)
+    assert result.exit_code == 0 and result.stdout.startswith("30 training samples")
+    result = run("train", data, "--epochs", 1, "-o", tmp_path / "c.npz", "--val-split", 0.25, "--json")
+    assert json.loads(result.stdout)["val_accuracy"] is not None
+
+
+def test_resume_header_names_the_epoch_it_starts_at(blobs_with_test, tmp_path):
+    data = blobs_with_test / "d.npz"
+    assert run("train", data, "--epochs", 2, "-o", tmp_path / "m.npz", "-q").exit_code == 0
+    result = run("train", data, "--resume", tmp_path / "m.npz", "--epochs", 3, "-o", tmp_path / "m.npz")
+    assert result.exit_code == 0, result.output
+    header = result.stdout.splitlines()[0]
+    assert "resuming at epoch 3" in header and "from epoch 2" not in header
+
+
+def test_a_nan_loss_never_names_a_model_file_that_was_not_written(blobs_with_test, tmp_path):
+    out = tmp_path / "m.npz"
+    result = run("train", blobs_with_test / "d.npz", "-o", out, "--lr", "1e30", "--optimizer", "sgd", "-q")
+    assert result.exit_code == 1 and not out.exists()
+    assert f"{out} was not written" in result.stderr and "keeps" not in result.stderr

@@ -155,6 +155,15 @@ def run_calculator(layer, out: int | None, solve: str | None, as_json: bool) -> 
             f"warning: stride {layer.stride} does not tile the input exactly: {rows} left over (never read)",
             err=True,
         )
+    elif not layer.exact():
+        rounded = "rounded up: the last window hangs over the end" if layer.ceil_mode else (
+            "floored: only padding is left over, every input row is read"
+        )
+        click.echo(
+            f"note: stride {layer.stride} does not tile the padded input exactly ({layer.fraction()} is not "
+            f"a whole number); the size is {rounded}",
+            err=True,
+        )
 
 
 def parse_padding(text: str | None):

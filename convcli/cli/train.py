@@ -162,7 +162,7 @@ class _TrainDisplay:
               help="PyTorch's default initialization (kaiming-uniform a=√5) or He normal.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same model.")
 @click.option("--val-split", type=float, default=0.1, show_default=True,
-              help="Fraction held out for validation when there is no test set (0: none).")
+              help="Fraction held out for validation (0: none); with a test set only when given.")
 @click.option("--test", "test_path", metavar="DATA", help="Held-out test set (folder or .npz).")
 @click.option("--resume", "resume_path", metavar="FILE",
               help="Continue a run from its model file, with the recipe the file recorded unless an "
@@ -280,8 +280,9 @@ def _prepare_run(data, model_arg, config, resume_path, test_path, options, expli
     for part in (train_set, test_set):
         if part is not None and part.y.max() >= classes:
             raise UsageError(f"label {int(part.y.max())} is out of range for {classes} classes")
-    train_part, val_part = split_validation(train_set, config.val_split if test_set is None else 0.0,
-                                            np.random.default_rng(config.seed))
+    if test_set is not None and resumed is None and "val_split" not in explicit:
+        config.val_split = 0.0  # a test set replaces the default validation part; an explicit one is kept
+    train_part, val_part = split_validation(train_set, config.val_split, np.random.default_rng(config.seed))
     if resumed is not None:
         model = resumed
         done = int(model.meta.get("training", {}).get("epochs_done", len(model.history)))
@@ -301,7 +302,8 @@ def _prepare_run(data, model_arg, config, resume_path, test_path, options, expli
         done, optimizer = 0, None
     prepared = {name: (model.prepare(part.x), part.y) if part is not None else None
                 for name, part in (("train", train_part), ("val", val_part), ("test", test_set))}
-    return {"model": model, "data": prepared, "start_epoch": done, "optimizer": optimizer, "config": config}
+    return {"model": model, "data": prepared, "start_epoch": done, "optimizer": optimizer, "config": config,
+            "resumed_from": resume_path}
 
 
 @contextlib.contextmanager
@@ -322,17 +324,19 @@ def _interrupts_deferred():
 
 def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> None:
     from convcli.nn.model import save_model
-    from convcli.nn.train import evaluate_loss, fit
+    from convcli.nn.train import NonFiniteLoss, evaluate_loss, fit
 
     model, data, config = run["model"], run["data"], run["config"]
     shown = not as_json and not quiet
     console = _console()
     if shown:
-        resumed = f", from epoch {run['start_epoch']}" if run["start_epoch"] else ""
+        start = run["start_epoch"]
+        resumed = f", resuming at epoch {start + 1} (epochs 1-{start} done)" if start else ""
         console.print(f"[bold]{len(data['train'][1])} training samples, "
                       f"{model.network.num_params:,} parameters, {config.epochs} epochs{resumed}[/bold]",
                       soft_wrap=True)
-    saved = {"epoch": run["start_epoch"]}
+    in_place = run["resumed_from"] is not None and Path(run["resumed_from"]).resolve() == out.resolve()
+    saved = {"epoch": run["start_epoch"] if in_place else 0}  # what the file at ``out`` holds
     display = _TrainDisplay(console, _console(stderr=True), shown)
 
     def on_epoch(record: dict) -> None:
@@ -347,10 +351,10 @@ def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> Non
             fit(model, *data["train"], data["val"], config, start_epoch=run["start_epoch"],
                 optimizer=run["optimizer"], on_step=display.step, on_epoch=on_epoch)
     except KeyboardInterrupt:
-        kept = f"{out} holds epoch {saved['epoch']}" if saved["epoch"] else \
-            "no epoch completed, nothing saved"
-        click.echo(f"convcli: interrupted: {kept}", err=True)
+        click.echo(f"convcli: interrupted: {_kept(out, saved['epoch'])}", err=True)
         ctx.exit(ExitStatus.INTERRUPTED)
+    except NonFiniteLoss as error:
+        raise NonFiniteLoss(f"{error}; {_kept(out, saved['epoch'])}") from None
     seconds = time.perf_counter() - started
     trained_samples = len(data["train"][1]) * (config.epochs - run["start_epoch"])
     if plot_path:
@@ -381,6 +385,11 @@ def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> Non
             accuracies += f", test accuracy {test_accuracy:.4f}"
         speed = _fmt(document["samples_per_second"], ".0f")
         console.print(f"saved {out} ({speed} samples/s); final model: {accuracies}", soft_wrap=True)
+
+
+def _kept(out: Path, epoch: int) -> str:
+    """What the model file holds after a stop: never name a file that was not written."""
+    return f"{out} holds epoch {epoch}" if epoch else f"no epoch completed, {out} was not written"
 
 
 def _draw_filters(model, path: str) -> None:

@@ -10,6 +10,9 @@ MAX_SHOWN = 25  # values per axis printed in full; longer kernels are summarised
 def format_matrix(matrix: np.ndarray) -> str:
     """Rows of aligned numbers; long 1-D kernels (FIR, impulse responses) are abbreviated."""
     matrix = np.asarray(matrix, dtype=np.float64)
+    # a tap that is 0 up to rounding (a FIR design's zero crossing: -4e-19 beside taps of 0.2) prints as 0
+    largest = float(np.abs(matrix).max()) if matrix.size else 0.0
+    matrix = np.where(np.abs(matrix) <= 1e-12 * largest, 0.0, matrix)
     if matrix.ndim == 1:
         matrix = matrix[None]
     if matrix.ndim > 2:
