@@ -372,3 +372,89 @@ def test_a_nan_loss_never_names_a_model_file_that_was_not_written(blobs_with_tes
     result = run("train", blobs_with_test / "d.npz", "-o", out, "--lr", "1e30", "--optimizer", "sgd", "-q")
     assert result.exit_code == 1 and not out.exists()
     assert f"{out} was not written" in result.stderr and "keeps" not in result.stderr
+
+
+# ---------------------------------------------------------------- shell habits
+@pytest.fixture
+def tree(tmp_path):
+    """photos/a.png, photos/b.png and photos/more/a.png (the same file name one level down)."""
+    for relative in ("photos/a.png", "photos/b.png", "photos/more/a.png"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(RNG.integers(0, 256, (8, 9), dtype=np.uint8)).save(tmp_path / relative)
+    return tmp_path
+
+
+def test_convolve_reads_a_folder_and_with_recursive_its_sub_folders(tree):
+    result = run("convolve", tree / "photos", "-k", "box:3", "-o", str(tree / "flat") + "/", "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tree / "flat").iterdir()) == ["a.png", "b.png"]
+    result = run("convolve", tree / "photos", "-r", "-k", "box:3", "-o", str(tree / "deep") + "/")
+    assert result.exit_code == 0, result.output
+    written = sorted(str(p.relative_to(tree / "deep")) for p in (tree / "deep").rglob("*.png"))
+    assert written == ["a.png", "b.png", "more/a.png"]
+    empty = tree / "empty"
+    empty.mkdir()
+    result = run("convolve", empty, "-k", "box:3")
+    assert result.exit_code != 0 and "no image, audio or array files" in result.output
+
+
+def test_predict_takes_folders_and_globs(trained):
+    model = trained / "m.npz"
+    result = run("predict", model, trained, "--json")  # the folder holds in.png (and m.npz, data.npz)
+    assert result.exit_code == 0, result.output
+    files = [p["file"] for p in json.loads(result.stdout)["predictions"]]
+    assert str(trained / "in.png") in files
+    result = run("predict", model, str(trained / "*.png"), "--json")
+    assert result.exit_code == 0 and len(json.loads(result.stdout)["predictions"]) == 1
+
+
+def test_binary_output_to_a_terminal_is_refused_with_a_hint(tmp_path, monkeypatch):
+    from convcli.io import files
+
+    Image.fromarray(RNG.integers(0, 256, (8, 9), dtype=np.uint8)).save(tmp_path / "a.png")
+    np.save(tmp_path / "x.npy", np.arange(5.0))
+    monkeypatch.setattr(files, "stdout_is_terminal", lambda: True)
+    result = run("convolve", tmp_path / "a.png", "-k", "box:3", "-o", "-")
+    assert result.exit_code == 2 and "refusing to write PNG data to the terminal" in result.output
+    assert "> out.png" in result.output
+    np.savetxt(tmp_path / "x.csv", np.arange(5.0)[None], delimiter=",")
+    assert run("convolve", tmp_path / "x.csv", "-k", "1 1", "-o", "-").exit_code == 0  # text is fine
+
+
+def test_stdin_from_a_terminal_says_it_is_waiting(tmp_path, monkeypatch):
+    from convcli.io import files
+
+    monkeypatch.setattr(files, "stdin_is_terminal", lambda: True)
+    np.save(tmp_path / "x.npy", np.arange(5.0))
+    result = run(
+        "convolve", "-", "-k", "1 1", "-o", tmp_path / "y.npy", input=(tmp_path / "x.npy").read_bytes()
+    )
+    assert result.exit_code == 0 and "waiting for the input file on stdin" in result.stderr
+
+
+def test_kernels_list_fits_80_columns():
+    from rich.console import Console
+
+    from convcli.cli.kernels import kernel_table
+
+    rows = json.loads(run("kernels", "--json").stdout)["kernels"]
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(kernel_table(rows, 80))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    assert all(row["name"] in text for row in rows)
+
+
+def test_debug_is_accepted_after_the_subcommand(tmp_path):
+    result = run("shapes", "--debug", "--size", 5, "--kernel", 3)
+    assert result.exit_code == 0 and "= 3" in result.stdout
+    result = run("convolve", tmp_path / "missing.png", "-k", "nope-kernel", "--debug")
+    assert isinstance(result.exception, Exception) and result.exit_code != 2  # the traceback, not one line
+
+
+@pytest.mark.parametrize("command", ["shapes", "params"])
+def test_list_models_json_prints_json(command):
+    result = run(command, "--list-models", "--json")
+    assert result.exit_code == 0
+    models = {m["name"]: m for m in json.loads(result.stdout)["models"]}
+    assert models["alexnet"]["total_params"] == 61_100_840 and models["lenet5"]["input_shape"] == [1, 32, 32]

@@ -167,6 +167,7 @@ def parse_padding(text: str | None):
     help="Draw the output channels as a labelled grid picture (automatic for an image output with "
     "other than 1 or 3 channels).",
 )
+@click.option("-r", "--recursive", is_flag=True, help="Folders: also the files in their sub-folders.")
 @click.option(
     "--block-size",
     type=click.IntRange(min=1),
@@ -188,6 +189,7 @@ def convolve(
     dtype,
     explain,
     grid,
+    recursive,
     block_size,
     output,
     jobs,
@@ -215,7 +217,7 @@ def convolve(
     feature_maps = _check_specs(kernels, geometry)
     if feature_maps and _left_at_default("range_policy"):
         range_policy = "normalize"  # activations have no fixed range: show them all on one scale
-    names = expand_inputs(inputs)
+    names = expand_inputs(inputs, recursive=recursive)
     plans = plan_outputs(names, output, tag="convolved", force=force)
     settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size, grid)
     records = run_jobs(plans, functools.partial(convolve_file, settings=settings), workers=jobs, quiet=quiet)

@@ -53,24 +53,32 @@ def load_network(spec: str | None, input_shape: str | None, model: str | None):
     return parse_spec(text, input_shape)
 
 
-def print_model_list() -> None:
+def print_model_list(as_json: bool = False) -> None:
+    """The zoo: a table, or with ``as_json`` one document using the key names of ``--json``."""
     from rich.table import Table
 
     from convcli.nn import zoo
 
+    models = []
+    for name, (_build, description) in zoo.MODELS.items():
+        network = zoo.load(name)
+        models.append({"name": name, "total_params": network.num_params, "total_macs": network.total_macs,
+                       "input_shape": list(network.input_shape), "description": description})
+    if as_json:
+        click.echo(json.dumps({"models": models}))
+        return
     table = Table("model")
     for header in ("parameters", "MACs"):
         table.add_column(header, justify="right")
     table.add_column("input")
     table.add_column("description")
-    for name, (_build, description) in zoo.MODELS.items():
-        network = zoo.load(name)
+    for model in models:
         table.add_row(
-            name,
-            f"{network.num_params:,}",
-            f"{network.total_macs:,}",
-            "x".join(map(str, network.input_shape)),
-            description,
+            model["name"],
+            f"{model['total_params']:,}",
+            f"{model['total_macs']:,}",
+            "x".join(map(str, model["input_shape"])),
+            model["description"],
         )
     console().print(table)
 
@@ -236,7 +244,7 @@ def shapes(
       convcli shapes --size 224 --kernel 3 --stride 2 --out 112 --solve padding
     """
     if list_models:
-        print_model_list()
+        print_model_list(as_json)
         return
     calculator = size is not None or kernel is not None or solve is not None
     if calculator:

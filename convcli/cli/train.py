@@ -454,10 +454,12 @@ def _print_report(report: dict) -> None:
 @click.command("predict")
 @click.argument("model_path", metavar="MODEL")
 @click.argument("files", nargs=-1, required=True, metavar="FILES...")
+@click.option("-r", "--recursive", is_flag=True, help="Folders: also the files in their sub-folders.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def predict(model_path: str, files: tuple[str, ...], as_json: bool) -> None:
+def predict(model_path: str, files: tuple[str, ...], recursive: bool, as_json: bool) -> None:
     """Label and class probabilities for each input: image or audio files (read as in training)
-    or .npy arrays (one sample, or a batch of samples).
+    or .npy arrays (one sample, or a batch of samples). Inputs may be files, globs and folders
+    (their files; --recursive: their sub-folders' too), as for convolve.
 
     \b
     Example:
@@ -465,12 +467,15 @@ def predict(model_path: str, files: tuple[str, ...], as_json: bool) -> None:
     """
     import numpy as np
 
+    from convcli.cli.common import expand_inputs
+    from convcli.io.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
     from convcli.nn.data import read_sample
     from convcli.nn.model import load_model
 
     model = load_model(model_path)
     records = []
-    for name in files:
+    readable = (*IMAGE_EXTENSIONS, *AUDIO_EXTENSIONS, ".npy")
+    for name in expand_inputs(files, recursive=recursive, extensions=readable):
         path = Path(name)
         if not path.is_file():
             raise UsageError(f"{name}: no such file")
