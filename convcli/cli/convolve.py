@@ -72,16 +72,18 @@ Kernels (-k, repeatable: applied one after another):
 
 \b
 Worked example (convolution flips, correlation does not):
-  x = 0 0 1 0 0,  k = "1 2 3"
-  convcli convolve x.npy -k "1 2 3" -o y.npy              -> 0 1 2 3 0
-  convcli convolve x.npy -k "1 2 3" --correlate -o y.npy  -> 0 3 2 1 0
+  echo "0 0 1 0 0" > x.txt
+  convcli convolve x.txt -k "1 2 3" -o y.txt               # y.txt: 0 1 2 3 0
+  convcli convolve x.txt -k "1 2 3" --correlate -o z.txt   # z.txt: 0 3 2 1 0
 
 \b
 Examples:
-  convcli convolve samples/photo.png -k sharpen -o sharp.png
+  convcli convolve samples/photo.png -k sharpen -o sharpened.png
   convcli convolve samples/photo.png -k sobel-x --correlate --range abs -o edges.png
   convcli convolve samples/speech.wav -k lowpass:cutoff=1000 -o low.wav --explain
-  convcli convolve 'shots/*.jpg' -k gaussian:sigma=2 -o blurred/ -j 2 --json
+  convcli convolve samples/speech.wav -k moving-average:4 --stride 2 -o half-rate.wav
+  convcli convolve 'samples/shapes/*/*0.png' -k gaussian:sigma=2 -o blurred/ -j 2 --json
+  convcli convolve samples/shapes -r -k box:3 -o boxed/ --quiet
 """
 
 
@@ -391,4 +393,5 @@ def _describe(record: dict) -> str:
     steps = ", ".join(f"{k} [{m}]" for k, m in zip(record["kernel"], record["method"], strict=True))
     where = f"{record['input']} -> {record['output']}"
     rate = f" at {record['sample_rate']} Hz" if record.get("sample_rate") else ""
-    return f"{where}  {shape_in} -> {shape_out}{rate}  {steps}  {record['seconds']:.2f} s"
+    picture = " (a grid picture of the channels)" if record.get("picture") else ""
+    return f"{where}  {shape_in} -> {shape_out}{rate}{picture}  {steps}  {record['seconds']:.2f} s"

@@ -238,6 +238,7 @@ def shapes(
     \b
     Examples:
       convcli shapes "Input(1,28,28); Conv2d(1,8,5); ReLU(); MaxPool2d(2); Flatten(); LazyLinear(10)"
+      echo 'LazyConv2d(16, 3, stride=2); ReLU(); Flatten()' > net.txt
       convcli shapes net.txt --input 3x64x64
       convcli shapes --model resnet18 --json
       convcli shapes --size 28 --kernel 5 --stride 2

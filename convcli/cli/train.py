@@ -208,9 +208,9 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
     \b
     Examples:
       convcli train samples/shapes16.npz --epochs 5 -o shapes.npz
-      convcli train samples/waves.npz --model "Conv1d(1,8,5,stride=2); ReLU(); Flatten(); LazyLinear(3)"
-      convcli train samples/shapes/ --size 16x16 --gray --epochs 10 --plot curves.png
-      convcli train samples/shapes16.npz --resume shapes.npz --epochs 10
+      convcli train samples/waves.npz -o w.npz --model "Conv1d(1,8,5,stride=2);ReLU();Flatten();LazyLinear(3)"
+      convcli train samples/shapes/ --size 16x16 --gray --epochs 10 -o folder.npz --plot curves.png
+      convcli train samples/shapes16.npz --resume shapes.npz -o shapes.npz --epochs 10
     """
     from convcli.nn.train import TrainConfig
 
@@ -462,8 +462,10 @@ def predict(model_path: str, files: tuple[str, ...], recursive: bool, as_json: b
     (their files; --recursive: their sub-folders' too), as for convolve.
 
     \b
-    Example:
+    Examples:
       convcli predict shapes.npz samples/shapes/circle/circle00.png
+      convcli predict shapes.npz 'samples/shapes/square/*.png' --json
+      convcli predict shapes.npz samples/shapes/ -r
     """
     import numpy as np
 
