@@ -84,7 +84,9 @@ def check_feature_geometry(kernel: Kernel, geometry: Geometry) -> None:
         if changed
     ]
     if given:
-        raw = kernel.feature.path + ":" + kernel.feature.layer + ".weight"
+        from convcli.nn.model import array_name
+
+        raw = f"{kernel.feature.path}:{array_name(kernel.feature.layer, 'weight')}"
         raise UsageError(
             f"{kernel.spec} is the model's feature map, computed with its layers' own stride, padding and "
             f"dilation: leave out {', '.join(given)} (for the stored kernel with your geometry use -k {raw})"
