@@ -1,3 +1,3 @@
-from convcli.cli import main
+from convcli.server.client import main
 
 main()

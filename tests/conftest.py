@@ -1,6 +1,11 @@
 import os
 
-from hypothesis import HealthCheck, settings
+# Commands run by the tests go in-process unless a test asks for the warm worker
+# (tests/test_server.py does, with a private runtime folder): no background workers of the
+# code under test outlive the run or serve a test the previous revision's code.
+os.environ["CONVCLI_SERVER"] = "0"
+
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Numba compiles on first call, so no per-example deadline; CI runs fewer examples.
 settings.register_profile(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
 
 import click
@@ -26,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "params": "convcli.cli.params:params",
     "pool": "convcli.cli.pool:pool_command",
     "predict": "convcli.cli.train:predict",
+    "server": "convcli.cli.server:server",
     "shapes": "convcli.cli.shapes:shapes",
     "train": "convcli.cli.train:train",
 }
@@ -122,9 +125,38 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     click.echo(f"convcli: warning: {message}", err=True)
 
 
-def main() -> None:
+def run(argv: list[str]) -> int:
+    """Run one command line in this process and return its exit status (never exits).
+
+    SIGTERM and SIGHUP interrupt like Ctrl-C: the running write is abandoned (no partial file)
+    and the status is 130, whether the call runs in-process or in a warm worker's child.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            signal.signal(getattr(signal, name), _interrupt)
     try:
-        cli(prog_name="convcli")
+        cli.main(args=list(argv), prog_name="convcli", standalone_mode=True)
+    except SystemExit as exit:
+        return _exit_status(exit.code)
     except KeyboardInterrupt:
         click.echo("convcli: interrupted", err=True)
-        sys.exit(ExitStatus.INTERRUPTED)
+        return ExitStatus.INTERRUPTED
+    return ExitStatus.OK
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _exit_status(code) -> int:
+    if code is None:
+        return ExitStatus.OK
+    if isinstance(code, int):
+        return code
+    click.echo(str(code), err=True)  # sys.exit("text"), as the interpreter would print it
+    return ExitStatus.PROCESSING_ERROR
+
+
+def main() -> None:
+    """The in-process entry point (``convcli.server.client.main`` is the installed one)."""
+    sys.exit(run(sys.argv[1:]))

@@ -22,6 +22,7 @@ import click
 
 from convcli.errors import ExitStatus, InputError, UsageError, exit_status_for
 from convcli.io.files import STDIO, check_can_write, kind_of
+from convcli.process import collect_cycles
 
 Record = dict
 
@@ -214,6 +215,8 @@ def run_jobs(
         raise UsageError(f"-j must be >= 1, got {workers}")
     workers = min(workers, len(jobs))
     records: dict[int, Record] = {}
+    if len(jobs) > 1:
+        collect_cycles()
     with _progress(len(jobs), quiet) as advance:
         if workers == 1:
             for index, job in enumerate(jobs):

@@ -146,6 +146,12 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def refresh_umask() -> None:
+    """Read the umask again: a warm worker's child takes on its caller's after the import."""
+    global _UMASK
+    _UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def stdout_output(extension: str) -> Iterator[Path]:
     """Like :func:`atomic_output` for ``-o -``: encode to a temporary file, then copy it to stdout."""

@@ -23,6 +23,7 @@ from convcli.nn import functional as F
 from convcli.nn.model import Model, backward, forward, named_grads, named_params
 from convcli.nn.optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS, SCHEDULES, Optimizer, scheduled_lr
 from convcli.nn.spec import Network, parse_spec, split_statements
+from convcli.process import collect_cycles
 
 
 class NonFiniteLoss(ConvcliError):
@@ -200,6 +201,7 @@ def _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_ep
     params = named_params(network)
     n = len(y)
     steps = -(-n // config.batch_size)
+    collect_cycles()
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         optimizer.lr = scheduled_lr(optimizer.base_lr, config.schedule, epoch, config.epochs)

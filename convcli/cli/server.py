@@ -1,0 +1,143 @@
+"""``convcli server``: see and stop the warm worker that serves this installation."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import click
+
+from convcli.server import protocol
+
+EXAMPLES = """
+
+\b
+Every call hands its work to a warm worker of this installation when one is up (it starts by
+itself after an in-process call and leaves after CONVCLI_SERVER_IDLE seconds idle, default 300);
+CONVCLI_SERVER=0, or 'enabled = no' in ~/.config/convcli/server.conf, runs every call in-process.
+
+\b
+Examples:
+  convcli server status
+  convcli server status --json
+  convcli server stop
+"""
+
+
+@click.group(help="The warm worker that makes each call start fast." + EXAMPLES)
+def server() -> None:
+    pass
+
+
+@server.command(help="Where the worker is, its memory, what it served and how long it has been idle.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+def status(as_json: bool) -> None:
+    report = _report()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    worker = report.get("worker")
+    lines = [f"enabled: {'yes' if report['enabled'] else 'no'} ({report['why']})"]
+    if report.get("unsupported"):
+        lines.append(f"unsupported here: {report['unsupported']}")
+    if worker:
+        memory = worker.get("memory", {})
+        lines += [
+            f"worker: pid {worker['pid']}, socket {worker['socket']}",
+            f"memory: {_mib(memory.get('rss'))} resident, {_mib(memory.get('pss'))} proportional "
+            "(pages shared with its children counted once)",
+            f"up {_duration(time.time() - worker['started'])}, served {worker['served']} calls, "
+            f"{len(worker['running'])} running, idle {_duration(worker['idle_seconds'])} "
+            f"(leaves after {_duration(worker['idle_timeout'])} idle)",
+            f"threading layer: {worker['threading_layer']}",
+        ]
+    else:
+        lines.append("worker: none running for this installation and environment")
+    click.echo("\n".join(lines))
+
+
+@server.command(help="Stop the worker (the calls it is running finish first).")
+@click.option("--all", "every", is_flag=True, help="Stop the workers of every installation and environment.")
+def stop(every: bool) -> None:
+    folder = _folder()
+    paths = _all_sockets(folder) if every else [_paths(folder)["socket"]]
+    stopped = [reply["stopping"] for reply in (_ask(path, {"op": "stop"}) for path in paths) if reply]
+    if not stopped:
+        click.echo("no worker was running")
+        return
+    click.echo(f"stopped {'workers' if len(stopped) > 1 else 'worker'} (pid {', '.join(map(str, stopped))})")
+
+
+def _report() -> dict:
+    config = protocol.settings()
+    report: dict = {"enabled": bool(config["enabled"]) and protocol.supported()}
+    if not protocol.supported():
+        report["why"] = "this platform lacks fork, Unix sockets or descriptor passing"
+    elif os.environ.get(protocol.ENABLE_VARIABLE) is not None:
+        report["why"] = f"{protocol.ENABLE_VARIABLE}={os.environ[protocol.ENABLE_VARIABLE]}"
+    elif not config["enabled"]:
+        report["why"] = f"'enabled = no' in {protocol.config_path(os.environ)}"
+    else:
+        report["why"] = "default"
+    report["idle_timeout"] = config["idle_timeout"]
+    folder = _folder()
+    paths = _paths(folder)
+    report["key"] = os.path.basename(paths["socket"])[len("worker-") : -len(".sock")]
+    try:
+        with open(paths["info"] + ".unsupported", encoding="utf-8") as file:
+            report["unsupported"] = file.read()
+    except OSError:
+        pass
+    report["worker"] = _ask(paths["socket"], {"op": "status"})
+    return report
+
+
+def _folder() -> str:
+    try:
+        return protocol.runtime_dir()
+    except OSError as error:
+        raise click.ClickException(f"the worker's folder is not private: {error}") from error
+
+
+def _paths(folder: str) -> dict[str, str]:
+    return protocol.worker_paths(folder, protocol.installation_key(os.environ))
+
+
+def _all_sockets(folder: str) -> list[str]:
+    return sorted(
+        os.path.join(folder, name)
+        for name in os.listdir(folder)
+        if name.startswith("worker-") and name.endswith(".sock")
+    )
+
+
+def _ask(path: str, message: dict) -> dict | None:
+    """The worker's answer to one request, or None when no worker of ours answers there."""
+    if not protocol.socket_is_ours(path):
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(5.0)
+        try:
+            connection.connect(path)
+            if protocol.peer_uid(connection) != os.getuid():
+                return None
+            protocol.send(connection, message)
+            reply, _ = protocol.receive(connection)
+        except (OSError, protocol.ProtocolError):
+            return None
+    return reply
+
+
+def _mib(size: int | None) -> str:
+    return "?" if size is None else f"{size / 2**20:.0f} MiB"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

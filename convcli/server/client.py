@@ -1,0 +1,216 @@
+"""The ``convcli`` entry point: hand the call to a warm worker, or run it here.
+
+Standard library only until it knows it must run in-process. With a worker of this installation
+up, the call costs an interpreter start, a socket connect and a fork in the worker; its output
+goes straight from the worker's child to our stdout/stderr (they are passed as descriptors), so
+terminals, pipes, progress bars and ``-`` behave as in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+
+from convcli.server import protocol
+
+CONNECT_TIMEOUT = 2.0  # a worker accepts in microseconds; a hung one must not hang the call
+ACCEPT_TIMEOUT = 10.0  # connect -> the child's "accepted": a fork, even on a loaded machine
+STDIO_FDS = (0, 1, 2)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    config = protocol.settings()
+    use_worker = bool(config["enabled"]) and protocol.supported() and not _runs_here(argv)
+    key = None
+    if use_worker:
+        try:
+            key = protocol.installation_key(os.environ)
+        except OSError:
+            use_worker = False
+    if use_worker:
+        status = _via_worker(argv, key)
+        if status is not None:
+            _exit(status)
+    _exit(_in_process(argv, key if use_worker else None))
+
+
+def _runs_here(argv: list[str]) -> bool:
+    """``convcli server ...`` manages the worker itself, so it never goes through one."""
+    words = [word for word in argv if not word.startswith("-")]
+    return bool(words) and words[0] == "server"
+
+
+# ---------------------------------------------------------------- through a worker
+
+
+def _via_worker(argv: list[str], key: str) -> int | None:
+    """The command's exit status as the worker ran it, or None when no worker took the call
+    (none up, not ours, refused): then nothing has run, and the caller runs it in-process."""
+    try:
+        paths = protocol.worker_paths(protocol.runtime_dir(create=False), key)
+    except OSError:
+        return None
+    if not protocol.socket_is_ours(paths["socket"]):
+        return None
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    cwd = None
+    try:
+        connection.settimeout(CONNECT_TIMEOUT)
+        connection.connect(paths["socket"])
+        if protocol.peer_uid(connection) != os.getuid():
+            return None
+        connection.settimeout(ACCEPT_TIMEOUT)
+        cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+        protocol.send(connection, _request(argv), fds=[*STDIO_FDS, cwd])
+        reply, _ = protocol.receive(connection)
+    except (OSError, protocol.ProtocolError):
+        connection.close()
+        return None
+    finally:
+        if cwd is not None:
+            os.close(cwd)
+    if not reply or "accepted" not in reply:
+        connection.close()
+        return None
+    return _follow(connection)
+
+
+def _request(argv: list[str]) -> dict:
+    import resource
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    limits = {}
+    for name in protocol.RLIMITS:
+        resource_id = getattr(resource, name, None)
+        if resource_id is not None:
+            limits[name] = resource.getrlimit(resource_id)
+    return {
+        "op": "run",
+        "argv": argv,
+        "env": dict(os.environ),
+        "umask": mask,
+        "rlimits": limits,
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "pid": os.getpid(),
+    }
+
+
+def _follow(connection: socket.socket) -> int:
+    """Pass our signals on to the child and wait for its exit status."""
+    connection.settimeout(None)
+
+    def forward(signum, _frame):
+        try:
+            protocol.send(connection, {"signal": signum})
+        except OSError:
+            pass
+
+    for name in protocol.FORWARDED_SIGNALS:
+        signal.signal(getattr(signal, name), forward)
+    while True:
+        try:
+            message, _ = protocol.receive(connection)
+        except (OSError, protocol.ProtocolError):
+            message = None
+        if message is None:
+            _say(
+                "error: the warm worker ended without reporting an exit status (was it killed?); "
+                "CONVCLI_SERVER=0 runs commands in-process"
+            )
+            return 1
+        if "status" in message:
+            if message.get("error"):
+                _say(f"error: {message['error']}")
+            return int(message["status"])
+
+
+# ---------------------------------------------------------------- in this process
+
+
+def _in_process(argv: list[str], key: str | None) -> int:
+    """Run the command here; then, with a key, start a worker for the next call."""
+    import gc
+
+    # A one-shot process: the cyclic collector would sweep the ~100k objects of the imports
+    # several times (and once more at exit) to free next to nothing. Long loops (batches,
+    # training) turn it back on once the imports are done (convcli.process.collect_cycles).
+    gc.disable()
+    from convcli.cli import run
+
+    status = run(argv)
+    _flush_stdio()
+    if key is not None:
+        _start_worker(key)
+    return status
+
+
+def _start_worker(key: str) -> None:
+    """Start a worker in the background unless one is starting or cannot run here."""
+    import fcntl
+
+    try:
+        paths = protocol.worker_paths(protocol.runtime_dir(), key)
+        if os.path.exists(paths["info"] + ".unsupported"):
+            return
+        with open(paths["lock"], "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: one is starting
+    except OSError:
+        return
+    import subprocess
+
+    command = [
+        sys.executable,
+        *subprocess._args_from_interpreter_flags(),
+        "-P",
+        "-m",
+        "convcli.server.worker",
+        key,
+    ]
+    try:
+        subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- leaving
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _exit(status: int) -> None:
+    """Leave without the interpreter's teardown (a full collection and module cleanup: ~0.25 s
+    after the imports of a convolve). Every output was committed by its atomic write before
+    ``run`` returned; atexit handlers still run."""
+    import atexit
+
+    _flush_stdio()
+    atexit._run_exitfuncs()
+    _flush_stdio()
+    os._exit(status if 0 <= status <= 255 else 1)
+
+
+def _say(text: str) -> None:
+    try:
+        os.write(2, f"convcli: {text}\n".encode("utf-8", "replace"))
+    except OSError:
+        pass

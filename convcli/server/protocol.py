@@ -1,0 +1,310 @@
+"""What the client and the worker agree on: where the socket lives, which installation and
+environment a worker serves, the settings, and how messages are framed.
+
+Standard library only, and only the cheap parts of it: every ``convcli`` call runs this.
+Messages are JSON objects behind a 4-byte length; nothing is ever unpickled from the socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import struct
+import sys
+
+# CONVCLI_SERVER=0 (or off/no/false) runs every call in-process; the config file says the same
+# with 'enabled = no'. CONVCLI_SERVER_IDLE / 'idle_timeout' is how long an idle worker stays up.
+ENABLE_VARIABLE = "CONVCLI_SERVER"
+IDLE_VARIABLE = "CONVCLI_SERVER_IDLE"
+DEFAULT_IDLE_SECONDS = 300.0
+CONFIG_NAME = os.path.join("convcli", "server.conf")
+FALSE_WORDS = {"0", "off", "no", "false"}
+
+# Variables read once, when a module is imported (Numba's config, thread pools, the interpreter's
+# own options, the locale of the standard streams): a worker started under other values would
+# behave differently from an in-process run, so they are part of the worker's identity.
+# Variables read at each call (CONVCLI_DEBUG, CONVCLI_EXECUTOR, COLUMNS, NO_COLOR...) travel
+# with the request instead.
+IDENTITY_PREFIXES = ("NUMBA_", "CONVCLI_", "OMP_", "OPENBLAS_", "MKL_", "TBB_", "PYTHON", "LC_")
+IDENTITY_NAMES = {"LANG"}
+READ_PER_CALL = {ENABLE_VARIABLE, IDLE_VARIABLE, "CONVCLI_DEBUG", "CONVCLI_EXECUTOR"}
+
+# the client's resource limits the forked child takes on (as far as the worker's hard limits allow)
+RLIMITS = ("RLIMIT_FSIZE", "RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_NOFILE", "RLIMIT_CORE")
+# signals the client passes on to the child that runs its command
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+# the interpreter options that change behaviour (not safe_path: the worker runs with -P)
+INTERPRETER_FLAGS = (
+    "optimize",
+    "dont_write_bytecode",
+    "no_user_site",
+    "no_site",
+    "ignore_environment",
+    "verbose",
+    "bytes_warning",
+    "hash_randomization",
+    "isolated",
+    "dev_mode",
+    "utf8_mode",
+    "int_max_str_digits",
+)
+
+HEADER = struct.Struct(">I")
+MAX_MESSAGE = 16 * 1024 * 1024  # an environment and argv fit with room to spare
+
+
+class ProtocolError(Exception):
+    """The other side sent something that is not a message of this protocol."""
+
+
+# ---------------------------------------------------------------- settings
+
+
+def settings(environ: dict[str, str] | None = None) -> dict[str, object]:
+    """``enabled`` and ``idle_timeout``: the environment overrides the config file."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {"enabled": True, "idle_timeout": DEFAULT_IDLE_SECONDS}
+    values.update(_config_file(environ))
+    if ENABLE_VARIABLE in environ:
+        values["enabled"] = environ[ENABLE_VARIABLE].strip().lower() not in FALSE_WORDS
+    if IDLE_VARIABLE in environ:
+        values["idle_timeout"] = _seconds(environ[IDLE_VARIABLE], values["idle_timeout"])
+    return values
+
+
+def config_path(environ: dict[str, str]) -> str:
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, CONFIG_NAME)
+
+
+def _config_file(environ: dict[str, str]) -> dict[str, object]:
+    """``key = value`` lines (``#`` comments); unknown keys and bad values are ignored."""
+    try:
+        with open(config_path(environ), encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return {}
+    values: dict[str, object] = {}
+    for line in lines:
+        key, _, value = line.split("#", 1)[0].partition("=")
+        key, value = key.strip().lower(), value.strip().lower()
+        if key == "enabled" and value:
+            values["enabled"] = value not in FALSE_WORDS
+        elif key == "idle_timeout" and value:
+            values["idle_timeout"] = _seconds(value, DEFAULT_IDLE_SECONDS)
+    return values
+
+
+def _seconds(text: str, default) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+# ---------------------------------------------------------------- identity
+
+
+def identity_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The part of an environment a worker must share with its clients."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if (name.startswith(IDENTITY_PREFIXES) or name in IDENTITY_NAMES) and name not in READ_PER_CALL
+    }
+
+
+def installation_key(environ: dict[str, str]) -> str:
+    """A short digest of everything a worker's behaviour depends on: the interpreter and its
+    options, convcli's source files and kernel library (paths, sizes, modification times), the
+    folders holding its dependencies (pip changes them when it installs or removes a package),
+    and the identity environment. A change to any of them names another socket, so a stale
+    worker is never reached."""
+    from _blake2 import blake2b  # hashlib would pull in OpenSSL: ~3 ms on every call
+
+    parts = [
+        os.path.realpath(sys.executable),
+        sys.version,
+        repr([getattr(sys.flags, name) for name in INTERPRETER_FLAGS]),
+        repr(sys.warnoptions),
+        repr(sorted(sys._xoptions.items())),
+        repr(sorted(identity_environment(environ).items())),
+    ]
+    parts.extend(_tree_stamps(_package_dir()))
+    parts.extend(_tree_stamps(_filters_dir()))
+    for folder in _dependency_dirs():
+        parts.append(f"{folder} {os.stat(folder).st_mtime_ns}")
+    return blake2b("\n".join(parts).encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+
+
+def _package_dir() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _filters_dir() -> str | None:
+    """The kernel library: inside the package when installed, beside it in a source checkout."""
+    for folder in (
+        os.path.join(_package_dir(), "filters"),
+        os.path.join(os.path.dirname(_package_dir()), "filters"),
+    ):
+        if os.path.isdir(folder):
+            return folder
+    return None
+
+
+def _tree_stamps(root: str | None) -> list[str]:
+    stamps = []
+    if root is None:
+        return stamps
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(s for s in subfolders if s != "__pycache__" and not s.startswith("."))
+        for name in sorted(files):
+            if name.endswith((".pyc", ".nbi", ".nbc")):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            stamps.append(f"{path} {info.st_size} {info.st_mtime_ns}")
+    return stamps
+
+
+def _dependency_dirs() -> list[str]:
+    """The sys.path folders that hold numba and numpy (site-packages, usually one)."""
+    found = []
+    for entry in sys.path:
+        if (
+            entry
+            and entry not in found
+            and any(os.path.isdir(os.path.join(entry, package)) for package in ("numba", "numpy"))
+        ):
+            found.append(entry)
+    return found
+
+
+# ---------------------------------------------------------------- places
+
+
+def runtime_dir(create: bool = True) -> str:
+    """The private folder of this user's sockets: $XDG_RUNTIME_DIR/convcli, else /tmp/convcli-UID.
+
+    Raises ``PermissionError`` when the folder is not ours alone (another owner, a symlink, or
+    group/other permissions): then nothing may be trusted there, and the caller runs in-process.
+    """
+    uid = os.getuid()
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isabs(base) and _private(base, uid):
+        folder = os.path.join(base, "convcli")
+    else:
+        folder = os.path.join("/tmp", f"convcli-{uid}")
+    if create:
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+    if not _private(folder, uid):
+        raise PermissionError(f"{folder}: not a private folder of user {uid} (owner or mode)")
+    return folder
+
+
+def _private(path: str, uid: int) -> bool:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077
+
+
+def worker_paths(folder: str, key: str) -> dict[str, str]:
+    """The files of the worker for ``key``: its socket, its start lock, its description."""
+    stem = os.path.join(folder, f"worker-{key}")
+    return {"socket": stem + ".sock", "lock": stem + ".lock", "info": stem + ".json"}
+
+
+def socket_is_ours(path: str) -> bool:
+    """A socket file owned by this user that nobody else may write to."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
+
+
+def peer_uid(connection: socket.socket) -> int:
+    """The user id of the process at the other end (SO_PEERCRED: pid, uid, gid)."""
+    creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def supported() -> bool:
+    """fork, Unix sockets, descriptor passing and peer credentials: Linux has them all."""
+    return (
+        sys.platform.startswith("linux")
+        and hasattr(os, "fork")
+        and hasattr(socket, "AF_UNIX")
+        and hasattr(socket, "send_fds")
+        and hasattr(socket, "SO_PEERCRED")
+    )
+
+
+# ---------------------------------------------------------------- framing
+
+
+def encode(message: dict) -> bytes:
+    body = json.dumps(message, separators=(",", ":")).encode("utf-8", "surrogateescape")
+    return HEADER.pack(len(body)) + body
+
+
+def send(connection: socket.socket, message: dict, fds: list[int] | None = None) -> None:
+    data = encode(message)
+    if fds:
+        sent = socket.send_fds(connection, [data], fds)
+        data = data[sent:]
+    connection.sendall(data)
+
+
+def receive(connection: socket.socket, *, max_fds: int = 0) -> tuple[dict | None, list[int]]:
+    """One message (None at end of stream) and the descriptors that came with it."""
+    fds: list[int] = []
+    if max_fds:
+        head, fds, _flags, _address = socket.recv_fds(connection, HEADER.size, max_fds)
+    else:
+        head = connection.recv(HEADER.size)
+    if not head:
+        _close_all(fds)
+        return None, []
+    head += _exactly(connection, HEADER.size - len(head))
+    (length,) = HEADER.unpack(head)
+    if length > MAX_MESSAGE:
+        _close_all(fds)
+        raise ProtocolError(f"message of {length} bytes")
+    try:
+        message = json.loads(_exactly(connection, length).decode("utf-8", "surrogateescape"))
+    except ValueError as error:
+        _close_all(fds)
+        raise ProtocolError(str(error)) from error
+    if not isinstance(message, dict):
+        _close_all(fds)
+        raise ProtocolError("not a JSON object")
+    return message, fds
+
+
+def _exactly(connection: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size > 0:
+        chunk = connection.recv(size)
+        if not chunk:
+            raise ProtocolError("connection closed inside a message")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)

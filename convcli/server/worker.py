@@ -1,0 +1,319 @@
+"""The warm worker: imports everything and loads the cached kernels once, then serves each call
+in a forked child (``python -m convcli.server.worker KEY``; the client starts it).
+
+One worker per installation key (see :func:`protocol.installation_key`): a lock file makes a
+second one starting at the same time leave at once. The parent only accepts, forks and reaps;
+it never runs a command, so a crash or a leak in one call cannot reach the next. It leaves when
+it has been idle for the idle timeout, when its installation changes, or on
+``convcli server stop`` (SIGTERM too). Its children finish the calls they are running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+from convcli.server import child, protocol
+
+REQUEST_TIMEOUT = 2.0  # connect -> request: the client sends it at once
+CHECK_EVERY = 30.0  # seconds between checks that the installation did not change
+WARM_NICE = 10  # the warm-up runs behind the user's own work
+
+
+class Worker:
+    def __init__(self, key: str, folder: str):
+        self.key = key
+        self.paths = protocol.worker_paths(folder, key)
+        self.idle_timeout = float(protocol.settings()["idle_timeout"])
+        self.identity = protocol.identity_environment(os.environ)
+        self.children: dict[int, socket.socket] = {}
+        self.started = time.time()
+        self.last_active = time.monotonic()
+        self.served = 0
+        self.stopping = False
+        self.listener: socket.socket | None = None
+        self.selector: selectors.BaseSelector | None = None
+        self.wakeup: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------ life
+
+    def run(self) -> int:
+        lock = open(self.paths["lock"], "a")  # noqa: SIM115 - held for the worker's life
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # another worker of this installation is starting or running
+        try:
+            return self._serve()
+        finally:
+            for path in (self.paths["socket"], self.paths["info"]):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+    def _serve(self) -> int:
+        self.listener = self._bind()  # before the warm-up: a full or broken folder fails fast
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice + WARM_NICE)
+        from convcli.server.warmup import warm_up
+
+        reason = warm_up()
+        if reason:
+            self._write(self.paths["info"] + ".unsupported", reason)
+            return 0
+        # back to the caller's priority where the system lets a process lower its nice value
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        import gc
+
+        gc.collect()
+        gc.freeze()  # the warm state is shared with every child: keep the collector off it
+        self.listener.listen(128)
+        self._write(self.paths["info"], json.dumps(self._describe()))
+        self._loop()
+        return 0
+
+    def _bind(self) -> socket.socket:
+        path = self.paths["socket"]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # we hold the lock: whatever is there is a dead worker's
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_mask = os.umask(0o077)
+        try:
+            listener.bind(path)
+        finally:
+            os.umask(old_mask)
+        return listener
+
+    def _write(self, path: str, text: str) -> None:
+        temp = f"{path}.{os.getpid()}.tmp"
+        with open(temp, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temp, path)
+
+    def _describe(self) -> dict:
+        from convcli import __version__
+
+        return {
+            "pid": os.getpid(),
+            "key": self.key,
+            "version": __version__,
+            "python": sys.executable,
+            "socket": self.paths["socket"],
+            "started": self.started,
+            "idle_timeout": self.idle_timeout,
+        }
+
+    # ------------------------------------------------------------ the loop
+
+    def _loop(self) -> None:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wakeup = (read_end, write_end)
+        signal.set_wakeup_fd(write_end)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd hears it
+        for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+            signal.signal(getattr(signal, name), self._stop)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self.selector.register(read_end, selectors.EVENT_READ, "signal")
+        next_check = time.monotonic() + CHECK_EVERY
+        while not (self.stopping and not self.children):
+            timeout = self._idle_left()
+            if timeout <= 0:
+                self._stop()
+                continue
+            for selected, _ in self.selector.select(min(timeout, max(0.0, next_check - time.monotonic()))):
+                if selected.data == "accept" and not self.stopping:
+                    self._accept()
+                elif selected.data == "signal":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(read_end, 512)
+            self._reap()
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + CHECK_EVERY
+                if self._installation_changed():
+                    self._stop()
+
+    def _idle_left(self) -> float:
+        if self.children or self.stopping:
+            return CHECK_EVERY
+        return self.idle_timeout - (time.monotonic() - self.last_active)
+
+    def _installation_changed(self) -> bool:
+        try:
+            return protocol.installation_key(os.environ) != self.key
+        except OSError:
+            return True
+
+    def _stop(self, *_signal) -> None:
+        """Stop accepting (the socket goes at once); leave when the running children are done."""
+        if self.stopping:
+            return
+        self.stopping = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.paths["socket"])
+        if self.selector is not None and self.listener is not None:
+            self.selector.unregister(self.listener)
+            self.listener.close()
+
+    def _accept(self) -> None:
+        try:
+            connection, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        try:
+            if protocol.peer_uid(connection) != os.getuid():
+                connection.close()
+                return
+            connection.settimeout(REQUEST_TIMEOUT)
+            request, fds = protocol.receive(connection, max_fds=4)
+        except (OSError, protocol.ProtocolError):
+            connection.close()
+            return
+        if request is None:
+            connection.close()
+            return
+        try:
+            self._handle(connection, request, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _handle(self, connection: socket.socket, request: dict, fds: list[int]) -> None:
+        op = request.get("op")
+        if op == "status":
+            self._answer(connection, self._status())
+        elif op == "stop":
+            self._answer(connection, {"stopping": os.getpid()})
+            self._stop()
+        elif op == "run":
+            self.last_active = time.monotonic()
+            refusal = self._refusal(request, fds)
+            if refusal:
+                self._answer(connection, {"refused": refusal})
+            else:
+                self._fork(connection, request, fds)
+        else:
+            self._answer(connection, {"refused": f"unknown request {op!r}"})
+
+    def _refusal(self, request: dict, fds: list[int]) -> str | None:
+        if len(fds) != 4:
+            return "a run request passes stdin, stdout, stderr and the working folder"
+        if not isinstance(request.get("argv"), list) or not isinstance(request.get("env"), dict):
+            return "malformed request"
+        if protocol.identity_environment(request["env"]) != self.identity:
+            return "the caller's environment differs in a variable read at import"
+        return None
+
+    def _answer(self, connection: socket.socket, message: dict) -> None:
+        with contextlib.suppress(OSError):
+            protocol.send(connection, message)
+        connection.close()
+
+    def _fork(self, connection: socket.socket, request: dict, fds: list[int]) -> None:
+        try:
+            pid = os.fork()
+        except OSError as error:
+            self._answer(connection, {"refused": f"fork failed: {error}"})
+            return
+        if pid == 0:
+            child.run_request(connection, request, fds, self._inherited_fds())  # never returns
+        self.served += 1
+        self.children[pid] = connection
+
+    def _inherited_fds(self) -> list[int]:
+        """What the child must close: the listener, the selector and the wakeup pipe."""
+        fds = [self.listener.fileno(), *self.wakeup]
+        if hasattr(self.selector, "fileno"):
+            fds.append(self.selector.fileno())
+        fds.extend(c.fileno() for c in self.children.values())
+        return fds
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            connection = self.children.pop(pid, None)
+            self.last_active = time.monotonic()
+            if connection is None:
+                continue
+            if os.WIFSIGNALED(status):
+                signum = os.WTERMSIG(status)
+                name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else signum
+                self._answer(
+                    connection,
+                    {
+                        "status": 128 + signum,
+                        "error": f"the warm worker's process running this command was killed by {name}",
+                    },
+                )
+            else:
+                connection.close()
+
+    def _status(self) -> dict:
+        return {
+            **self._describe(),
+            "served": self.served,
+            "running": sorted(self.children),
+            "idle_seconds": 0.0 if self.children else round(time.monotonic() - self.last_active, 1),
+            "memory": _memory(),
+            "threading_layer": _threading_layer(),
+        }
+
+
+def _memory() -> dict:
+    """Resident and proportional set sizes in bytes (PSS counts pages shared with children once)."""
+    sizes = {}
+    for path, fields in (
+        ("/proc/self/status", {"VmRSS": "rss"}),
+        ("/proc/self/smaps_rollup", {"Pss": "pss"}),
+    ):
+        with contextlib.suppress(OSError), open(path, encoding="ascii") as file:
+            for line in file:
+                name, _, value = line.partition(":")
+                if name in fields:
+                    sizes[fields[name]] = int(value.split()[0]) * 1024
+    return sizes
+
+
+def _threading_layer() -> str | None:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m convcli.server.worker KEY", file=sys.stderr)
+        return 2
+    try:
+        folder = protocol.runtime_dir()
+    except OSError:
+        return 1
+    key = argv[0]
+    try:
+        if protocol.installation_key(os.environ) != key:
+            # started by a client that sees another installation: never serve it
+            return 1
+        return Worker(key, folder).run()
+    except OSError:
+        return 1  # a full or unwritable runtime folder: callers keep running in-process
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
