@@ -113,13 +113,16 @@ def output_matches(expected: list[str], actual: list[str]) -> bool:
 
 
 def workspace(tmp: Path) -> Path:
-    """A folder holding a copy of samples/, where the documented commands run."""
+    """A folder holding a copy of samples/, where the documented commands run, and a private runtime
+    folder (so 'convcli server stop' can only reach a worker of this test)."""
     shutil.copytree(REPO / "samples", tmp / "samples")
+    (tmp / ".runtime").mkdir(mode=0o700)
     return tmp
 
 
-def environment() -> dict[str, str]:
-    """This test's Python and its convcli first on PATH; output in program order; no colours."""
+def environment(cwd: Path) -> dict[str, str]:
+    """This test's Python and its convcli first on PATH; output in program order; no colours; calls
+    run in-process, and any warm worker lives in the workspace's own runtime folder."""
     bin_dir = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR")}
     return env | {
@@ -128,6 +131,7 @@ def environment() -> dict[str, str]:
         "NO_COLOR": "1",
         "CONVCLI_SERVER": "0",
         "TERM": "dumb",
+        "XDG_RUNTIME_DIR": str(cwd / ".runtime"),
     }
 
 
@@ -137,7 +141,7 @@ def run_step(step: Step, cwd: Path) -> tuple[int, list[str]]:
     result = subprocess.run(
         args,
         cwd=cwd,
-        env=environment(),
+        env=environment(cwd),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -24,6 +24,7 @@ HELP_ORDER = [
     "train",
     "evaluate",
     "predict",
+    "server",
 ]
 EXAMPLE_HEADER = re.compile(r"^\s*(Examples?|Worked example)\b.*:\s*$")
 FILE_CLAIM = re.compile(r"#\s*(?P<file>[\w.-]+): (?P<values>[-\d. ]+)$")
@@ -109,7 +110,7 @@ def test_help_examples_run_as_written(tmp_path):
             result = subprocess.run(
                 ["bash", "-c", example],
                 cwd=cwd,
-                env=environment(),
+                env=environment(cwd),
                 capture_output=True,
                 text=True,
                 stdin=subprocess.DEVNULL,

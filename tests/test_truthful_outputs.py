@@ -458,3 +458,8 @@ def test_list_models_json_prints_json(command):
     assert result.exit_code == 0
     models = {m["name"]: m for m in json.loads(result.stdout)["models"]}
     assert models["alexnet"]["total_params"] == 61_100_840 and models["lenet5"]["input_shape"] == [1, 32, 32]
+
+
+def test_help_names_the_default_boundary_and_why():
+    text = " ".join(run("convolve", "--help").output.split())
+    assert "Default: images reflect, audio and arrays constant 0" in text and "invents no frame" in text

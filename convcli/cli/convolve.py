@@ -59,6 +59,12 @@ Boundary (what lies outside the input):
         nearest)
   wrap (circular)    wrap       wrap          (unsupported)       circular  Tile
   'mirror' is refused: it means reflect in scipy.ndimage and symmetric in ImageMagick.
+  Default: images reflect, audio and arrays constant 0 (silence before and after).
+  Reflect invents no frame: a flat image stays flat under any normalized kernel,
+  where zeros paint a bright frame with sharpen and darken the border with a blur
+  (OpenCV's default is BORDER_REFLECT_101, ImageMagick's Edge; neither adds a frame).
+  A feature map (model.npz:LAYER) pads as its layers do. --explain and --json name
+  the boundary used.
 
 \b
 Kernels (-k, repeatable: applied one after another):

@@ -134,8 +134,6 @@ def learned(spec: str, sample_rate: float | None = None) -> tuple[FeatureMap | N
     """'model.npz:conv1[3]' -> (feature map, the layer's weight or an empty array, description);
     'model.npz:conv1.weight[3]' -> (None, that raw array (C_out, C_in, *k), description): the stored
     kernel itself, applied like a kernel file. Model files are read by :mod:`convcli.nn.model`."""
-    from convcli.nn.model import load_model, read_array
-
     match = LAYER.match(spec)
     if match is None:
         raise UsageError(f"{spec!r}: a learned layer is written model.npz:LAYER or model.npz:LAYER[i]")
@@ -143,20 +141,30 @@ def learned(spec: str, sample_rate: float | None = None) -> tuple[FeatureMap | N
     index = None if index is None else int(index)
     if not Path(path).is_file():
         raise UsageError(f"{path}: no such model file")
-    try:
-        stored = read_array(path, layer) if "." in layer else None
-        model = None if "." in layer else load_model(path)
-    except InputError as error:  # a bad -k value is a usage error, whatever the file says
+    try:  # a bad -k value is a usage error, whatever the file says
+        if "." in layer:  # an array by its name in the file
+            return None, *_stored_kernel(path, layer, index, spec)
+        return _feature_map(path, layer, index, sample_rate)
+    except InputError as error:
         raise UsageError(str(error)) from error
-    if stored is not None:  # an array by its name in the file: the raw kernel
-        weight = _channel_mixing(np.asarray(stored, dtype=np.float64), spec)
-        if index is not None:
-            if not -weight.shape[0] <= index < weight.shape[0]:
-                raise UsageError(f"{spec}: the array has {weight.shape[0]} output channels")
-            weight = weight[[index]]
-        return None, weight, f"array {layer} of {Path(path).name}, as stored (no bias, no standardization)"
-    params = model.network.layers[model.layer_index(layer)].params
-    weight = params.get("weight", np.zeros(0))
+
+
+def _stored_kernel(path: str, name: str, index: int | None, spec: str) -> tuple[np.ndarray, str]:
+    from convcli.nn.model import read_array
+
+    weight = _channel_mixing(np.asarray(read_array(path, name), dtype=np.float64), spec)
+    if index is not None:
+        if not -weight.shape[0] <= index < weight.shape[0]:
+            raise UsageError(f"{spec}: the array has {weight.shape[0]} output channels")
+        weight = weight[[index]]
+    return weight, f"array {name} of {Path(path).name}, as stored (no bias, no standardization)"
+
+
+def _feature_map(path: str, layer: str, index: int | None, sample_rate: float | None):
+    from convcli.nn.model import load_model
+
+    model = load_model(path)
+    weight = model.network.layers[model.layer_index(layer)].params.get("weight", np.zeros(0))
     feature = FeatureMap(model, path, layer, index, None if sample_rate is None else int(sample_rate))
     return feature, np.asarray(weight, dtype=np.float64), feature.describe()
 
