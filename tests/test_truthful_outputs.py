@@ -463,3 +463,10 @@ def test_list_models_json_prints_json(command):
 def test_help_names_the_default_boundary_and_why():
     text = " ".join(run("convolve", "--help").output.split())
     assert "Default: images reflect, audio and arrays constant 0" in text and "invents no frame" in text
+
+
+def test_a_channel_mixing_kernel_of_the_wrong_dimensionality_says_which_layout_fits(tmp_path):
+    Image.fromarray(RNG.integers(0, 256, (8, 9, 3), dtype=np.uint8)).save(tmp_path / "rgb.png")
+    np.save(tmp_path / "mix1d.npy", np.ones((1, 3, 5)))
+    result = run("convolve", tmp_path / "rgb.png", "-k", tmp_path / "mix1d.npy")
+    assert result.exit_code == 2 and "(C_out, C_in, kh, kw)" in result.output

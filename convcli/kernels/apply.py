@@ -100,6 +100,12 @@ def signal_ndim(kind: str, data: np.ndarray, kernel: Kernel) -> int:
     described = f"{kind} of shape {tuple(data.shape)}"
     if kind == "image" and want == 1 and kernel.role == "filter":
         return 2  # a 1-D kernel on an image is applied as a row (1, k)
+    if kernel.role == "mix" and want != have and kind != "array":
+        layout = "(C_out, C_in, k)" if have == 1 else "(C_out, C_in, kh, kw)"
+        raise UsageError(
+            f"kernel {kernel.spec!r} {tuple(kernel.array.shape)} mixes channels of {want}-D signals, but the "
+            f"input is {described}: a channel-mixing kernel for it is {layout}"
+        )
     if want > have or (kind != "array" and want != have):
         raise UsageError(
             f"kernel {kernel.spec!r} is {want}-D {tuple(kernel.array.shape)} but the input is "
