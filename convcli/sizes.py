@@ -8,6 +8,22 @@ from __future__ import annotations
 
 Padding = int | tuple[int, int]
 
+# the largest size, stride, dilation or padding accepted: far beyond any array that fits in memory,
+# and small enough that every sum and product of them the engine forms stays inside int64
+MAX_SIZE = 1 << 48
+
+
+def check_range(name: str, value: int, low: int = 1) -> int:
+    """``value`` as an int in [low, MAX_SIZE], else ValueError naming ``name``."""
+    value = int(value)
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if value > MAX_SIZE:
+        digits = len(str(value)) if value < 10**4000 else "4000+"  # str() refuses longer ints
+        shown = value if value < 10**30 else f"a {digits}-digit number"
+        raise ValueError(f"{name} must be at most 2**48 = {MAX_SIZE}, got {shown}")
+    return value
+
 
 def padding_pair(padding: Padding) -> tuple[int, int]:
     """``p`` or ``(before, after)`` -> ``(before, after)``, validated."""
@@ -19,6 +35,7 @@ def padding_pair(padding: Padding) -> tuple[int, int]:
         before = after = int(padding)
     if before < 0 or after < 0:
         raise ValueError(f"padding must be >= 0, got {padding!r}")
+    check_range("padding", max(before, after), 0)
     return before, after
 
 
@@ -28,14 +45,8 @@ def effective_kernel(k: int, dilation: int = 1) -> int:
 
 
 def _check(n: int, k: int, stride: int, dilation: int) -> None:
-    if n < 1:
-        raise ValueError(f"input size must be >= 1, got {n}")
-    if k < 1:
-        raise ValueError(f"kernel size must be >= 1, got {k}")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    if dilation < 1:
-        raise ValueError(f"dilation must be >= 1, got {dilation}")
+    for name, value in (("input size", n), ("kernel size", k), ("stride", stride), ("dilation", dilation)):
+        check_range(name, value)
 
 
 def output_size(

@@ -4,6 +4,8 @@ import os
 # (tests/test_server.py does, with a private runtime folder): no background workers of the
 # code under test outlive the run or serve a test the previous revision's code.
 os.environ["CONVCLI_SERVER"] = "0"
+# Outputs compare equal whether or not Numba's cache is cold (tests/test_jit.py turns it on).
+os.environ["CONVCLI_COMPILE_NOTICE"] = "0"
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 

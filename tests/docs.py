@@ -132,6 +132,7 @@ def environment(cwd: Path) -> dict[str, str]:
         "CONVCLI_SERVER": "0",
         "TERM": "dumb",
         "XDG_RUNTIME_DIR": str(cwd / ".runtime"),
+        "CONVCLI_COMPILE_NOTICE": "0",  # whether kernels compile depends on the cache, not the command
     }
 
 

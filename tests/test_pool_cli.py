@@ -127,7 +127,7 @@ def test_existing_output_needs_force(tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--size", "0"], "pool size must be >= 1, got 0"),
+        (["--size", "0"], "--size must be >= 1, got 0"),
         (["--size", "2", "--stride", "0"], "stride must be >= 1, got 0"),
         (["--size", "3", "--padding", "2"], "padding 2 is more than half the window size 3"),
         (["--size", "9"], "kernel span 9"),

@@ -470,3 +470,19 @@ def test_a_channel_mixing_kernel_of_the_wrong_dimensionality_says_which_layout_f
     np.save(tmp_path / "mix1d.npy", np.ones((1, 3, 5)))
     result = run("convolve", tmp_path / "rgb.png", "-k", tmp_path / "mix1d.npy")
     assert result.exit_code == 2 and "(C_out, C_in, kh, kw)" in result.output
+
+
+def test_feature_maps_are_budgeted_before_they_are_computed(trained, tmp_path):
+    Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    args = [
+        "convolve",
+        str(tmp_path / "big.png"),
+        "-k",
+        f"{trained / 'm.npz'}:conv2",
+        "-o",
+        str(tmp_path / "a.npy"),
+    ]
+    result = CliRunner().invoke(cli, args, env={"CONVCLI_MAX_MEMORY": "60k"})
+    assert result.exit_code == 2 and "activations up to conv2" in result.output
+    assert not (tmp_path / "a.npy").exists()
+    assert CliRunner().invoke(cli, args).exit_code == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import sys
 import time
@@ -41,7 +42,10 @@ def expand_inputs(
     patterns: Iterable[str], *, recursive: bool = False, extensions: Iterable[str] | None = None
 ) -> list[str]:
     """Paths, globs and folders (their files with a known extension, or one of ``extensions``, sorted;
-    with ``recursive`` those of every sub-folder too) -> input list."""
+    with ``recursive`` those of every sub-folder too) -> input list.
+
+    A path that exists is taken literally before any pattern matching: 'a[1].png' is that file,
+    not the pattern matching 'a1.png'."""
     wanted = None if extensions is None else set(extensions)
     inputs: list[str] = []
     for pattern in patterns:
@@ -60,7 +64,7 @@ def expand_inputs(
                 hint = "" if recursive else " (--recursive looks into its sub-folders)"
                 raise InputError(f"{pattern}: no image, audio or array files in this folder{hint}")
             inputs.extend(files)
-        elif glob.has_magic(pattern):
+        elif glob.has_magic(pattern) and not Path(pattern).exists():  # 'a[1].png' that exists is a name
             matches = sorted(glob.glob(pattern))
             if not matches:
                 raise InputError(f"{pattern}: no file matches this pattern")
@@ -332,7 +336,7 @@ def finish(
             "ok": len(records) - len(failed),
             "failed": len(failed),
         }
-        click.echo(json.dumps(document, indent=2), err=to_stdout)
+        click.echo(json_text(document, indent=2), err=to_stdout)
     elif not quiet:
         for record in records:
             if not record.get("error"):
@@ -342,6 +346,23 @@ def finish(
     if len(records) == 1:
         return records[0].get("status", ExitStatus.PROCESSING_ERROR)
     return ExitStatus.PROCESSING_ERROR
+
+
+def json_text(document, **options) -> str:
+    """``json.dumps``, with NaN and ±inf (a diverged loss, an undefined precision) written as null:
+    JSON has no such numbers, and Python's ``NaN`` token makes the document invalid for every
+    other parser."""
+    return json.dumps(_finite(document), allow_nan=False, **options)
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def output_options(func: Callable) -> Callable:
@@ -395,6 +416,11 @@ def uncovered_text(counts: dict[str, int]) -> str | None:
     parts = " and ".join(f"{n} {axis if n > 1 else axis[:-1]}" for axis, n in left.items())
     plural = len(left) > 1 or next(iter(left.values())) > 1
     return f"the last {parts} {'are' if plural else 'is'}"
+
+
+def non_finite_text(count: int) -> str:
+    """'1 input value is' / '3 input values are' (NaN or inf), for the warnings."""
+    return f"{count} input value is" if count == 1 else f"{count} input values are"
 
 
 def warn(message: str) -> None:

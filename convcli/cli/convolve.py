@@ -12,6 +12,7 @@ from convcli.cli.common import (
     Job,
     finish,
     load_input,
+    non_finite_text,
     output_options,
     plan_outputs,
     run_jobs,
@@ -20,6 +21,7 @@ from convcli.cli.common import (
     warn,
 )
 from convcli.errors import UsageError
+from convcli.sizes import MAX_SIZE
 
 HELP = """Apply hand-crafted, file-based or learned kernels to images, audio and arrays.
 
@@ -113,9 +115,12 @@ def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
         values = tuple(int(v) for v in text.split(","))
     except ValueError as error:
         raise UsageError(f"--{name} {text!r}: expected an integer or 'rows,cols'") from error
-    for value in values:
-        if value < 1:
-            raise UsageError(f"--{name} must be >= 1, got {value}")
+    from convcli.sizes import check_range  # numba-free
+
+    try:
+        values = tuple(check_range(f"--{name}", value) for value in values)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return values[0] if len(values) == 1 else values
 
 
@@ -130,6 +135,8 @@ def parse_padding(text: str | None):
     for axis in axes:
         if len(axis) > 2 or any(v < 0 for v in axis):
             raise UsageError(f"--padding {text!r}: each axis takes P or B,A with values >= 0")
+        if max(axis) > MAX_SIZE:
+            raise UsageError(f"--padding {text!r}: values must be at most 2**48 = {MAX_SIZE}")
     if len(axes) == 1 and len(axes[0]) == 1:
         return axes[0][0]
     return tuple(a if len(a) == 2 else (a[0], a[0]) for a in axes)
@@ -232,6 +239,9 @@ def convolve(
     for record in records:
         for note in record.pop("notes", []):
             warn(f"{record['input']}: {note}")
+        if record.get("non_finite"):
+            warn(f"{record['input']}: {non_finite_text(record['non_finite'])} NaN or inf: the outputs within "
+                 "the kernel's reach of them are not finite")
         if record.get("clipped") and not quiet:
             warn(f"{record['input']}: {record['clipped']} values clipped to the output range (see --range)")
         if explain and not record.get("error"):
@@ -282,6 +292,7 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     import numpy as np
 
     from convcli.io.files import AUDIO_EXTENSIONS
+    from convcli.io.ranges import count_non_finite
     from convcli.kernels import resolve_kernel
     from convcli.kernels.apply import apply_chain, follow_alpha, strided_sample_rate
 
@@ -296,6 +307,7 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     geometry = settings.geometry.for_media(media.kind, feature_maps=feature_maps)
     result, plans = apply_chain(data, media.kind, kernels, geometry)
     record = _record(media.data.shape, result.shape, kernels, plans, 0, settings, geometry)
+    record["non_finite"] = count_non_finite(media.data)
     if _as_grid(job, result, settings.grid):
         _save_grid(job, result, kernels, force=settings.force)
         return record | {"picture": "grid"}
@@ -359,10 +371,10 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
         return None
     from convcli.io.audio import audio_info
 
-    shape_in, shape_out, kernels, plans, clipped = outcome
+    shape_in, shape_out, kernels, plans, clipped, non_finite = outcome
     record = _record(shape_in, shape_out, kernels, plans, clipped, settings, geometry)
     record["sample_rate"] = audio_info(job.input).sample_rate  # blocks run at stride 1: the rate is kept
-    return record
+    return record | {"non_finite": non_finite}
 
 
 def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Settings, geometry) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -81,8 +82,13 @@ def kernel_table(rows: list[dict], width: int):
 
 def _default_shape(name: str, entry, designs) -> list[int] | None:
     """Shape with the default parameters (FIR designs at 48 kHz have `taps` taps)."""
+    from convcli.kernels.library import library_factors
+
     if "taps" in entry.params:
         return [entry.params["taps"]]
+    factors = library_factors(name, [])
+    if factors is not None:
+        return [len(f) for f in factors]
     return list(designs[name](dict(entry.params), None).shape)
 
 
@@ -95,17 +101,20 @@ def _default_shape(name: str, entry, designs) -> list[int] | None:
 @click.option("--rate", type=float, default=None, help="Sample rate in Hz for FIR designs (lowpass...).")
 @click.option("--json", "as_json", is_flag=True, help="The matrix as JSON.")
 def show(spec: str, rate: float | None, as_json: bool) -> None:
+    from convcli import budget
     from convcli.kernels import entries, resolve_kernel
-    from convcli.kernels.show import format_matrix
+    from convcli.kernels.show import format_matrix, kernel_sum
 
     kernel = resolve_kernel(spec, sample_rate=rate)
     if as_json:
+        # every value as JSON text: ~25 bytes each, and a Python float (32 bytes) while it is made
+        budget.check("memory", 64 * math.prod(kernel.shape), f"the matrix of {spec!r} as JSON")
         click.echo(
             json.dumps(
                 {
                     "command": "kernels show",
                     "spec": spec,
-                    "shape": list(kernel.array.shape),
+                    "shape": list(kernel.shape),
                     "description": kernel.description,
                     "matrix": kernel.array.tolist(),
                 }
@@ -113,10 +122,10 @@ def show(spec: str, rate: float | None, as_json: bool) -> None:
         )
         return
     click.echo(
-        f"{spec}: {kernel.description}; shape {'x'.join(map(str, kernel.array.shape))}, "
-        f"sum {float(kernel.array.sum()):.6g}"
+        f"{spec}: {kernel.description}; shape {'x'.join(map(str, kernel.shape))}, "
+        f"sum {kernel_sum(kernel):.6g}"
     )
-    click.echo(format_matrix(kernel.array))
+    click.echo(format_matrix(kernel.matrix, kernel.factors))
     entry = entries().get(spec.partition(":")[0].strip().lower())
     if entry is not None and entry.convention:
         click.echo(f"convention: {entry.convention}")

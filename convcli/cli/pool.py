@@ -17,6 +17,7 @@ from convcli.cli.common import (
     expand_inputs,
     finish,
     load_input,
+    non_finite_text,
     output_options,
     plan_outputs,
     run_jobs,
@@ -98,7 +99,13 @@ def check_settings(settings: PoolSettings) -> None:
     stride = settings.stride or settings.size
     values = (settings.size, stride, settings.padding, settings.dilation)
     for axis in range(max(map(len, values))):
-        check_window(*(value[min(axis, len(value) - 1)] for value in values))
+        try:
+            check_window(*(value[min(axis, len(value) - 1)] for value in values))
+        except ValueError as error:  # the library names its parameters; here they are flags
+            message = str(error)
+            for name in ("size", "stride", "padding", "dilation"):
+                message = message.replace(f"pool {name}", f"--{name}")
+            raise UsageError(message) from None
 
 
 def pool_file(job: Job, settings: PoolSettings) -> dict:
@@ -106,6 +113,7 @@ def pool_file(job: Job, settings: PoolSettings) -> dict:
     import numpy as np
 
     from convcli.engine.pooling import adaptive_pool, pool, pool_plan
+    from convcli.io.ranges import count_non_finite
 
     media = load_input(job)
     dims = pooled_dims(media, settings.dims)
@@ -139,7 +147,8 @@ def pool_file(job: Job, settings: PoolSettings) -> dict:
         pooled = replace(pooled, audio=replace(media.audio, sample_rate=rate, frames=result.shape[-1]))
     clipped = save_output(job, pooled, force=settings.force, policy=settings.policy)
     record = {"kind": media.kind, "input_shape": list(data.shape), "output_shape": list(result.shape),
-              "uncovered": dict(zip(AXIS_NAMES[dims], uncovered, strict=True)), "clipped": clipped}
+              "uncovered": dict(zip(AXIS_NAMES[dims], uncovered, strict=True)), "clipped": clipped,
+              "non_finite": count_non_finite(media.data)}
     if media.audio is not None:
         record["sample_rate"] = pooled.audio.sample_rate
     return record
@@ -232,6 +241,10 @@ def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, 
     records = run_jobs(planned, functools.partial(pool_file, settings=settings), workers=jobs, quiet=quiet)
     if not quiet:
         warn_uncovered(records)
+    for record in records:
+        if record.get("non_finite"):
+            warn(f"{record['input']}: {non_finite_text(record['non_finite'])} NaN or inf: the windows "
+                 "holding them are not finite (max/min: NaN wins, as in PyTorch)")
     status = finish(records, command="pool", as_json=as_json, quiet=quiet, describe=describe,
                     extra={"op": op, "adaptive": adaptive is not None})
     click.get_current_context().exit(status)

@@ -7,7 +7,6 @@ so ``--help`` stays fast).
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import sys
 import threading
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from convcli.errors import ExitStatus, OutputExistsError, UsageError
+from convcli.cli.common import json_text
+from convcli.errors import ExitStatus, InputError, OutputExistsError, UsageError
 
 
 def _console(stderr: bool = False):
@@ -219,6 +219,8 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
                          init=init, seed=seed, val_split=val_split)
     config.check()
     out = Path(output)
+    _refuse_overwriting_inputs([out, *(Path(p) for p in (plot_path, filters_path) if p)],
+                               [data, test_path])
     resuming_in_place = resume_path is not None and Path(resume_path).resolve() == out.resolve()
     if out.exists() and not force and not resuming_in_place:
         raise OutputExistsError(f"{out}: exists (use --force to replace it)")
@@ -231,6 +233,17 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
     run = _prepare_run(data, model_arg, config, resume_path, test_path,
                        _read_options(size, gray, length, sample_rate, mono), _given_options(ctx))
     _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet)
+
+
+def _refuse_overwriting_inputs(outputs: list[Path], inputs: list[str | None]) -> None:
+    """The rule of every command: an output never replaces an input, --force or not."""
+    for name in inputs:
+        if name is None:
+            continue
+        source = Path(name).resolve()
+        for target in outputs:
+            if target.resolve() == source:
+                raise UsageError(f"{target}: output would overwrite the input {name}")
 
 
 def _given_options(ctx: click.Context) -> set[str]:
@@ -376,7 +389,7 @@ def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> Non
     if test_accuracy is not None:
         document["test_accuracy"] = test_accuracy
     if as_json:
-        click.echo(json.dumps(document, indent=2))
+        click.echo(json_text(document, indent=2))
     elif not quiet:
         accuracies = f"train accuracy {train_accuracy:.4f}"
         if document["val_accuracy"] is not None:
@@ -430,7 +443,7 @@ def evaluate(model_path: str, data: str, as_json: bool) -> None:
     report = classification_report(labelled.y, predicted, model.class_names)
     report = {"model": model_path, "data": data, "split": "test" if test_set is not None else "all", **report}
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json_text(report, indent=2))
         return
     _print_report(report)
 
@@ -470,6 +483,7 @@ def predict(model_path: str, files: tuple[str, ...], recursive: bool, as_json: b
     import numpy as np
 
     from convcli.cli.common import expand_inputs
+    from convcli.io.arrays import check_npy_header
     from convcli.io.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
     from convcli.nn.data import read_sample
     from convcli.nn.model import load_model
@@ -482,20 +496,27 @@ def predict(model_path: str, files: tuple[str, ...], recursive: bool, as_json: b
         if not path.is_file():
             raise UsageError(f"{name}: no such file")
         if path.suffix.lower() == ".npy":
+            check_npy_header(path, name)
             samples = np.load(path, allow_pickle=False)
             many = samples.ndim == len(model.input_shape) + 1 or (
                 samples.size != np.prod(model.input_shape) and samples.ndim > 1)
             batch = samples if many else samples[None]
         else:
             batch = read_sample(path, model.read_options)[0][None]
-        probabilities = model.predict(batch)
+        try:
+            probabilities = model.predict(batch)
+        except ValueError as error:  # also UsageError; the message gets the file's name
+            error.args = (f"{name}: {error}",)
+            raise
+        except InputError as error:
+            raise InputError(f"{name}: {error}") from None
         for index, row in enumerate(probabilities):
             best = int(row.argmax())
             records.append({"file": name if len(probabilities) == 1 else f"{name}[{index}]",
                             "label": model.class_names[best], "class_index": best,
                             "probabilities": dict(zip(model.class_names, map(float, row), strict=True))})
     if as_json:
-        click.echo(json.dumps({"model": model_path, "predictions": records}, indent=2))
+        click.echo(json_text({"model": model_path, "predictions": records}, indent=2))
         return
     from rich.table import Table
 

@@ -12,19 +12,23 @@ One code path: :func:`plan` validates the request, works out padding and output 
 
 The costs are in one unit (a vectorized multiply-add of the direct loop); ``FFT_COST`` is
 the measured price of one ``n·log2 n`` step of a real FFT relative to it. ``method="auto"``
-takes the cheapest; the plan's ``reason`` states the counts.
+takes the cheapest whose buffers fit the memory budget; the plan's ``reason`` states the counts.
+The chosen method's operations and bytes are checked against :mod:`convcli.budget` in
+:func:`plan`, before anything is allocated or compiled.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from convcli import budget
 from convcli.errors import UsageError, did_you_mean
-from convcli.sizes import effective_kernel, left_over, output_size, padding_pair
+from convcli.sizes import check_range, effective_kernel, left_over, output_size, padding_pair
 
 MODES = ("same", "valid", "full")
 METHODS = ("auto", "direct", "separable", "fft")
@@ -73,10 +77,10 @@ def _per_axis(value: PerAxis, nd: int, name: str) -> tuple[int, ...]:
     values = (value,) * nd if np.isscalar(value) else tuple(value)
     if len(values) != nd:
         raise UsageError(f"{name} needs 1 or {nd} values for a {nd}-D kernel, got {value!r}")
-    out = tuple(int(v) for v in values)
-    if any(v < 1 for v in out):
-        raise UsageError(f"{name} must be >= 1, got {value!r}")
-    return out
+    try:
+        return tuple(check_range(name, v) for v in values)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _explicit_padding(padding, nd: int) -> tuple[tuple[int, int], ...]:
@@ -121,25 +125,37 @@ def _check_kernel(kernel: np.ndarray) -> None:
         raise UsageError(f"kernel has a non-finite value {kernel[where]} at index {where}")
 
 
-def _layout(x_shape: tuple[int, ...], kernel: np.ndarray) -> tuple[int, int, int, int]:
+def _check_factors(factors) -> tuple[np.ndarray, np.ndarray]:
+    """A separable kernel outer(column, row) given as its two 1-D factors."""
+    if len(factors) != 2:
+        raise UsageError(f"factors must be two 1-D arrays (column, row), got {len(factors)}")
+    column, row = (np.asarray(f) for f in factors)
+    for name, factor in (("column", column), ("row", row)):
+        if factor.ndim != 1:
+            raise UsageError(f"the {name} factor must be 1-D, got shape {factor.shape}")
+        _check_kernel(factor)
+    return column, row
+
+
+def _layout(x_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """(nd, N, C_in, C_out) of the request; N·C_in is the number of independent signals."""
-    if kernel.ndim <= 2:
-        nd = kernel.ndim
+    if len(shape) <= 2:
+        nd = len(shape)
         if len(x_shape) < nd:
             raise UsageError(
-                f"kernel has {nd} dimensions {kernel.shape} but the signal only {len(x_shape)} {x_shape}"
+                f"kernel has {nd} dimensions {shape} but the signal only {len(x_shape)} {x_shape}"
             )
-        return nd, int(np.prod(x_shape[:-nd], dtype=np.int64)), 1, 1
-    nd = kernel.ndim - 2
-    c_out, c_in = kernel.shape[:2]
+        return nd, math.prod(x_shape[:-nd]), 1, 1
+    nd = len(shape) - 2
+    c_out, c_in = shape[:2]
     if len(x_shape) not in (nd + 1, nd + 2):
         raise UsageError(
-            f"a channel-mixing kernel {kernel.shape} needs input (C_in, ...) or (N, C_in, ...) with {nd} "
+            f"a channel-mixing kernel {shape} needs input (C_in, ...) or (N, C_in, ...) with {nd} "
             f"spatial axes, got shape {x_shape}"
         )
     if x_shape[-nd - 1] != c_in:
         raise UsageError(
-            f"kernel {kernel.shape} expects {c_in} input channels, the input has {x_shape[-nd - 1]}"
+            f"kernel {shape} expects {c_in} input channels, the input has {x_shape[-nd - 1]}"
         )
     n = x_shape[0] if len(x_shape) == nd + 2 else 1
     return nd, n, c_in, c_out
@@ -155,18 +171,29 @@ def plan(
     padding=None,
     method: str = "auto",
     dtype: np.dtype | type = np.float32,
+    factors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ConvPlan:
-    """Validate a convolution request and decide how to run it (see the module doc for the model)."""
+    """Validate a convolution request and decide how to run it (see the module doc for the model).
+
+    ``factors``: the kernel is ``outer(*factors)`` (``kernel`` is then None), known separable
+    without being built. The estimated cost is checked against :mod:`convcli.budget` here,
+    before anything is allocated.
+    """
     x_shape = tuple(int(n) for n in x_shape)
-    kernel = np.asarray(kernel)
-    _check_kernel(kernel)
+    if factors is not None:
+        factors = _check_factors(factors)
+        shape = (len(factors[0]), len(factors[1]))
+    else:
+        kernel = np.asarray(kernel)
+        _check_kernel(kernel)
+        shape = kernel.shape
     if method not in METHODS:
         raise UsageError(_unknown("method", method, METHODS))
     if padding is None and mode not in MODES:
         raise UsageError(_unknown("mode", mode, MODES))
-    nd, n, c_in, c_out = _layout(x_shape, kernel)
+    nd, n, c_in, c_out = _layout(x_shape, shape)
     spatial_in = x_shape[-nd:]
-    ksize = kernel.shape[-nd:]
+    ksize = shape[-nd:]
     stride = _per_axis(stride, nd, "stride")
     dilation = _per_axis(dilation, nd, "dilation")
     spans = tuple(effective_kernel(k, d) for k, d in zip(ksize, dilation, strict=True))
@@ -182,23 +209,32 @@ def plan(
         left_over(size, k, stride=s, padding=p, dilation=d)
         for size, k, s, p, d in zip(spatial_in, ksize, stride, pads, dilation, strict=True)
     )
-    if kernel.ndim <= 2:
+    if len(shape) <= 2:
         output_shape = (*x_shape[:-nd], *spatial_out)
     else:
         output_shape = (*x_shape[: -nd - 1], c_out, *spatial_out)
 
-    factors = None
     rank1 = None
-    if kernel.ndim == 2 and min(ksize) > 1:
+    if factors is not None:
+        rank1 = True
+        factors = tuple(f.astype(dtype) for f in factors)
+    elif kernel.ndim == 2 and min(ksize) > 1:
         from convcli.engine.separable import rank1_factors
 
         factors = rank1_factors(kernel, np.dtype(dtype))
         rank1 = factors is not None
 
     costs, fft_block = _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors)
-    chosen, reason = _choose(method, costs, rank1)
+    memory = {
+        name: _memory(name, x_shape, output_shape, shape, spatial_out, stride, spans, fft_block,
+                      np.dtype(dtype).itemsize, n * (c_in + c_out), c_in * c_out)
+        for name in costs
+    }
+    chosen, reason = _choose(method, costs, rank1, memory)
     if chosen == "fft":
         reason += f"; overlap-add, FFT blocks of {fft_block}" if fft_block else "; one FFT of the whole input"
+    budget.check_cost(costs[chosen], memory[chosen], f"convolving an input of shape {_shape(x_shape)} with a "
+                      f"{_shape(shape)} kernel ({chosen})")
     return ConvPlan(
         method=chosen,
         reason=reason,
@@ -206,13 +242,36 @@ def plan(
         padding=pads,
         stride=stride,
         dilation=dilation,
-        channel_mixing=kernel.ndim > 2,
+        channel_mixing=len(shape) > 2,
         rank1=rank1,
         costs=costs,
         fft_block=fft_block if chosen == "fft" else None,
         left_over=left,
         factors=factors,
     )
+
+
+def _shape(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, spans, fft_block, itemsize,
+            signals: int, kernel_pairs: int) -> float:
+    """Bytes the chosen method allocates: the input's float copy, the output, and the method's own
+    buffers (the direct engine's column map, a factored kernel made dense, the FFT's padded input,
+    spectra and full result). ``signals``: input plus output signals (N·C_in + N·C_out)."""
+    reach = [(o - 1) * s + k for o, s, k in zip(spatial_out, stride, spans, strict=True)]
+    arrays = itemsize * (math.prod(x_shape) + math.prod(output_shape))
+    # per thread, the Numba engines hold the input rows under the kernel (c_in·kh rows of width w)
+    rows = (os.cpu_count() or 1) * itemsize * x_shape[-1] * math.prod(kernel_shape[:-1])
+    if method == "separable":
+        return float(arrays + rows + 4 * itemsize * reach[-1])
+    extra = itemsize * math.prod(kernel_shape) + rows
+    if method == "fft":
+        # overlap-add holds ~reach·block/step points per signal; one transform, about reach points
+        points = math.prod(reach) if fft_block is None else 2 * (reach[0] + fft_block)
+        extra += itemsize * points * (2 * signals + kernel_pairs)
+    return float(arrays + extra)
 
 
 def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors):
@@ -259,10 +318,18 @@ def _fft_cost_floor(signals: int, reach: list[int], spans: Sequence[int]) -> flo
     return float(FFT_COST * signals * points * math.log2(max(shortest, 2)))
 
 
-def _choose(method: str, costs: dict[str, float], rank1: bool | None) -> tuple[str, str]:
+def _choose(
+    method: str, costs: dict[str, float], rank1: bool | None, memory: dict[str, float]
+) -> tuple[str, str]:
     counts = ", ".join(f"{name} {cost:.3g}" for name, cost in costs.items())
     if method == "auto":
-        chosen = min(costs, key=costs.get)
+        # the cheapest method whose buffers fit the memory budget (a huge dilation makes the
+        # separable and FFT buffers as long as the dilated kernel, the direct method not)
+        fitting = [name for name in costs if memory[name] <= budget.limit("memory")] or list(costs)
+        chosen = min(fitting, key=costs.get)
+        if chosen != min(costs, key=costs.get):
+            return chosen, f"auto: {chosen} has the lowest operation count within the memory budget " \
+                f"({counts})"
         return chosen, f"auto: {chosen} has the lowest operation count ({counts})"
     if method == "separable" and "separable" not in costs:
         why = "is not rank 1" if rank1 is False else "is not a 2-D single-channel kernel with both sides > 1"
@@ -318,17 +385,31 @@ def convolve_planned(
     padding=None,
     correlate: bool = False,
     method: str = "auto",
+    factors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, ConvPlan]:
-    """:func:`convolve`, also returning the plan it ran (method, reason, left-over rows)."""
+    """:func:`convolve`, also returning the plan it ran (method, reason, left-over rows).
+
+    ``factors=(column, row)`` (with ``kernel`` None) gives a separable 2-D kernel as its 1-D
+    factors, so a large one is never built unless a method other than separable is asked for.
+    """
     from convcli.engine.boundary import MODE_CODES, normalize_boundary
 
     boundary_code = MODE_CODES[normalize_boundary(boundary)]
     x = np.asarray(x)
     dtype = _compute_dtype(x)
-    kernel = np.asarray(kernel)
-    _check_kernel(kernel)
     if not np.isfinite(cval):
         raise UsageError(f"cval must be finite, got {cval}")
+    if factors is not None:
+        factors = _check_factors(factors)
+        if not correlate:
+            factors = tuple(f[::-1] for f in factors)
+        how = plan(x.shape, None, mode=mode, stride=stride, dilation=dilation, padding=padding,
+                   method=method, dtype=dtype, factors=factors)
+        # direct or fft (asked for by name): the dense kernel, counted in the plan's memory
+        kernel = np.outer(*how.factors) if how.method != "separable" else np.ones((1, 1))
+        return _execute(x, kernel, how, dtype, boundary_code, cval)
+    kernel = np.asarray(kernel)
+    _check_kernel(kernel)
     nd = kernel.ndim if kernel.ndim <= 2 else kernel.ndim - 2
     if not correlate:  # true convolution: flip the spatial axes
         kernel = np.flip(kernel, axis=tuple(range(-nd, 0)))
@@ -336,6 +417,11 @@ def convolve_planned(
         x.shape, kernel, mode=mode, stride=stride, dilation=dilation, padding=padding, method=method,
         dtype=dtype,
     )
+    return _execute(x, kernel, how, dtype, boundary_code, cval)
+
+
+def _execute(x, kernel, how: ConvPlan, dtype, boundary_code, cval) -> tuple[np.ndarray, ConvPlan]:
+    nd = len(how.stride)
     kernel = kernel.astype(dtype)
     x = x.astype(dtype, copy=False)
     # engines see (N, C_in, *spatial) and (C_out, C_in, *k)

@@ -18,9 +18,9 @@ map each tap's column (a table computed once per call). Strided outputs are comp
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, uint64
 
 from convcli.engine import boundary
+from convcli.jit import njit, prange, uint64
 
 # the one definition of the boundary index mapping, compiled for the kernels
 source_index = njit(cache=True, nogil=True)(boundary.source_index)
@@ -126,11 +126,15 @@ def _eight_taps(block, m, src, starts, weights, start, t, first):
 
 
 @njit(cache=True, nogil=True)
-def _border_value(src, row_starts, weights, offsets, position, column_map, cval):
-    """One output whose taps reach past the input's left or right edge: each tap is mapped."""
+def _border_value(src, row_starts, weights, offsets, position, w, mode, cval):
+    """One output whose taps reach past the input's left or right edge: each tap is mapped.
+
+    Mapped here, tap by tap, rather than from a table of the padded row: that table grows with the
+    dilation (10⁸ for a 3-tap kernel dilated 5·10⁷), while the taps to map are a few per output.
+    """
     total = 0.0
     for t in range(weights.shape[0]):
-        c = column_map[position + offsets[t]]
+        c = source_index(position + offsets[t], w, mode)
         total += weights[t] * (cval if c < 0 else src[row_starts[t] + c])
     return total
 
@@ -150,11 +154,7 @@ def correlate_direct(
     c_out = tap_weights.shape[0]
     ho, wo = out.shape[2], out.shape[3]
     flat = x.reshape(-1)
-    input_offsets = tap_offsets - pad_left  # tap offsets as input columns, for the interior
-    # the input column under each padded column (-1: cval), for the few border outputs
-    column_map = np.empty(max((wo - 1) * stride_w + tap_offsets.max() + 1, 0), dtype=np.int64)
-    for p in range(column_map.shape[0]):
-        column_map[p] = source_index(p - pad_left, w, mode)
+    input_offsets = tap_offsets - pad_left  # tap offsets as input columns
     n_bands = (ho + ROW_BAND - 1) // ROW_BAND
     for task in prange(n_images * n_bands):
         img = task // n_bands
@@ -174,6 +174,7 @@ def correlate_direct(
                     starts[t] = row_starts[t] + input_offsets[co, t]
                 weights = tap_weights[co, :count]
                 offsets = tap_offsets[co, :count]
+                shifted = input_offsets[co, :count]
                 # interior columns [j_lo, j_hi): every tap inside the input, read in place
                 j_lo = min(wo, max(0, -(-pad_left // stride_w)))
                 j_hi = min(wo, (w - 1 - offsets.max() + pad_left) // stride_w + 1)
@@ -183,9 +184,9 @@ def correlate_direct(
                     j1 = min(j_hi, j0 + COLUMN_BLOCK)
                     accumulate_taps(orow, j0, j1, src, starts[:count], weights, stride_w, True)
                 for j in range(j_lo):
-                    orow[j] = _border_value(src, row_starts, weights, offsets, j * stride_w, column_map, cval)
+                    orow[j] = _border_value(src, row_starts, weights, shifted, j * stride_w, w, mode, cval)
                 for j in range(j_hi, wo):
-                    orow[j] = _border_value(src, row_starts, weights, offsets, j * stride_w, column_map, cval)
+                    orow[j] = _border_value(src, row_starts, weights, shifted, j * stride_w, w, mode, cval)
 
 
 def tap_tables(kernel: np.ndarray, dil_w: int) -> tuple[np.ndarray, ...]:

@@ -102,6 +102,9 @@ def correlate(
 
     ``block``: overlap-add FFT length (1-D only), or None for one transform of the whole axis.
     """
+    bad = ~np.isfinite(padded)
+    if bad.any():
+        return _correlate_non_finite(padded, bad, kernel, out_shape, stride, dilation, block)
     nd = len(out_shape)
     flipped = np.flip(dilate(kernel, dilation), axis=tuple(range(-nd, 0)))
     span = flipped.shape[-nd:]
@@ -123,6 +126,28 @@ def correlate(
         slice(k - 1, k - 1 + (o - 1) * s + 1, s) for k, o, s in zip(span, out_shape, stride, strict=True)
     )
     return np.ascontiguousarray(full[(Ellipsis, *keep)], dtype=padded.dtype)
+
+
+def _correlate_non_finite(padded, bad, kernel, out_shape, stride, dilation, block) -> np.ndarray:
+    """:func:`correlate` of an input holding NaN or ±inf, which a transform would spread over the
+    whole block: the finite part is transformed with those samples set to 0, then the outputs
+    whose window holds one under a nonzero tap get the value the direct sum gives (NaN for a NaN,
+    or for +inf meeting −inf; else ±inf), found by correlating indicator masks with the taps."""
+    def hits(mask: np.ndarray, taps: np.ndarray) -> np.ndarray:
+        if not mask.any() or not taps.any():
+            return np.zeros((padded.shape[0], kernel.shape[0], *out_shape), dtype=bool)
+        counts = correlate(mask.astype(padded.dtype), taps.astype(padded.dtype), out_shape, stride, dilation,
+                           block)
+        return counts > 0.5  # whole counts, up to the transform's rounding
+
+    out = correlate(np.where(bad, 0, padded), kernel, out_shape, stride, dilation, block)
+    positive, negative = padded == np.inf, padded == -np.inf
+    rising = hits(positive, kernel > 0) | hits(negative, kernel < 0)
+    falling = hits(positive, kernel < 0) | hits(negative, kernel > 0)
+    out[rising] = np.inf
+    out[falling] = -np.inf
+    out[(rising & falling) | hits(np.isnan(padded), kernel != 0)] = np.nan
+    return out
 
 
 def _overlap_add(padded: np.ndarray, flipped: np.ndarray, block: int) -> np.ndarray:

@@ -29,9 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
 
-from convcli.sizes import left_over, output_size
+from convcli import budget
+from convcli.jit import njit, prange
+from convcli.sizes import check_range, left_over, output_size
 
 OPS = ("max", "min", "avg", "sum", "lp")
 ADAPTIVE_OPS = ("max", "min", "avg", "sum")
@@ -133,14 +134,10 @@ def adaptive_plan(n: int, size_out: int) -> AxisPlan:
 
 def check_window(k: int, stride: int, padding: int, dilation: int) -> None:
     """Refuse, naming the value, a window PyTorch would refuse (whatever the input's size)."""
-    if k < 1:
-        raise ValueError(f"pool size must be >= 1, got {k}")
-    if stride < 1:
-        raise ValueError(f"pool stride must be >= 1, got {stride}")
-    if dilation < 1:
-        raise ValueError(f"pool dilation must be >= 1, got {dilation}")
-    if padding < 0:
-        raise ValueError(f"pool padding must be >= 0, got {padding}")
+    check_range("pool size", k)
+    check_range("pool stride", stride)
+    check_range("pool dilation", dilation)
+    check_range("pool padding", padding, 0)
     if 2 * padding > k:
         raise ValueError(
             f"pool padding {padding} is more than half the window size {k} (PyTorch: padding <= size/2)"
@@ -238,6 +235,7 @@ def pool(
     _check_ndim(x, ndim)
     if op == "lp" and not (p > 0):  # also refuses NaN
         raise ValueError(f"lp pooling needs p > 0, got p={p}")
+    _check_window_cost(x, size, stride, padding, dilation, ceil_mode, ndim, boundary != "constant")
     if boundary != "constant":
         x, padding = _pad_by_boundary(x, boundary, padding, op, ndim)
     plan = pool_plan(
@@ -268,12 +266,46 @@ def adaptive_pool(x: np.ndarray, output_size: PerAxis | Sequence[int | None], *,
         targets = tuple(output_size)
         if len(targets) != ndim:
             raise ValueError(f"output size must be an int or {ndim} values, got {output_size!r}")
-    axes = []
+    sizes = []
     for n, target in zip(spatial, targets, strict=True):
         if target is not None and not isinstance(target, (int, np.integer)):
             raise ValueError(f"adaptive output size must be an int, got {target!r}")
-        axes.append(adaptive_plan(n, n if target is None else int(target)))
+        sizes.append(n if target is None else check_range("adaptive output size", target))
+    # a bin spans at most ceil(n/out) + 1 samples
+    _check_cost(x, sizes, [-(-n // out) + 1 for n, out in zip(spatial, sizes, strict=True)], copied=False)
+    axes = [adaptive_plan(n, out) for n, out in zip(spatial, sizes, strict=True)]
     return _run(x, PoolPlan(tuple(axes)), op, ndim)
+
+
+def _check_window_cost(x, size, stride, padding, dilation, ceil_mode, ndim, padded) -> None:
+    """The budget check of a window pooling, from sizes alone (before padding or planning)."""
+    sizes = _per_axis("size", size, ndim)
+    strides = sizes if stride is None else _per_axis("stride", stride, ndim)
+    paddings = _per_axis("padding", padding, ndim)
+    dilations = _per_axis("dilation", dilation, ndim)
+    for k, s, q, d in zip(sizes, strides, paddings, dilations, strict=True):
+        check_window(k, s, q, d)
+    out = [output_size(n, k, stride=s, padding=q, dilation=d, ceil_mode=ceil_mode)
+           for n, k, s, q, d in zip(x.shape[-ndim:], sizes, strides, paddings, dilations, strict=True)]
+    _check_cost(x, out, list(sizes), copied=padded, padding=paddings)
+
+
+def _check_cost(x: np.ndarray, out: list[int], taps: list[int], *, copied: bool, padding=None) -> None:
+    """Operations (rows pass, then columns pass) and bytes (output, per-axis plans, a padded copy)
+    of pooling ``x`` to ``out`` with windows of ``taps`` samples per axis."""
+    ndim = len(out)
+    lead = math.prod(x.shape[:-ndim])
+    width = x.shape[-1] + (2 * padding[-1] if padding else 0)
+    if ndim == 1:
+        operations = lead * out[0] * taps[0]
+    else:
+        operations = lead * out[0] * (width * taps[0] + out[1] * taps[1])
+    memory = x.itemsize * lead * math.prod(out) + 40 * sum(out)
+    if copied:
+        padded = [n + 2 * q for n, q in zip(x.shape[-ndim:], padding, strict=True)]
+        memory += x.itemsize * lead * math.prod(padded)
+    budget.check_cost(operations, memory, f"pooling an input of shape {'x'.join(map(str, x.shape))} to "
+                      f"{'x'.join(map(str, out))}")
 
 
 def _pad_by_boundary(x: np.ndarray, boundary: str, padding: PerAxis, op: str, ndim: int):

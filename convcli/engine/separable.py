@@ -8,19 +8,23 @@ no intermediate image is written.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
 from convcli.engine.direct import COLUMN_BLOCK, ROW_BAND, accumulate_taps, row_sources, source_index
+from convcli.jit import njit, prange
 
 # a kernel is rank 1 when its second singular value is below this many float epsilons
 # (scaled by the kernel size) relative to the first
 RANK_TOLERANCE_EPS = 10.0
+# above this many entries (64×64) the rank-1 test is one pass over the kernel, not an SVD
+SVD_MAX_SIZE = 4096
 
 
 def rank1_factors(kernel: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
     """``(a, b)`` with ``kernel ≈ outer(a, b)`` if the 2-D kernel is numerically rank 1, else None."""
     if kernel.ndim != 2 or min(kernel.shape) < 2:
         return None
+    if kernel.size > SVD_MAX_SIZE:
+        return _pivot_factors(kernel, dtype)
     u, s, vt = np.linalg.svd(kernel.astype(np.float64))
     if s[0] == 0.0:
         return None
@@ -29,6 +33,23 @@ def rank1_factors(kernel: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.n
         return None
     scale = np.sqrt(s[0])
     return (u[:, 0] * scale).astype(dtype), (vt[0] * scale).astype(dtype)
+
+
+def _pivot_factors(kernel: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rank-1 test of a large kernel in one pass (an SVD costs kh·kw·min(kh, kw)): a rank-1 matrix
+    is the outer product of the column and the row through its largest entry, divided by it."""
+    matrix = kernel.astype(np.float64)
+    i, j = np.unravel_index(np.argmax(np.abs(matrix)), matrix.shape)
+    pivot = matrix[i, j]
+    if pivot == 0.0:
+        return None
+    column, row = matrix[:, j], matrix[i] / pivot
+    tolerance = RANK_TOLERANCE_EPS * max(kernel.shape) * np.finfo(dtype).eps * abs(pivot)
+    if np.max(np.abs(matrix - np.outer(column, row))) > tolerance:
+        return None
+    # balance the two factors' scales, as the SVD's sqrt(s0) split does
+    scale = np.sqrt(np.linalg.norm(column) / max(np.linalg.norm(row), np.finfo(np.float64).tiny))
+    return (column / scale).astype(dtype), (row * scale).astype(dtype)
 
 
 @njit(cache=True)

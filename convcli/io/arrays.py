@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import zipfile
 from pathlib import Path
 from typing import IO
 
@@ -18,6 +20,7 @@ def read_array(source: Source, extension: str, *, name: str | None = None) -> np
     extension = extension.lower()
     try:
         if extension == ".npy":
+            check_npy_header(source, label)
             array = np.load(source, allow_pickle=False)
         elif extension == ".npz":
             array = _single_npz_array(source, label)
@@ -41,12 +44,33 @@ def read_array(source: Source, extension: str, *, name: str | None = None) -> np
     return array
 
 
+def check_npy_header(source: Source, label: str) -> None:
+    """The array's declared size within the memory budget, from its header, before it is read."""
+    from convcli import budget
+
+    stream = open(source, "rb") if isinstance(source, Path) else source  # noqa: SIM115 - closed below
+    start = stream.tell()
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read_header(stream)
+    finally:
+        if stream is source:
+            stream.seek(start)
+        else:
+            stream.close()
+    budget.check("memory", math.prod(shape) * dtype.itemsize, f"{label}: reading an array of shape {shape}")
+
+
 def _single_npz_array(source: Source, label: str) -> np.ndarray:
+    from convcli import budget
+
     with np.load(source, allow_pickle=False) as archive:
         names = list(archive.files)
         if len(names) != 1:
             raise InputError(f"{label}: .npz holds {len(names)} arrays {names}; exactly one is needed")
-        return archive[names[0]]
+        return npz_member(archive.zip, names[0], label, max_bytes=budget.limit("memory"))
 
 
 def write_array(path: Path, array: np.ndarray, extension: str) -> None:
@@ -66,3 +90,28 @@ def write_array(path: Path, array: np.ndarray, extension: str) -> None:
         np.savetxt(path, np.atleast_1d(array), delimiter="," if extension == ".csv" else " ", fmt="%.9g")
     else:
         raise UsageError(f"not an array file extension {extension!r}")
+
+
+NPY_HEADER_BYTES = 1 << 16  # numpy's own limit on a .npy header
+
+
+def npz_member(archive: zipfile.ZipFile, name: str, label: str, *, max_bytes: float) -> np.ndarray:
+    """Array ``name`` of an .npz, read only when its declared sizes (the zip entry, then the .npy
+    header's shape) are within ``max_bytes``: a zip bomb or a header claiming 10**12 values is
+    refused before anything is decompressed or allocated. KeyError when there is no such array."""
+    info = archive.getinfo(name + ".npy")
+    if info.file_size > max_bytes + NPY_HEADER_BYTES:
+        raise InputError(f"{label}: array {name!r} would decompress to {info.file_size:,} bytes, more than "
+                         f"the {int(max_bytes):,} it can hold")
+    with archive.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read_header(stream)
+        if dtype.hasobject:
+            raise InputError(f"{label}: array {name!r} needs pickle (object data); refused for safety")
+        if math.prod(shape) * dtype.itemsize > max_bytes:
+            raise InputError(f"{label}: array {name!r} declares shape {shape} of {dtype}, more than the "
+                             f"{int(max_bytes):,} bytes it can hold")
+    with archive.open(info) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)

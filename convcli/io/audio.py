@@ -57,6 +57,11 @@ def read_audio(source: Path | IO[bytes], *, name: str | None = None) -> tuple[np
     label = name or str(source)
     with _open(source, label) as handle:
         info = _info(handle)
+        # from the header, before decoding: an hour of silence is a few kB of FLAC
+        from convcli import budget
+
+        budget.check("memory", 4 * info.frames * info.channels,
+                     f"{label}: decoding {info.frames} frames of {info.channels} channel(s)")
         try:
             data = handle.read(dtype="float32", always_2d=True)
         except RuntimeError as error:

@@ -131,9 +131,23 @@ def atomic_output(path: Path, *, force: bool = False) -> Iterator[Path]:
         if path.exists() and not force:
             raise OutputExistsError(f"{path}: output appeared while writing (use --force to replace it)")
         os.replace(temp, path)
+    except Exception as error:
+        _name_target(error, temp, str(path))
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+def _name_target(error: Exception, temp: Path, target: str) -> None:
+    """Make an encoder's error name the output the user asked for, not the temporary file
+    (whose name the user never gave, and which is gone by the time they read the message)."""
+    if isinstance(error, OSError) and error.filename is not None and Path(error.filename) == temp:
+        error.filename = target
+    temp_text = str(temp)
+    error.args = tuple(a.replace(temp_text, target) if isinstance(a, str) else a for a in error.args)
+    if isinstance(error, OSError) and error.strerror:
+        error.strerror = error.strerror.replace(temp_text, target)
 
 
 def _read_umask() -> int:
@@ -162,6 +176,9 @@ def stdout_output(extension: str) -> Iterator[Path]:
         yield temp
         sys.stdout.buffer.write(temp.read_bytes())
         sys.stdout.buffer.flush()
+    except Exception as error:
+        _name_target(error, temp, "stdout")
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()

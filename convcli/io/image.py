@@ -26,6 +26,7 @@ from convcli.io.files import IMAGE_EXTENSIONS
 from convcli.io.ranges import fit_range
 
 SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
+FLOAT_BITS = 32  # ImageInfo.bits of a float image (float TIFF): values kept as they are
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB, RGBA (no palette)
 _TIFF_RGB, _TIFF_UNASSOCIATED_ALPHA, _TIFF_SEPARATE_PLANES = 2, 2, 2
@@ -34,7 +35,7 @@ _TIFF_RGB, _TIFF_UNASSOCIATED_ALPHA, _TIFF_SEPARATE_PLANES = 2, 2, 2
 @dataclass(frozen=True)
 class ImageInfo:
     mode: str  # Pillow mode of the colour part: "L" or "RGB"
-    bits: int  # 8 or 16
+    bits: int  # 8, 16, or FLOAT_BITS for a float image
 
 
 def read_image(
@@ -50,24 +51,102 @@ def read_image(
         raise InputError(f"{label}: cannot read ({error.strerror or error})") from error
     depth = _plain_png_depth(encoded)
     if depth is not None:
+        check_pixels(*struct.unpack(">II", encoded[16:24]), label)
         return _decode_png(encoded, depth, label)
+    # convcli's own limit (check_pixels, from the header) stands for Pillow's, so that one limit,
+    # configured in one place, holds for every decoder (Pillow's would refuse at 2x its value)
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(io.BytesIO(encoded)) as image:
+            check_pixels(*image.size, label)
             if _is_sixteen_bit_colour(image):
                 return _decode_sixteen_bit(image)
             image.load()
-            return _decode(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            return _decode(image, label)
+    except UsageError:
+        raise  # over the pixel budget: refused, not unreadable
+    except UnidentifiedImageError as error:
+        if encoded[:4] in (b"II*\x00", b"MM\x00*"):  # float or 32-bit colour TIFF: Pillow has no mode
+            return _decode_tiff(encoded, label)
+        raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
+    except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
 
 
-def _decode(image) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
+def _tiff_size(encoded: bytes) -> tuple[int, int]:
+    """(width, height) of a TIFF's first image, from its first IFD (nothing decoded)."""
+    order = "<" if encoded[:2] == b"II" else ">"
+    (offset,) = struct.unpack(order + "I", encoded[4:8])
+    (count,) = struct.unpack(order + "H", encoded[offset : offset + 2])
+    size = {}
+    for entry in range(count):
+        start = offset + 2 + 12 * entry
+        tag, kind = struct.unpack(order + "HH", encoded[start : start + 4])
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
+            form, width = ("H", 2) if kind == 3 else ("I", 4)
+            size[tag] = struct.unpack(order + form, encoded[start + 8 : start + 8 + width])[0]
+    if len(size) != 2:
+        raise ValueError("TIFF without ImageWidth/ImageLength")
+    return size[256], size[257]
+
+
+def _decode_tiff(encoded: bytes, label: str) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
+    """A TIFF Pillow cannot open (float or 32-bit integer colour), by imagecodecs' libtiff."""
+    import imagecodecs
+
+    try:
+        width, height = _tiff_size(encoded)
+    except (struct.error, ValueError) as error:
+        raise InputError(f"{label}: not a readable image (TIFF: {' '.join(str(error).split())})") from error
+    check_pixels(width, height, label)
+    try:
+        pixels = imagecodecs.tiff_decode(encoded)
+    except (ValueError, RuntimeError) as error:
+        raise InputError(f"{label}: not a readable image (TIFF: {' '.join(str(error).split())})") from error
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.ndim != 3 or pixels.shape[2] > 4:
+        raise InputError(f"{label}: TIFF of shape {pixels.shape} is not a gray or RGB(A) image")
+    if pixels.dtype.kind == "f":
+        return _float_image(np.moveaxis(pixels, -1, 0))
+    return _split_alpha(_sixteen_bits(pixels, label), bits=16)
+
+
+def _float_image(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
+    """Float samples are kept as they are (not scaled, not clipped): 32-bit float image."""
+    planes = planes.astype(np.float32)
+    colour, alpha = (planes[:-1], planes[-1]) if planes.shape[0] in (2, 4) else (planes, None)
+    return colour, alpha, ImageInfo("L" if colour.shape[0] == 1 else "RGB", FLOAT_BITS)
+
+
+def _sixteen_bits(pixels: np.ndarray, label: str) -> np.ndarray:
+    """32-bit integer samples as 16-bit ones, when every value fits (else refused, never clipped)."""
+    low, high = int(pixels.min(initial=0)), int(pixels.max(initial=0))
+    if low < 0 or high > 65535:
+        raise InputError(f"{label}: {pixels.dtype.itemsize * 8}-bit integer samples from {low} to {high} do "
+                         "not fit the 0-65535 of a 16-bit image; convert it to a float TIFF or an .npy array")
+    return pixels.astype(np.uint16)
+
+
+def check_pixels(width: int, height: int, label: str) -> None:
+    """Refuse, from the header and before any decoding, an image over the pixel budget (a
+    decompression bomb: 30000x30000 pixels of one colour are under 1 MB as PNG, 2.7 GB decoded)."""
+    from convcli import budget
+
+    budget.check("pixels", width * height, f"{label}: decoding a {width}x{height} image")
+
+
+def _decode(image, label: str) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
     mode, fmt = image.mode, image.format  # a converted image has no format
+    if mode == "F":
+        return _float_image(np.asarray(image)[None])
     if mode in ("I;16", "I;16B", "I;16L", "I"):
-        data = np.asarray(image, dtype=np.float64)
+        data = np.asarray(image)
+        if mode == "I":
+            data = _sixteen_bits(data, label)
         bits = 16 if mode.startswith("I;16") or data.max(initial=0) > 255 else 8
         scale = 65535.0 if bits == 16 else 255.0
-        return (np.clip(data / scale, 0, 1)[None]).astype(np.float32), None, ImageInfo("L", bits)
+        return (data.astype(np.float64) / scale)[None].astype(np.float32), None, ImageInfo("L", bits)
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif mode in ("1", "F"):
@@ -177,6 +256,17 @@ def write_image(
         raise UsageError(
             f"a result of shape {colour.shape} is not a gray or RGB image; write it as .npy instead"
         )
+    if bits == FLOAT_BITS:
+        if fmt == "TIFF":  # float in, float out: never clipped
+            _write_float_tiff(path, colour, alpha)
+            return 0
+        bits = 16 if fmt in SIXTEEN_BIT_FORMATS else 8
+        warnings.warn(
+            f"{fmt} holds {bits}-bit integers: the float image was written as values in [0, 1] with {bits} "
+            "bits (see --range; .tif keeps floats)",
+            UserWarning,
+            stacklevel=2,
+        )
     if bits == 16 and fmt not in SIXTEEN_BIT_FORMATS:
         warnings.warn(
             f"{fmt} holds 8 bits per channel: the 16-bit input was written with 8 (.png and .tif keep 16)",
@@ -205,6 +295,19 @@ def write_image(
         image = image.convert("RGBA")  # these encoders have no gray+alpha mode
     image.save(path, format=fmt, **options)
     return clipped
+
+
+def _write_float_tiff(path: Path, colour: np.ndarray, alpha: np.ndarray | None) -> None:
+    import imagecodecs
+
+    planes = colour if alpha is None else np.concatenate([colour, alpha[None].astype(colour.dtype)])
+    pixels = np.ascontiguousarray(np.moveaxis(planes, 0, -1).astype(np.float32))
+    channels = pixels.shape[2]
+    Path(path).write_bytes(imagecodecs.tiff_encode(
+        pixels[:, :, 0] if channels == 1 else pixels,
+        photometric="rgb" if channels >= 3 else "minisblack",
+        extrasample="unassalpha" if channels in (2, 4) else None,
+    ))
 
 
 def _write_deep_or_png(path: Path, fmt: str, pixels: np.ndarray) -> None:

@@ -8,9 +8,9 @@ one-image run.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
 from convcli.io.image import PNG_COLOUR_TYPE, PNG_SIGNATURE
+from convcli.jit import njit, prange
 
 
 @njit(cache=True, parallel=True)

@@ -47,6 +47,12 @@ def fit_range(
     return x, clipped
 
 
+def count_non_finite(x: np.ndarray) -> int:
+    """How many values are NaN or ±inf (reported, never silently filtered)."""
+    x = np.asarray(x)
+    return 0 if x.dtype.kind in "biu" else int(x.size - np.count_nonzero(np.isfinite(x)))
+
+
 def peak_normalize_gain(x: np.ndarray, high: float) -> float:
     """The gain that takes the largest magnitude to ``high`` (1 for silence)."""
     peak = float(np.max(np.abs(x))) if x.size else 0.0

@@ -22,7 +22,7 @@ import numpy as np
 from convcli.errors import UsageError
 from convcli.io.files import AUDIO_EXTENSIONS
 from convcli.kernels import sources
-from convcli.kernels.library import entries, library_kernel
+from convcli.kernels.library import entries, library_factors, library_kernel
 
 __all__ = ["Kernel", "load_kernel", "resolve_kernel", "entries"]
 
@@ -39,20 +39,38 @@ class Kernel:
     """
 
     spec: str
-    array: np.ndarray
+    matrix: np.ndarray | None  # None when the kernel is given by its factors
     role: str = "filter"
     description: str = ""
     notes: list[str] = field(default_factory=list)
     feature: sources.FeatureMap | None = None
+    # a separable library kernel as (column, row): outer(column, row), never built unless needed
+    factors: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.matrix is None:
+            return tuple(len(f) for f in self.factors)
+        return tuple(self.matrix.shape)
+
+    @property
+    def array(self) -> np.ndarray:
+        """The kernel as one array (a factored kernel is built here, within the memory budget)."""
+        if self.matrix is not None:
+            return self.matrix
+        from convcli import budget
+
+        budget.check("memory", 8 * np.prod(self.shape, dtype=float), f"kernel {self.spec!r} as a matrix")
+        return np.outer(*self.factors)
 
     @property
     def spatial_ndim(self) -> int:
         """1 for signal kernels, 2 for image kernels."""
         if self.role == "mix":
-            return self.array.ndim - 2
+            return len(self.shape) - 2
         if self.role == "ir":
             return 1
-        return self.array.ndim
+        return len(self.shape)
 
 
 def resolve_kernel(spec: str, *, sample_rate: float | None = None) -> Kernel:
@@ -90,8 +108,12 @@ def resolve_kernel(spec: str, *, sample_rate: float | None = None) -> Kernel:
     name, _, arguments = spec.partition(":")
     args = [a for a in arguments.split(",") if a.strip()] if arguments else []
     entry = entries().get(name.strip().lower())
+    description = entry.description if entry else ""
+    factors = library_factors(name.strip().lower(), args)
+    if factors is not None:
+        return Kernel(spec, None, "filter", description, factors=factors)
     matrix = library_kernel(name.strip().lower(), args, sample_rate=sample_rate)
-    return Kernel(spec, matrix, "filter", entry.description if entry else "")
+    return Kernel(spec, matrix, "filter", description)
 
 
 def load_kernel(spec: str, *, sample_rate: float | None = None) -> np.ndarray:

@@ -108,7 +108,7 @@ def signal_ndim(kind: str, data: np.ndarray, kernel: Kernel) -> int:
         )
     if want > have or (kind != "array" and want != have):
         raise UsageError(
-            f"kernel {kernel.spec!r} is {want}-D {tuple(kernel.array.shape)} but the input is "
+            f"kernel {kernel.spec!r} is {want}-D {kernel.shape} but the input is "
             f"{have}-D ({described}); use a {have}-D kernel"
         )
     return want
@@ -160,6 +160,10 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
         data = data if data.ndim > ndim else data[None]
         check_channels(data, kernel, ndim)
         weights = kernel.array
+    elif kernel.factors is not None:  # separable by construction: never built as a matrix
+        check_fits(data, kernel.shape, geometry, kernel.spec)
+        out, how = convolve_planned(data, None, factors=kernel.factors, **geometry.engine_options(ndim))
+        return out, _summary(how)
     else:
         weights = kernel.array[None, :] if ndim == 2 and kernel.array.ndim == 1 else kernel.array
     weights = weights.astype(data.dtype)
@@ -240,16 +244,22 @@ def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -
         return None
     if geometry.keeps_size:
         return alpha
-    from convcli.engine.convolve import convolve
+    from convcli.engine.convolve import convolve_planned
 
     for kernel in kernels:
-        shape = kernel.array.shape[-2:] if kernel.array.ndim >= 2 else (1, kernel.array.shape[-1])
+        shape = kernel.shape[-2:] if len(kernel.shape) >= 2 else (1, kernel.shape[-1])
         correlate = geometry.correlate
-        impulse = np.zeros(shape, dtype=alpha.dtype)
         # the tap that lines up output and input: centre of the (flipped, for convolution) kernel
-        row = shape[0] - 1 - (shape[0] - 1) // 2 if correlate else (shape[0] - 1) // 2
-        col = shape[1] - 1 - (shape[1] - 1) // 2 if correlate else (shape[1] - 1) // 2
-        impulse[row, col] = 1
-        options = geometry.engine_options(2, correlate=correlate) | {"cval": 0.0, "method": "direct"}
-        alpha = convolve(alpha, impulse, **options)
+        lines = []
+        for size in shape:
+            line = np.zeros(size, dtype=alpha.dtype)
+            line[size - 1 - (size - 1) // 2 if correlate else (size - 1) // 2] = 1
+            lines.append(line)
+        options = geometry.engine_options(2, correlate=correlate) | {"cval": 0.0}
+        if kernel.factors is not None:  # as the colour: two 1-D passes, no matrix of the kernel's size
+            options["method"] = "separable"
+            alpha = convolve_planned(alpha, None, factors=tuple(lines), **options)[0]
+        else:
+            options["method"] = "direct"
+            alpha = convolve_planned(alpha, np.outer(*lines), **options)[0]
     return alpha

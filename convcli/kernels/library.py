@@ -119,8 +119,24 @@ def library_kernel(name: str, args: list[str], *, sample_rate: float | None = No
         if args:
             raise UsageError(f"kernel {name!r} takes no parameters, got {':'.join(args)!r}")
         return entry.matrix.copy()
+    factors = library_factors(name, args)
+    if factors is not None:
+        return np.outer(*factors)
     params = bind_params(entry, args)
     return DESIGNS[name](params, sample_rate)
+
+
+def library_factors(name: str, args: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(column, row) of a library kernel known to be separable (box, gaussian), else None.
+
+    These kernels are built as their two 1-D factors: box:20001 is two 20001-tap lines, not a
+    20001×20001 matrix (3.2 GB) whose separability an SVD would then have to discover.
+    """
+    design = SEPARABLE.get(name)
+    if design is None:
+        return None
+    line = design(bind_params(entries()[name], args))
+    return line, line.copy()
 
 
 def bind_params(entry: Entry, args: list[str]) -> dict:
@@ -169,27 +185,36 @@ def _odd_size(kernel: str, key: str, size: int) -> int:
     return size
 
 
-def _box(params: dict, _rate) -> np.ndarray:
-    size = _odd_size("box", "size", params["size"])
-    return np.full((size, size), 1.0 / (size * size))
+def _taps(kernel: str, key: str, count: int) -> int:
+    """A tap count within the memory budget (checked before the taps are allocated)."""
+    from convcli import budget
+
+    budget.check("memory", 8 * count, f"kernel {kernel!r} with {key}={count}")
+    return count
 
 
-def _gaussian(params: dict, _rate) -> np.ndarray:
+def _box_line(params: dict) -> np.ndarray:
+    size = _taps("box", "size", _odd_size("box", "size", params["size"]))
+    return np.full(size, 1.0 / size)
+
+
+def _gaussian_line(params: dict) -> np.ndarray:
     sigma = params["sigma"]
     if sigma <= 0:
         raise UsageError(f"kernel 'gaussian': sigma={sigma:g} must be > 0")
     size = params["size"] if params["size"] is not None else 2 * math.ceil(3 * sigma) + 1
-    size = _odd_size("gaussian", "size", size)
+    size = _taps("gaussian", "size", _odd_size("gaussian", "size", size))
     t = np.arange(size) - size // 2
     line = np.exp(-(t * t) / (2 * sigma * sigma))
     line /= line.sum()
-    return np.outer(line, line)
+    return line
 
 
 def _moving_average(params: dict, _rate) -> np.ndarray:
     n = params["n"]
     if n < 1:
         raise UsageError(f"kernel 'moving-average': n={n} must be >= 1")
+    n = _taps("moving-average", "n", n)
     return np.full(n, 1.0 / n)
 
 
@@ -203,7 +228,7 @@ def _fir(kind: str):
                 f"(or give --rate to 'convcli kernels show')"
             )
         nyquist = sample_rate / 2
-        taps = _odd_size(kind, "taps", params["taps"])
+        taps = _taps(kind, "taps", _odd_size(kind, "taps", params["taps"]))
         edges = [params["cutoff"]] if kind in ("lowpass", "highpass") else [params["low"], params["high"]]
         for edge in edges:
             if not 0 < edge < nyquist:
@@ -223,9 +248,10 @@ def _fir(kind: str):
     return design
 
 
+# separable designs: one 1-D line, the kernel is outer(line, line)
+SEPARABLE = {"box": _box_line, "gaussian": _gaussian_line}
+
 DESIGNS = {
-    "box": _box,
-    "gaussian": _gaussian,
     "moving-average": _moving_average,
     "lowpass": _fir("lowpass"),
     "highpass": _fir("highpass"),

@@ -105,15 +105,15 @@ def stream_file(
     """Convolve an audio file into an audio file block by block, or return None when the request
     needs the whole signal (several kernels, other boundaries, strides...) or the file is short.
 
-    Returns (input shape, output shape, kernels, plans, clipped count). ``normalize`` makes two
-    passes: the first finds the peak, the second writes with that gain.
+    Returns (input shape, output shape, kernels, plans, clipped count, non-finite input count).
+    ``normalize`` makes two passes: the first finds the peak, the second writes with that gain.
     """
     from pathlib import Path
 
     from convcli.engine.convolve import plan
     from convcli.io.audio import AudioWriter, audio_info, read_audio_blocks
     from convcli.io.files import atomic_output, check_input_file
-    from convcli.io.ranges import peak_normalize_gain
+    from convcli.io.ranges import count_non_finite, peak_normalize_gain
     from convcli.kernels import resolve_kernel
 
     path = Path(source)
@@ -130,9 +130,17 @@ def stream_file(
     how = plan((min(block, info.frames),), taps[0], mode="full", method=_block_method(geometry))
     reason = f"block-wise overlap-add, {block} frames per block; per block: {how.reason}"
 
+    non_finite = [0]
+
+    def counted(blocks):
+        for data in blocks:
+            non_finite[0] += count_non_finite(data)
+            yield data
+
     def pieces():
+        non_finite[0] = 0  # normalize reads the file twice
         return overlap_add(
-            read_audio_blocks(path, block, name=source), info.frames, kernel, geometry, info.channels
+            counted(read_audio_blocks(path, block, name=source)), info.frames, kernel, geometry, info.channels
         )
 
     gain = None
@@ -153,6 +161,7 @@ def stream_file(
         kernels,
         [{"method": how.method, "reason": reason}],
         clipped,
+        non_finite[0],
     )
 
 

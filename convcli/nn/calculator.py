@@ -1,14 +1,14 @@
 """The single-layer size calculator and solver behind ``convcli shapes --size/--solve``.
 
-All sizes come from :func:`convcli.sizes.output_size`; the solver tries every candidate value
-in a range that provably contains all solutions, so it never misses one.
+All sizes come from :func:`convcli.sizes.output_size`; the solver searches a range that provably
+contains all solutions, so it never misses one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from convcli.errors import ConvcliError
+from convcli.errors import ConvcliError, UsageError
 from convcli.sizes import Padding, effective_kernel, left_over, output_size, padding_pair, stride_remainder
 
 UNKNOWNS = ("kernel", "stride", "padding", "size")
@@ -110,24 +110,66 @@ def _candidates(unknown: str, target: int, layer: LayerSize) -> range:
     return range(start, max(start, limits[unknown]) + 1)
 
 
+# the most solutions the solver lists (more is a range too wide to be an answer)
+MAX_LISTED = 100_000
+
+
+def _output_or_zero(layer: LayerSize, unknown: str, value: int) -> int:
+    """The output size with ``unknown`` set to ``value``; 0 where the layer is invalid (a kernel
+    larger than the input, an output below 1, an output_padding the stride does not allow)."""
+    try:
+        return LayerSize(**{**layer.__dict__, unknown: value}).output()
+    except ValueError:
+        return 0
+
+
+def _first(low: int, high: int, holds) -> int:
+    """The smallest value in [low, high] where the monotone predicate holds (high + 1 if none)."""
+    while low <= high:
+        middle = (low + high) // 2
+        if holds(middle):
+            high = middle - 1
+        else:
+            low = middle + 1
+    return low
+
+
 def solve(unknown: str, target: int, layer: LayerSize) -> tuple[list[int], list[int]]:
     """Values of ``unknown`` that give output ``target``: (tiling exactly, reached by flooring only).
 
-    The value of ``unknown`` in ``layer`` is ignored. Raises ConvcliError when nothing fits.
+    The value of ``unknown`` in ``layer`` is ignored. Raises ConvcliError when nothing fits. The
+    output is monotone in each unknown (invalid layers count as output 0), so the solutions are
+    one run of consecutive values, found by bisection: the search costs a few dozen evaluations
+    however large the sizes (an hour of 48 kHz audio is 172,800,000 samples).
     """
     if unknown not in UNKNOWNS:
         raise ValueError(f"--solve must be one of {', '.join(UNKNOWNS)}, got {unknown!r}")
     if target < 1:
         raise ValueError(f"--out must be >= 1, got {target}")
+    candidates = _candidates(unknown, target, layer)
+    low, high = candidates.start, candidates.stop - 1
+
+    def out(value: int) -> int:
+        return _output_or_zero(layer, unknown, value)
+
+    # forward layers shrink as kernel and stride grow, transposed ones shrink as padding grows
+    if unknown in (("kernel", "stride", "size") if layer.transposed else ("size", "padding")):
+        first = _first(low, high, lambda v: out(v) >= target)
+        last = _first(low, high, lambda v: out(v) > target) - 1
+    else:  # invalid layers (output 0) lie at the far end, below every target
+        first = _first(low, high, lambda v: out(v) <= target)
+        last = _first(low, high, lambda v: out(v) < target) - 1
+    if last - first + 1 > MAX_LISTED:
+        raise UsageError(
+            f"{unknown} values {first} to {last} all give output size {target} "
+            f"({last - first + 1:,} values, more than the {MAX_LISTED:,} the solver lists); fix another "
+            "parameter to narrow them"
+        )
     exact, inexact = [], []
-    for value in _candidates(unknown, target, layer):
+    for value in range(first, last + 1):
         trial = LayerSize(**{**layer.__dict__, unknown: value})
-        try:
-            if trial.output() != target:
-                continue
-        except ValueError:
-            continue  # e.g. a kernel larger than the input, or an invalid output_padding
-        (exact if trial.exact() else inexact).append(value)
+        if out(value) == target:
+            (exact if trial.exact() else inexact).append(value)
     if not exact and not inexact:
         known = ", ".join(
             f"{name} {getattr(layer, name)}"

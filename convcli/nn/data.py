@@ -66,6 +66,9 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         size = ()
     if len(size) != 2 or min(size) < 1:
         raise UsageError(f"--size must be HxW with positive integers (e.g. 32x32), got {text!r}")
+    from convcli import budget
+
+    budget.check("pixels", size[0] * size[1], f"--size {text}: resizing every image")
     return size
 
 
@@ -104,11 +107,19 @@ def _samples(x: np.ndarray, label: str) -> np.ndarray:
     return x
 
 
+DATA_KEYS = ("x", "y", "x_test", "y_test", "class_names")
+
+
 def read_npz(path: Path) -> tuple[Dataset, Dataset | None]:
     """x, y (+ x_test, y_test, class_names) from an .npz; never unpickles."""
+    from convcli import budget
+    from convcli.io.arrays import npz_member
+
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+            # only the arrays a data set has, each within the memory budget before it is decompressed
+            arrays = {key: npz_member(data.zip, key, str(path), max_bytes=budget.limit("memory"))
+                      for key in DATA_KEYS if key in data.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
         raise InputError(f"{path}: not a readable .npz of arrays ({' '.join(str(error).split())})") from error
     missing = [key for key in ("x", "y") if key not in arrays]
@@ -127,6 +138,10 @@ def read_npz(path: Path) -> tuple[Dataset, Dataset | None]:
         test_labels = _labels(arrays["y_test"], len(x_test), f"{path}: y_test")
         test = (x_test, test_labels)
     classes = int(max(y.max(), test[1].max() if test else 0)) + 1
+    from convcli import budget
+
+    # before the class names (one per class up to the largest label) are made
+    budget.check("classes", classes, f"{path}: labels up to {classes - 1}")
     if "class_names" in arrays:
         names = [str(n) for n in np.asarray(arrays["class_names"]).reshape(-1)]
         if len(names) < classes:
@@ -169,12 +184,21 @@ def read_audio_sample(path: Path, options: ReadOptions) -> np.ndarray:
     from convcli.io.audio import read_audio
 
     data, info = read_audio(path)
-    return conform_audio(data, info.sample_rate, options)
+    return conform_audio(data, info.sample_rate, options, label=str(path))
 
 
-def conform_audio(data: np.ndarray, sample_rate: int | None, options: ReadOptions) -> np.ndarray:
+def conform_audio(data: np.ndarray, sample_rate: int | None, options: ReadOptions, *,
+                  label: str = "audio") -> np.ndarray:
     """Decoded (C, L) audio made to agree with ``options`` (sample rate, mono, length), float32."""
-    if options.sample_rate and sample_rate and sample_rate != options.sample_rate:
+    from convcli import budget
+
+    rate = options.sample_rate or sample_rate
+    sample_rate = sample_rate or rate
+    frames = options.length or -(-data.shape[1] * rate // sample_rate)
+    # float64 while resampling, before anything of that length is made
+    budget.check("memory", 8 * data.shape[0] * max(frames, -(-data.shape[1] * rate // sample_rate)),
+                 f"{label}: {data.shape[0]} channel(s) at {rate} Hz, {frames} samples")
+    if options.sample_rate and sample_rate != options.sample_rate:
         from math import gcd
 
         from scipy.signal import resample_poly

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from numba import config, njit
 
+from convcli.jit import config, njit
 from convcli.sizes import output_size
 
 Pair = tuple[int, int]

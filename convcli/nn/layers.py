@@ -803,8 +803,10 @@ class _AdaptivePoolNd(Layer):
         steps = []
         for n, o in zip(tuple(input_shape)[len(input_shape) - self.ndim :], self.output_size, strict=True):
             o = n if o is None else o
-            # bins [floor(i·n/o), ceil((i+1)·n/o)): the widest bin, the average start step
-            widest = max(-(-(i + 1) * n // o) - (i * n // o) for i in range(o))
+            # bins [floor(i·n/o), ceil((i+1)·n/o)): the widest bin, the average start step. Bin i is
+            # ceil(frac(i·n/o) + n/o) wide, and frac(i·n/o) reaches 1 − gcd(n, o)/o: in closed form, as
+            # o may be a billion
+            widest = -(-(n + o - math.gcd(n, o)) // o)
             steps.append((widest, max(1, n // o), 0))
         return steps
 

@@ -26,10 +26,10 @@ class Optimizer:
             raise ValueError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
         lr = DEFAULT_LR[kind] if lr is None else lr
         weight_decay = DEFAULT_WEIGHT_DECAY[kind] if weight_decay is None else weight_decay
-        if not lr > 0:
-            raise ValueError(f"--lr must be > 0, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"--weight-decay must be >= 0, got {weight_decay}")
+        if not 0 < lr < math.inf:  # NaN fails every comparison
+            raise ValueError(f"--lr must be a finite number > 0, got {lr}")
+        if not 0 <= weight_decay < math.inf:
+            raise ValueError(f"--weight-decay must be a finite number >= 0, got {weight_decay}")
         if not 0 <= momentum < 1:
             raise ValueError(f"--momentum must be in [0, 1), got {momentum}")
         if nesterov and (kind != "sgd" or momentum == 0):

@@ -26,6 +26,11 @@ from convcli.nn.layers import GLOBAL, LAYERS, Layer, Shape, _ConvNd, _PoolNd, sh
 from convcli.sizes import left_over
 
 FLOAT32_BYTES = 4
+# Parser limits: the largest zoo network (ResNet-50) is ~5,000 characters with brackets 2 deep;
+# beyond these, Python's own parser would fail with a MemoryError or a RecursionError
+MAX_SPEC_CHARS = 200_000
+MAX_STATEMENT_CHARS = 2_000
+MAX_NESTING = 10
 
 
 class SpecError(UsageError):
@@ -61,8 +66,20 @@ def parse_input_shape(text: str) -> Shape:
 # ------------------------------------------------------------------------------------------
 
 
+def _short(text: str, width: int = 60) -> str:
+    """A statement as quoted in a message: one line, at most ``width`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def split_statements(text: str) -> list[Statement]:
-    """Cut the text at newlines and ``;`` outside brackets and strings; drop ``#`` comments."""
+    """Cut the text at newlines and ``;`` outside brackets and strings; drop ``#`` comments.
+
+    Specs longer than MAX_SPEC_CHARS, statements longer than MAX_STATEMENT_CHARS and brackets
+    nested deeper than MAX_NESTING are refused here, before Python's parser sees them.
+    """
+    if len(text) > MAX_SPEC_CHARS:
+        raise SpecError(f"the spec is {len(text):,} characters long; the limit is {MAX_SPEC_CHARS:,}")
     statements: list[Statement] = []
     current: list[str] = []
     start: tuple[int, int] | None = None
@@ -72,6 +89,9 @@ def split_statements(text: str) -> list[Statement]:
     def finish() -> None:
         nonlocal current, start
         body = "".join(current).rstrip()
+        if len(body) > MAX_STATEMENT_CHARS:
+            raise SpecError(f"layer {_short(body, 40)!r} is {len(body):,} characters long; the limit is "
+                            f"{MAX_STATEMENT_CHARS:,}", *start)
         if body.strip():
             statements.append(Statement(body, *start))
         current, start = [], None
@@ -100,6 +120,8 @@ def split_statements(text: str) -> list[Statement]:
             quote = char
         elif char in "([{":
             depth += 1
+            if depth > MAX_NESTING:
+                raise SpecError(f"brackets nested more than {MAX_NESTING} deep", line, column)
         elif char in ")]}":
             depth = max(0, depth - 1)
         elif char == ";" and depth == 0:
@@ -138,11 +160,14 @@ def _call(statement: Statement) -> tuple[str, ast.Call]:
         node = ast.Pass()
         node.lineno, node.col_offset = error.lineno or 1, max(0, (error.offset or 1) - 1)
         line, column = _position(statement, node)
-        raise SpecError(f"invalid syntax in {statement.text.strip()!r} ({error.msg})", line, column) from None
+        raise SpecError(f"invalid syntax in {_short(statement.text)!r} ({error.msg})", line, column) from None
+    except (MemoryError, RecursionError, ValueError):  # too deep or too large for Python's parser
+        raise SpecError(f"{_short(statement.text)!r} is too complex to parse", statement.line,
+                        statement.column) from None
     call = tree.body
     if not isinstance(call, ast.Call):
         raise SpecError(
-            f"expected a layer such as Conv2d(1, 8, 5), got {statement.text.strip()!r}",
+            f"expected a layer such as Conv2d(1, 8, 5), got {_short(statement.text)!r}",
             statement.line,
             statement.column,
         )
@@ -151,7 +176,7 @@ def _call(statement: Statement) -> tuple[str, ast.Call]:
         return func.id, call
     if isinstance(func, ast.Attribute) and ast.unparse(func.value) in ("nn", "torch.nn"):
         return func.attr, call
-    raise SpecError(f"expected a layer name, got {ast.unparse(func)!r}", *_position(statement, func))
+    raise SpecError(f"expected a layer name, got {_short(ast.unparse(func))!r}", *_position(statement, func))
 
 
 def _literal(statement: Statement, node: ast.AST, what: str):
@@ -160,7 +185,7 @@ def _literal(statement: Statement, node: ast.AST, what: str):
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise SpecError(
             f"{what} must be a literal (number, string, tuple, True, False or None), "
-            f"got {ast.unparse(node)!r}",
+            f"got {_short(ast.get_source_segment(statement.text, node) or '?')!r}",
             *_position(statement, node),
         ) from None
 
@@ -218,7 +243,8 @@ def make_layer(statement: Statement) -> Layer:
     try:
         layer = cls(*args, **kwargs)
     except (ValueError, TypeError) as error:
-        raise SpecError(f"{statement.text.strip()}: {error}", statement.line, statement.column) from None
+        raise SpecError(f"{_short(statement.text)}: {_short(str(error), 200)}", statement.line,
+                        statement.column) from None
     layer.source = " ".join(statement.text.split())
     layer.line, layer.column = statement.line, statement.column
     return layer
@@ -235,7 +261,7 @@ def _input_statement(statement: Statement) -> Shape | None:
         args = list(args[0])
     if not args or any(isinstance(a, bool) or not isinstance(a, int) or a < 1 for a in args):
         raise SpecError(
-            f"Input needs positive integer sizes, e.g. Input(1, 28, 28), got {statement.text.strip()!r}",
+            f"Input needs positive integer sizes, e.g. Input(1, 28, 28), got {_short(statement.text)!r}",
             statement.line,
             statement.column,
         )
@@ -304,7 +330,7 @@ class Network:
                 if isinstance(error, SpecError):
                     raise
                 where = getattr(layer, "source", type(layer).__name__)
-                message = f"{where} on input {shape_text(shape)}: {error}"
+                message = f"{_short(where)} on input {shape_text(shape)}: {_short(str(error), 200)}"
                 line = getattr(layer, "line", None)
                 raise SpecError(message, line, getattr(layer, "column", None)) from None
         self.output_shape: Shape = shape

@@ -20,7 +20,7 @@ import numpy as np
 
 from convcli.errors import ConvcliError, ExitStatus, UsageError
 from convcli.nn import functional as F
-from convcli.nn.model import Model, backward, forward, named_grads, named_params
+from convcli.nn.model import Model, backward, check_batch_memory, forward, named_grads, named_params
 from convcli.nn.optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS, SCHEDULES, Optimizer, scheduled_lr
 from convcli.nn.spec import Network, parse_spec, split_statements
 from convcli.process import collect_cycles
@@ -55,6 +55,9 @@ class TrainConfig:
             raise UsageError(f"unknown --optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown --schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
+        self.make_optimizer()  # --lr, --momentum, --weight-decay: refused before any data is read
 
     def make_optimizer(self) -> Optimizer:
         try:
@@ -200,6 +203,7 @@ def _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_ep
     optimizer = optimizer or config.make_optimizer()
     params = named_params(network)
     n = len(y)
+    check_batch_memory(network, min(n, config.batch_size))
     steps = -(-n // config.batch_size)
     collect_cycles()
     for epoch in range(start_epoch, config.epochs):

@@ -297,6 +297,14 @@ def _threading_layer() -> str | None:
         return None
 
 
+def _detach_stdio() -> None:
+    """The warm-up's own output goes nowhere; each child gets its caller's streams."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m convcli.server.worker KEY", file=sys.stderr)
@@ -306,6 +314,7 @@ def main(argv: list[str]) -> int:
     except OSError:
         return 1
     key = argv[0]
+    _detach_stdio()
     try:
         if protocol.installation_key(os.environ) != key:
             # started by a client that sees another installation: never serve it

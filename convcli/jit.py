@@ -1,0 +1,102 @@
+"""Numba as convcli uses it: kernels import ``njit``/``prange`` from here, which installs the
+compile notice before any of them can compile.
+
+The first call after an install or an upgrade compiles the kernels it needs (seconds each) into
+Numba's cache; every later process loads them in milliseconds. That wait must never be silent:
+the first compile of a convcli kernel prints one line on stderr at once, then, on a terminal, a
+live line naming the kernel and the seconds so far (refreshed four times a second), elsewhere
+one line per kernel when it is done. ``CONVCLI_COMPILE_NOTICE=0`` turns it off (the test suite
+does, so that outputs compare equal on a machine whose cache is cold).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from numba import config, njit, prange, uint64
+from numba.core import event
+
+__all__ = ["config", "njit", "prange", "uint64"]
+
+HEADER = (
+    "convcli: compiling kernels for this machine (once after an install or upgrade; "
+    "later calls load them from Numba's cache)"
+)
+TICK = 0.25
+
+
+class CompileNotice(event.Listener):
+    """Reports the compiles of convcli's own kernels (Numba's internal overloads nest inside)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: list[tuple[str, float]] = []  # (kernel, start), outermost first
+        self.done = 0
+        self.announced = False
+        self.live_line = False
+
+    def on_start(self, ev) -> None:
+        name = _kernel_name(ev)
+        if name is None:
+            return
+        with self.lock:
+            if not self.announced:
+                self.announced = True
+                _write(HEADER + "\n")
+                if _on_terminal():
+                    threading.Thread(target=self._tick, daemon=True, name="convcli-compile-notice").start()
+            self.running.append((name, time.monotonic()))
+
+    def on_end(self, ev) -> None:
+        name = _kernel_name(ev)
+        if name is None:
+            return
+        with self.lock:
+            _, started = self.running.pop()
+            self.done += 1
+            if _on_terminal():
+                if not self.running and self.live_line:
+                    _write("\r\x1b[K")
+                    self.live_line = False
+            else:
+                _write(f"convcli: compiled {name} in {time.monotonic() - started:.1f} s\n")
+
+    def _tick(self) -> None:
+        while True:
+            time.sleep(TICK)
+            with self.lock:
+                if self.running:
+                    name, started = self.running[0]
+                    seconds = time.monotonic() - started
+                    _write(f"\r\x1b[K  compiling {name}: {seconds:.0f} s ({self.done} done)")
+                    self.live_line = True
+
+
+def _kernel_name(ev) -> str | None:
+    function = getattr(ev.data.get("dispatcher"), "py_func", None)
+    module = getattr(function, "__module__", "") or ""
+    if not module.startswith("convcli."):
+        return None
+    return f"{module.removeprefix('convcli.')}.{function.__name__}"
+
+
+def _on_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+if os.environ.get("CONVCLI_COMPILE_NOTICE", "1").strip().lower() not in {"0", "off", "no", "false"}:
+    event.register("numba:compile", CompileNotice())

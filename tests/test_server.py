@@ -1,0 +1,442 @@
+"""The warm worker: the same bytes, output and exit codes as in-process, and every fault ends in
+a clear status (never a hang, never a partial file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from convcli.server import protocol
+
+pytestmark = pytest.mark.skipif(not protocol.supported(), reason="the warm worker needs Linux")
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+START_TIMEOUT = 600  # a fresh CI machine compiles the kernels the warm-up loads
+
+
+def convcli(*args, env, **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("timeout", 300)
+    return subprocess.run([sys.executable, "-m", "convcli", *map(str, args)], env=env, **kwargs)
+
+
+def status(env) -> dict:
+    result = convcli("server", "status", "--json", env=env, text=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def served(env) -> int:
+    return status(env)["worker"]["served"]
+
+
+def make_env(runtime: Path, **extra) -> dict:
+    """An environment whose workers live in ``runtime`` (a short path: a socket's is limited)."""
+    runtime.mkdir(exist_ok=True)
+    os.chmod(runtime, 0o700)
+    env = {**os.environ, "CONVCLI_SERVER": "1", "XDG_RUNTIME_DIR": str(runtime), "CONVCLI_SERVER_IDLE": "600"}
+    env.update(extra)
+    return env
+
+
+def stop_all(env) -> None:
+    convcli("server", "stop", "--all", env=env)
+
+
+@pytest.fixture()
+def runtime():
+    folder = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def env():
+    """A private runtime folder with a warm worker in it (started as a user starts one: by a call)."""
+    folder = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))
+    env = make_env(folder)
+    assert convcli("--version", env=env).returncode == 0  # in-process; starts the worker
+    wait_until(lambda: status(env)["worker"], START_TIMEOUT, "the worker to start")
+    yield env
+    pid = status(env)["worker"]["pid"]
+    stop_all(env)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the worker to leave")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture()
+def cold(env):
+    return {**env, "CONVCLI_SERVER": "0"}
+
+
+def masked(text: bytes) -> str:
+    """Output with the values that vary between runs (seconds) masked."""
+    text = text.decode("utf-8", "surrogateescape")
+    text = re.sub(r"\d+\.\d+ s\b", "<t> s", text)
+    return re.sub(r'"seconds": [0-9.e+-]+', '"seconds": <t>', text)
+
+
+CALLS = [
+    ("convolve", SAMPLES / "photo.png", "-k", "sharpen", "-o", "{out}/sharp.png"),
+    ("convolve", SAMPLES / "photo.png", "-k", "gaussian:sigma=2", "-o", "{out}/soft.png", "--json"),
+    ("convolve", SAMPLES / "speech.wav", "-k", "lowpass:cutoff=1000", "-o", "{out}/low.wav", "--explain"),
+    ("pool", SAMPLES / "photo.png", "--size", "3", "-o", "{out}/thirds.png"),
+    ("pool", SAMPLES / "speech.wav", "--op", "max", "--abs", "--size", "160", "-o", "{out}/env.wav"),
+    ("convolve", SAMPLES / "signal.npy", "-k", "1 2 1", "-o", "-"),
+    ("shapes", "--size", "224", "--kernel", "11", "--stride", "4", "--padding", "2"),
+    ("params", "--model", "alexnet"),
+    ("kernels", "show", "sobel-x"),
+    ("--help",),
+    ("convolve", SAMPLES / "photo.png", "-k", "sharpn", "-o", "{out}/x.png"),  # exit 2, a suggestion
+    ("convolve", "missing.png", "-k", "sharpen", "-o", "{out}/y.png"),  # exit 1
+    ("nosuchcommand",),
+]
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda call: " ".join(map(str, call))[:60])
+def test_worker_and_in_process_give_the_same_bytes_output_and_status(env, cold, tmp_path, call):
+    results, outputs = {}, {}
+    for name, environment in (("cold", cold), ("warm", env)):
+        out = tmp_path / name
+        out.mkdir()
+        before = served(env)
+        args = [str(a).replace("{out}", str(out)) for a in call]
+        results[name] = convcli(*args, env=environment, cwd=tmp_path)
+        outputs[name] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+        assert served(env) == before + (name == "warm"), "the warm call was not served by the worker"
+    cold_result, warm_result = results["cold"], results["warm"]
+    assert warm_result.returncode == cold_result.returncode
+    assert masked(warm_result.stdout).replace("/warm", "/cold") == masked(cold_result.stdout)
+    assert masked(warm_result.stderr).replace("/warm", "/cold") == masked(cold_result.stderr)
+    assert outputs["warm"] == outputs["cold"]
+
+
+def test_stdin_umask_and_working_folder_travel(env, cold, tmp_path):
+    data = (SAMPLES / "photo.png").read_bytes()
+    modes = {}
+    for name, environment in (("cold", cold), ("warm", env)):
+        result = subprocess.run(
+            ["sh", "-c", f"umask 077; {sys.executable} -m convcli convolve - -k box:3 -o {name}.png"],
+            input=data,
+            env=environment,
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        modes[name] = (tmp_path / f"{name}.png").stat().st_mode & 0o777
+    assert modes == {"cold": 0o600, "warm": 0o600}
+    assert (tmp_path / "cold.png").read_bytes() == (tmp_path / "warm.png").read_bytes()
+
+
+def test_file_size_limit_travels(env, cold, tmp_path):
+    """ulimit -f: the write fails the same way in both paths, and no partial file is left."""
+    results = {}
+    for name, environment in (("cold", cold), ("warm", env)):
+        photo = SAMPLES / "photo.png"
+        command = f"ulimit -f 8; {sys.executable} -m convcli convolve {photo} -k sharpen -o {name}.png"
+        results[name] = subprocess.run(
+            ["sh", "-c", command], env=environment, cwd=tmp_path, capture_output=True, timeout=120
+        )
+    assert results["warm"].returncode == results["cold"].returncode != 0
+    assert masked(results["warm"].stderr).replace("warm", "cold") == masked(results["cold"].stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_status_reports_memory_idle_time_and_threading_layer(env):
+    worker = status(env)["worker"]
+    assert worker["memory"]["rss"] > 50 * 2**20
+    assert 0 < worker["memory"]["pss"] <= worker["memory"]["rss"]
+    assert worker["idle_seconds"] >= 0 and worker["threading_layer"] == "tbb"
+    text = convcli("server", "status", env=env, text=True).stdout
+    assert f"pid {worker['pid']}" in text and "MiB resident" in text and "idle" in text
+
+
+def test_concurrent_clients_each_get_their_own_child(env, tmp_path):
+    before = served(env)
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "convcli",
+                "convolve",
+                str(SAMPLES / "photo.png"),
+                "-k",
+                "sharpen",
+                "-o",
+                str(tmp_path / f"out{i}.png"),
+                "--json",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+        )
+        for i in range(4)
+    ]
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4
+    assert all(json.loads(output)["ok"] == 1 for output in outputs)
+    assert served(env) == before + 4
+    assert len({(tmp_path / f"out{i}.png").read_bytes() for i in range(4)}) == 1
+
+
+def waiting_on_stdin(env, folder: Path) -> tuple[subprocess.Popen, int]:
+    """A client whose command blocks reading stdin, and the pid of the child running it."""
+    client = subprocess.Popen(
+        [sys.executable, "-m", "convcli", "convolve", "-", "-k", "sharpen", "-o", str(folder / "out.png")],
+        env=env,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=folder,
+    )
+    client.stdin.write((SAMPLES / "photo.png").read_bytes()[:1000])
+    client.stdin.flush()
+    running = wait_until(lambda: status(env)["worker"]["running"], 30, "the request to start")
+    return client, running[0]
+
+
+def test_a_killed_worker_child_gives_the_client_128_plus_n_and_a_clear_error(env, tmp_path):
+    client, child = waiting_on_stdin(env, tmp_path)
+    os.kill(child, signal.SIGKILL)
+    client.wait(timeout=30)
+    _, stderr = client.communicate(timeout=30)
+    assert client.returncode == 128 + signal.SIGKILL
+    assert b"killed by SIGKILL" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_on_the_client_interrupts_the_command(env, tmp_path):
+    client, child = waiting_on_stdin(env, tmp_path)
+    client.send_signal(signal.SIGINT)
+    client.wait(timeout=30)  # stdin stays open: the command can only end by the signal
+    _, stderr = client.communicate(timeout=30)
+    assert client.returncode == 130 and b"interrupted" in stderr
+    assert list(tmp_path.iterdir()) == []
+    wait_until(lambda: not Path(f"/proc/{child}").exists(), 10, "the child to end")
+
+
+def test_sigterm_on_the_client_interrupts_the_command(env, tmp_path):
+    client, _ = waiting_on_stdin(env, tmp_path)
+    client.send_signal(signal.SIGTERM)
+    client.wait(timeout=30)
+    _, stderr = client.communicate(timeout=30)
+    assert client.returncode == 130, stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_client_stops_its_child_and_leaves_no_file(env, tmp_path):
+    client, child = waiting_on_stdin(env, tmp_path)
+    client.kill()
+    client.wait(timeout=10)
+    wait_until(lambda: not status(env)["worker"]["running"], 30, "the child to stop")
+    assert not Path(f"/proc/{child}").exists()
+    client.stdin.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_caller_environment_read_at_import_is_served_in_process(env, tmp_path):
+    before = served(env)
+    # the call starts a worker for its own environment: let it leave soon after its warm-up
+    other = {**env, "NUMBA_NUM_THREADS": "1", "CONVCLI_SERVER_IDLE": "1"}
+    result = convcli("convolve", SAMPLES / "photo.png", "-k", "sharpen", "-o", tmp_path / "a.png", env=other)
+    assert result.returncode == 0 and (tmp_path / "a.png").exists()
+    assert served(env) == before
+
+
+def test_the_worker_refuses_a_request_from_another_environment(env):
+    key = status(env)["key"]
+    path = protocol.worker_paths(protocol_runtime(env), key)["socket"]
+    request = {"op": "run", "argv": ["--version"], "env": {**env, "NUMBA_OPT": "0"}, "umask": 0o22}
+    reply = raw_request(path, request, fds=4)
+    assert "refused" in reply and "environment" in reply["refused"]
+
+
+def test_garbage_on_the_socket_does_not_hurt_the_worker(env, tmp_path):
+    key = status(env)["key"]
+    path = protocol.worker_paths(protocol_runtime(env), key)["socket"]
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.connect(path)
+        connection.sendall(b"\xff\xff\xff\xff not a message")
+        try:
+            assert connection.recv(100) == b""  # closed without an answer
+        except ConnectionResetError:
+            pass  # closed with our bytes unread
+    before = served(env)
+    assert convcli("--version", env=env).returncode == 0
+    assert served(env) == before + 1
+
+
+def protocol_runtime(env) -> str:
+    return str(Path(env["XDG_RUNTIME_DIR"]) / "convcli")
+
+
+def raw_request(path: str, request: dict, fds: int) -> dict:
+    opened = [os.open(os.devnull, os.O_RDWR) for _ in range(fds - 1)] + [os.open(".", os.O_RDONLY)]
+    try:
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.connect(path)
+            protocol.send(connection, request, fds=opened)
+            reply, _ = protocol.receive(connection)
+    finally:
+        for fd in opened:
+            os.close(fd)
+    return reply
+
+
+@pytest.mark.parametrize("harm", ["loose socket", "foreign socket", "loose folder"])
+def test_a_socket_or_folder_others_could_touch_is_not_used(env, tmp_path, harm):
+    key = status(env)["key"]
+    folder = Path(protocol_runtime(env))
+    sock = Path(protocol.worker_paths(str(folder), key)["socket"])
+    before = served(env)
+    undo = {
+        "loose socket": (lambda: os.chmod(sock, 0o777), lambda: os.chmod(sock, 0o700)),
+        "foreign socket": (lambda: os.chown(sock, 65534, -1), lambda: os.chown(sock, os.getuid(), -1)),
+        "loose folder": (lambda: os.chmod(folder, 0o755), lambda: os.chmod(folder, 0o700)),
+    }[harm]
+    if harm == "foreign socket" and os.getuid() != 0:
+        pytest.skip("chown to another user needs root")
+    undo[0]()
+    try:
+        result = convcli(
+            "convolve", SAMPLES / "photo.png", "-k", "sharpen", "-o", tmp_path / "a.png", env=env
+        )
+        assert result.returncode == 0 and (tmp_path / "a.png").exists(), result.stderr
+    finally:
+        undo[1]()
+    assert served(env) == before  # ran in-process
+
+
+def test_a_stale_socket_is_ignored_and_replaced(tmp_path, runtime):
+    env = make_env(runtime)
+    assert convcli("--version", env=env).returncode == 0
+    pid = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "a worker")["pid"]
+    key = status(env)["key"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 10, "the worker to die")
+    sock = Path(protocol.worker_paths(protocol_runtime(env), key)["socket"])
+    assert sock.exists()  # left behind by the killed worker
+    result = convcli("convolve", SAMPLES / "photo.png", "-k", "sharpen", "-o", tmp_path / "a.png", env=env)
+    assert result.returncode == 0, result.stderr
+    new = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "a new worker")
+    assert new["pid"] != pid
+    stop_all(env)
+
+
+def test_two_workers_starting_at_once_leave_one_and_it_leaves_when_idle(tmp_path, runtime):
+    env = make_env(runtime, CONVCLI_SERVER_IDLE="3")
+    key = status(env)["key"]
+    command = [sys.executable, "-P", "-m", "convcli.server.worker", key]
+    first, second = (subprocess.Popen(command, env=env) for _ in range(2))
+    loser = wait_until(
+        lambda: [p for p in (first, second) if p.poll() is not None], 30, "one worker to yield"
+    )
+    assert len(loser) == 1 and loser[0].returncode == 0
+    winner = second if loser[0] is first else first
+    worker = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "the worker")
+    assert worker["pid"] == winner.pid
+    assert winner.wait(timeout=60) == 0  # idle for 3 s: gone
+    assert not Path(protocol.worker_paths(protocol_runtime(env), key)["socket"]).exists()
+
+
+def test_stop_ends_the_worker_and_calls_run_in_process(tmp_path, runtime):
+    env = make_env(runtime)
+    convcli("--version", env=env)
+    pid = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "a worker")["pid"]
+    result = convcli("server", "stop", env=env, text=True)
+    assert result.returncode == 0 and str(pid) in result.stdout
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the worker to leave")
+    assert convcli("server", "stop", env=env, text=True).stdout.strip() == "no worker was running"
+
+
+def test_server_off_runs_in_process_and_starts_no_worker(tmp_path, runtime):
+    env = make_env(runtime, CONVCLI_SERVER="0")
+    assert convcli("--version", env=env).returncode == 0
+    time.sleep(1)
+    assert not list(runtime.glob("convcli/*"))
+    report = status(env)
+    assert report["enabled"] is False and "CONVCLI_SERVER=0" in report["why"]
+
+
+def test_config_file_turns_the_worker_off(tmp_path):
+    config = tmp_path / "config" / "convcli"
+    config.mkdir(parents=True)
+    (config / "server.conf").write_text("# no warm worker here\nenabled = no\nidle_timeout = 42\n")
+    values = protocol.settings({"XDG_CONFIG_HOME": str(tmp_path / "config")})
+    assert values == {"enabled": False, "idle_timeout": 42.0}
+    values = protocol.settings({"XDG_CONFIG_HOME": str(tmp_path / "config"), "CONVCLI_SERVER": "1"})
+    assert values["enabled"] is True
+
+
+def test_a_full_runtime_folder_leaves_calls_working(tmp_path):
+    """tmpfs without a free inode: no folder, lock or socket can be made; calls run in-process."""
+    runtime = tmp_path / "full"
+    runtime.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=1,mode=0700", "tmpfs", str(runtime)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        env = make_env(runtime)
+        result = convcli(
+            "convolve", SAMPLES / "photo.png", "-k", "sharpen", "-o", tmp_path / "a.png", env=env
+        )
+        assert result.returncode == 0 and (tmp_path / "a.png").exists(), result.stderr
+        assert result.stderr.count(b"\n") == 1  # the clipped-values warning, nothing about the worker
+        report = convcli("server", "status", env=env, text=True)
+        assert report.returncode == 1 and "No space left" in report.stderr
+    finally:
+        subprocess.run(["umount", str(runtime)], check=True)
+
+
+def test_an_installation_change_names_another_worker(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("x = 1\n")
+    before = protocol._tree_stamps(str(package))
+    time.sleep(0.01)
+    (package / "a.py").write_text("x = 2\n")
+    assert protocol._tree_stamps(str(package)) != before
+    assert protocol.installation_key({}) != protocol.installation_key({"NUMBA_OPT": "1"})
+    assert protocol.installation_key({}) == protocol.installation_key({"CONVCLI_DEBUG": "1", "COLUMNS": "80"})
+
+
+def test_a_worker_refuses_to_start_for_another_installation(tmp_path, runtime):
+    env = make_env(runtime)
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", "convcli.server.worker", "0" * 24], env=env, timeout=60
+    )
+    assert result.returncode == 1
+    assert not list(runtime.glob("convcli/*.sock"))
+
+
+def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch):
+    from convcli.server import warmup
+
+    monkeypatch.setattr(warmup, "_command_lines", lambda work: [])
+    monkeypatch.setattr(warmup, "_threading_layer", lambda: "omp")
+    reason = warmup.warm_up()
+    assert reason and "'omp'" in reason and "tbb" in reason
