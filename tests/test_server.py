@@ -345,7 +345,7 @@ def test_a_stale_socket_is_ignored_and_replaced(tmp_path, runtime):
 
 
 def test_two_workers_starting_at_once_leave_one_and_it_leaves_when_idle(tmp_path, runtime):
-    env = make_env(runtime, CONVCLI_SERVER_IDLE="3")
+    env = make_env(runtime, CONVCLI_SERVER_IDLE="8")
     key = status(env)["key"]
     command = [sys.executable, "-P", "-m", "convcli.server.worker", key]
     first, second = (subprocess.Popen(command, env=env) for _ in range(2))
@@ -356,7 +356,7 @@ def test_two_workers_starting_at_once_leave_one_and_it_leaves_when_idle(tmp_path
     winner = second if loser[0] is first else first
     worker = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "the worker")
     assert worker["pid"] == winner.pid
-    assert winner.wait(timeout=60) == 0  # idle for 3 s: gone
+    assert winner.wait(timeout=60) == 0  # idle for 8 s: gone
     assert not Path(protocol.worker_paths(protocol_runtime(env), key)["socket"]).exists()
 
 
@@ -421,7 +421,8 @@ def test_an_installation_change_names_another_worker(tmp_path):
     (package / "a.py").write_text("x = 2\n")
     assert protocol._tree_stamps(str(package)) != before
     assert protocol.installation_key({}) != protocol.installation_key({"NUMBA_OPT": "1"})
-    assert protocol.installation_key({}) == protocol.installation_key({"CONVCLI_DEBUG": "1", "COLUMNS": "80"})
+    per_call = {"CONVCLI_DEBUG": "1", "COLUMNS": "80", "CONVCLI_MAX_MEMORY": "16G", "CONVCLI_SERVER_IDLE": "9"}
+    assert protocol.installation_key({}) == protocol.installation_key(per_call)
 
 
 def test_a_worker_refuses_to_start_for_another_installation(tmp_path, runtime):

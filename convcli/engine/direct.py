@@ -50,10 +50,12 @@ def row_sources(flat, plane0, n_planes, h, w, first_row, step, count, mode, cval
             row_base[p * count + u] = start
             r = source_index(first_row + u * step, h, mode)
             if r < 0:
-                halo[start : start + w] = cval
+                for j in range(w):
+                    halo[start + j] = cval
             else:
                 source = ((plane0 + p) * h + r) * w
-                halo[start : start + w] = flat[source : source + w]
+                for j in range(w):
+                    halo[start + j] = flat[source + j]
     return halo
 
 
@@ -71,7 +73,8 @@ def accumulate_taps(acc, j0, j1, src, starts, weights, stride, assign):
     block = acc[j0:j1]
     start = j0 * stride
     if n_taps == 0 and assign:
-        block[:] = 0.0
+        for j in range(m):
+            block[j] = 0.0
     step = uint64(stride)
     t = 0
     while t < n_taps:
@@ -141,20 +144,21 @@ def _border_value(src, row_starts, weights, offsets, position, w, mode, cval):
 
 @njit(cache=True, parallel=True, fastmath=True)
 def correlate_direct(
-    x, tap_rows, tap_offsets, tap_weights, tap_counts, out, kh, stride_h, stride_w, dil_h, dil_w,
-    pad_top, pad_left, mode, cval,
+    x, tap_rows, input_offsets, max_offsets, tap_weights, tap_counts, out, kh, stride_h, stride_w, dil_h,
+    dil_w, pad_top, pad_left, mode, cval,
 ):
     """Fill ``out`` (N, C_out, Ho, Wo) with the valid correlation of padded ``x`` and a kernel.
 
     The kernel comes as tap tables (see :func:`tap_tables`): for output channel ``co``, tap ``t``
-    reads padded row ``tap_rows[co, t]`` (= ci·kh + u) at column offset ``tap_offsets[co, t]``.
+    reads padded row ``tap_rows[co, t]`` (= ci·kh + u) at column offset ``tap_offsets[co, t]``,
+    given here as input columns, ``input_offsets = tap_offsets - pad_left``; ``max_offsets[co]``
+    is the channel's largest tap offset.
     ``x`` must be C-contiguous.
     """
     n_images, c_in, h, w = x.shape
     c_out = tap_weights.shape[0]
     ho, wo = out.shape[2], out.shape[3]
     flat = x.reshape(-1)
-    input_offsets = tap_offsets - pad_left  # tap offsets as input columns
     n_bands = (ho + ROW_BAND - 1) // ROW_BAND
     for task in prange(n_images * n_bands):
         img = task // n_bands
@@ -173,11 +177,10 @@ def correlate_direct(
                     row_starts[t] = row_base[tap_rows[co, t]]
                     starts[t] = row_starts[t] + input_offsets[co, t]
                 weights = tap_weights[co, :count]
-                offsets = tap_offsets[co, :count]
                 shifted = input_offsets[co, :count]
                 # interior columns [j_lo, j_hi): every tap inside the input, read in place
                 j_lo = min(wo, max(0, -(-pad_left // stride_w)))
-                j_hi = min(wo, (w - 1 - offsets.max() + pad_left) // stride_w + 1)
+                j_hi = min(wo, (w - 1 - max_offsets[co] + pad_left) // stride_w + 1)
                 j_hi = max(j_hi, j_lo)
                 orow = out[img, co, i]
                 for j0 in range(j_lo, j_hi, COLUMN_BLOCK):
@@ -223,9 +226,12 @@ def correlate(
 ) -> np.ndarray:
     """Valid correlation of ``x`` (N, C_in, H, W) padded virtually, kernel (C_out, C_in, kh, kw)."""
     out = np.empty((x.shape[0], kernel.shape[0], *out_shape), dtype=x.dtype)
-    tables = tap_tables(kernel, dilation[1])
+    rows, offsets, weights, counts = tap_tables(kernel, dilation[1])
+    # tap offsets as input columns, and each output channel's widest: array arithmetic inside the
+    # kernel would compile Numba's ufunc and reduction machinery (seconds on the first run)
+    max_offsets = np.array([offsets[co, : counts[co]].max() for co in range(len(counts))], dtype=np.int64)
     correlate_direct(
-        np.ascontiguousarray(x), *tables, out, kernel.shape[2], *stride, *dilation, *pad_before,
-        mode, x.dtype.type(cval),
+        np.ascontiguousarray(x), rows, offsets - pad_before[1], max_offsets, weights, counts, out,
+        kernel.shape[2], *stride, *dilation, *pad_before, mode, x.dtype.type(cval),
     )
     return out

@@ -52,8 +52,8 @@ def _pivot_factors(kernel: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.
     return (column / scale).astype(dtype), (row * scale).astype(dtype)
 
 
-@njit(cache=True)
-def _zero_padded(taps):
+def _zero_padded(taps: np.ndarray) -> np.ndarray:
+    """Zero taps up to a multiple of 4: a lone leftover tap would cost a whole pass."""
     out = np.zeros(-(-taps.shape[0] // 4) * 4, dtype=taps.dtype)
     out[: taps.shape[0]] = taps
     return out
@@ -72,15 +72,14 @@ def _vertical_at(position, src, row_base, column, w, mode, row_cval):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def correlate_separable(x, column, row, out, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, mode, cval):
-    """``out`` (N, C, Ho, Wo) = valid correlation of padded ``x`` with ``outer(column, row)``."""
+def correlate_separable(
+    x, column, row, kh, kw, out, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, mode, cval
+):
+    """``out`` (N, C, Ho, Wo) = valid correlation of padded ``x`` with ``outer(column, row)``;
+    the factors have ``kh`` and ``kw`` taps, zero-padded to multiples of 4 (see _zero_padded)."""
     n_images, channels, h, w = x.shape
     ho, wo = out.shape[2], out.shape[3]
-    kh, kw = column.shape[0], row.shape[0]
     padded_w = (wo - 1) * stride_w + dil_w * (kw - 1) + 1
-    # zero taps up to a multiple of 4: a lone leftover tap would cost a whole pass
-    column = _zero_padded(column)
-    row = _zero_padded(row)
     # a padding value cval, filtered by the vertical pass, becomes cval·sum(column)
     column_sum = 0.0
     for u in range(kh):
@@ -132,6 +131,7 @@ def correlate(
     column, row = (np.ascontiguousarray(f, dtype=x.dtype) for f in factors)
     out = np.empty((*x.shape[:2], *out_shape), dtype=x.dtype)
     correlate_separable(
-        np.ascontiguousarray(x), column, row, out, *stride, *dilation, *pad_before, mode, x.dtype.type(cval)
+        np.ascontiguousarray(x), _zero_padded(column), _zero_padded(row), len(column), len(row), out,
+        *stride, *dilation, *pad_before, mode, x.dtype.type(cval),
     )
     return out

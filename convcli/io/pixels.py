@@ -42,9 +42,8 @@ def to_floats(pixels: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray | N
 
 
 @njit(cache=True, parallel=True)
-def _to_integers(planes, n_counted, scale, out):  # pragma: no cover - compiled
+def _to_integers(planes, n_counted, scale, out, clipped):  # pragma: no cover - compiled
     n_planes, height, width = planes.shape
-    clipped = np.zeros(height, dtype=np.int64)
     for y in prange(height):
         for c in range(n_planes):
             for x in range(width):
@@ -55,7 +54,6 @@ def _to_integers(planes, n_counted, scale, out):  # pragma: no cover - compiled
                 elif value != value:  # NaN: neither in range nor out of it; black, as numpy's cast gives
                     value = 0.0
                 out[y, x, c] = np.rint(value * scale)
-    return clipped.sum()
 
 
 def to_integers(planes: np.ndarray, bits: int, counted: int) -> tuple[np.ndarray, int]:
@@ -63,8 +61,9 @@ def to_integers(planes: np.ndarray, bits: int, counted: int) -> tuple[np.ndarray
     the number of clipped values among the first ``counted`` planes (the colour, not the alpha)."""
     scale, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
     out = np.empty((planes.shape[1], planes.shape[2], planes.shape[0]), dtype=dtype)
-    clipped = _to_integers(np.ascontiguousarray(planes), counted, scale, out)
-    return out, int(clipped)
+    clipped = np.zeros(planes.shape[1], dtype=np.int64)  # per row: no reduction compiled into the kernel
+    _to_integers(np.ascontiguousarray(planes), counted, scale, out, clipped)
+    return out, int(clipped.sum())
 
 
 # ---------------------------------------------------------------- PNG encoding
@@ -98,39 +97,38 @@ def _magnitude(v, prediction):  # pragma: no cover - compiled
 
 
 @njit(cache=True, parallel=True)
-def _filter_rows(rows, bpp, out):  # pragma: no cover - compiled
-    height, width = rows.shape
-    zero_row = np.zeros(width, dtype=np.int32)
+def _filter_rows(framed, bpp, out):  # pragma: no cover - compiled
+    """Filter row y of the image, ``framed[y + 1, bpp:]`` (row 0 and the first ``bpp`` columns
+    are zeros: PNG's missing neighbours), into ``out[y]`` (filter type, then the bytes).
+
+    Plain scalar code: numpy calls in a kernel (astype, zeros, argmin) cost seconds of compiling.
+    """
+    height, width = framed.shape[0] - 1, framed.shape[1] - bpp
     for y in prange(height):
-        current = rows[y].astype(np.int32)
-        above = rows[y - 1].astype(np.int32) if y > 0 else zero_row
-        costs = np.zeros(5, dtype=np.int64)
-        for x in range(min(bpp, width)):  # no left neighbour: a = c = 0
-            v, b = current[x], above[x]
-            costs[0] += _magnitude(v, 0)
-            costs[1] += _magnitude(v, 0)
-            costs[2] += _magnitude(v, b)
-            costs[3] += _magnitude(v, b >> 1)
-            costs[4] += _magnitude(v, b)
+        current, above = framed[y + 1], framed[y]
         s0 = s1 = s2 = s3 = s4 = 0
-        for x in range(bpp, width):
-            v, a, b, c = current[x], current[x - bpp], above[x], above[x - bpp]
+        for x in range(width):
+            v, a = np.int32(current[x + bpp]), np.int32(current[x])
+            b, c = np.int32(above[x + bpp]), np.int32(above[x])
             s0 += _magnitude(v, 0)
             s1 += _magnitude(v, a)
             s2 += _magnitude(v, b)
             s3 += _magnitude(v, (a + b) >> 1)
             s4 += _magnitude(v, _predict(4, a, b, c))
-        costs[0] += s0
-        costs[1] += s1
-        costs[2] += s2
-        costs[3] += s3
-        costs[4] += s4
-        kind = np.argmin(costs)
+        kind, best = 0, s0  # the first of the smallest sums, as libpng picks
+        if s1 < best:
+            kind, best = 1, s1
+        if s2 < best:
+            kind, best = 2, s2
+        if s3 < best:
+            kind, best = 3, s3
+        if s4 < best:
+            kind = 4
         out[y, 0] = kind
         for x in range(width):
-            a = current[x - bpp] if x >= bpp else 0
-            c = above[x - bpp] if x >= bpp else 0
-            out[y, x + 1] = (current[x] - _predict(kind, a, above[x], c)) & 255
+            v, a = np.int32(current[x + bpp]), np.int32(current[x])
+            b, c = np.int32(above[x + bpp]), np.int32(above[x])
+            out[y, x + 1] = (v - _predict(kind, a, b, c)) & 255
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -152,8 +150,11 @@ def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
     size = pixels.dtype.itemsize
     big_endian = np.ascontiguousarray(pixels, dtype=f">u{size}")
     rows = big_endian.view(np.uint8).reshape(height, width * channels * size)
+    bpp = channels * size
+    framed = np.zeros((height + 1, rows.shape[1] + bpp), dtype=np.uint8)
+    framed[1:, bpp:] = rows
     filtered = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
-    _filter_rows(rows, channels * size, filtered)
+    _filter_rows(framed, bpp, filtered)
     stream = imagecodecs.deflate_encode(filtered, level=level)  # a zlib stream (header and Adler-32)
     header = struct.pack(">IIBBBBB", width, height, 8 * size, PNG_COLOUR_TYPE[channels], 0, 0, 0)
     return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")

@@ -30,6 +30,7 @@ FALSE_WORDS = {"0", "off", "no", "false"}
 IDENTITY_PREFIXES = ("NUMBA_", "CONVCLI_", "OMP_", "OPENBLAS_", "MKL_", "TBB_", "PYTHON", "LC_")
 IDENTITY_NAMES = {"LANG"}
 READ_PER_CALL = {ENABLE_VARIABLE, IDLE_VARIABLE, "CONVCLI_DEBUG", "CONVCLI_EXECUTOR"}
+READ_PER_CALL_PREFIXES = ("CONVCLI_MAX_",)  # the budgets (convcli/budget.py) are read at every check
 
 # the client's resource limits the forked child takes on (as far as the worker's hard limits allow)
 RLIMITS = ("RLIMIT_FSIZE", "RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_NOFILE", "RLIMIT_CORE")
@@ -114,7 +115,9 @@ def identity_environment(environ: dict[str, str]) -> dict[str, str]:
     return {
         name: value
         for name, value in environ.items()
-        if (name.startswith(IDENTITY_PREFIXES) or name in IDENTITY_NAMES) and name not in READ_PER_CALL
+        if (name.startswith(IDENTITY_PREFIXES) or name in IDENTITY_NAMES)
+        and name not in READ_PER_CALL
+        and not name.startswith(READ_PER_CALL_PREFIXES)
     }
 
 
@@ -265,7 +268,8 @@ def send(connection: socket.socket, message: dict, fds: list[int] | None = None)
     if fds:
         sent = socket.send_fds(connection, [data], fds)
         data = data[sent:]
-    connection.sendall(data)
+    if data:  # an empty send to a peer that has answered and closed would raise EPIPE
+        connection.sendall(data)
 
 
 def receive(connection: socket.socket, *, max_fds: int = 0) -> tuple[dict | None, list[int]]:
