@@ -421,7 +421,8 @@ def test_an_installation_change_names_another_worker(tmp_path):
     (package / "a.py").write_text("x = 2\n")
     assert protocol._tree_stamps(str(package)) != before
     assert protocol.installation_key({}) != protocol.installation_key({"NUMBA_OPT": "1"})
-    per_call = {"CONVCLI_DEBUG": "1", "COLUMNS": "80", "CONVCLI_MAX_MEMORY": "16G", "CONVCLI_SERVER_IDLE": "9"}
+    per_call = {"CONVCLI_DEBUG": "1", "COLUMNS": "80", "CONVCLI_MAX_MEMORY": "16G",
+                "CONVCLI_SERVER_IDLE": "9"}
     assert protocol.installation_key({}) == protocol.installation_key(per_call)
 
 
