@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+# from a source checkout without installing, the package is at the repository root (appended:
+# an installed convcli still wins)
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 
 def have(module: str) -> bool:

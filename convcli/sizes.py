@@ -111,10 +111,17 @@ def stride_remainder(n: int, k: int, *, stride: int = 1, padding: Padding = 0, d
     return reach % stride if reach >= 0 else 0
 
 
-def left_over(n: int, k: int, *, stride: int = 1, padding: Padding = 0, dilation: int = 1) -> int:
+def left_over(
+    n: int, k: int, *, stride: int = 1, padding: Padding = 0, dilation: int = 1, ceil_mode: bool = False
+) -> int:
     """How many trailing *input* rows/samples no window reaches (data the layer drops).
 
-    Padded positions past the last window are not counted: they hold no data.
+    Padded positions past the last window are not counted: they hold no data. With ``ceil_mode``
+    an extra window that hangs over the end reaches every remaining row.
     """
+    if ceil_mode and output_size(
+        n, k, stride=stride, padding=padding, dilation=dilation, ceil_mode=True
+    ) > output_size(n, k, stride=stride, padding=padding, dilation=dilation):
+        return 0
     remainder = stride_remainder(n, k, stride=stride, padding=padding, dilation=dilation)
     return min(n, max(0, remainder - padding_pair(padding)[1]))

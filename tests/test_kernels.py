@@ -141,11 +141,11 @@ def test_kernel_files(tmp_path):
 
 def test_kernel_files_with_nan_or_too_many_dimensions_are_refused(tmp_path):
     np.save(tmp_path / "nan.npy", np.array([[1.0, np.nan]]))
-    np.save(tmp_path / "cube.npy", np.ones((2, 2, 2)))
+    np.save(tmp_path / "cube.npy", np.ones((1, 1, 2, 2, 2)))  # 3-D and 4-D files mix channels; 5-D is none
     np.save(tmp_path / "obj.npy", np.array([None, 1], dtype=object), allow_pickle=True)
     with pytest.raises(UsageError, match="NaN or inf"):
         load_kernel(str(tmp_path / "nan.npy"))
-    with pytest.raises(UsageError, match="3 dimensions"):
+    with pytest.raises(UsageError, match="5 dimensions"):
         load_kernel(str(tmp_path / "cube.npy"))
     with pytest.raises(UsageError, match="pickle"):
         load_kernel(str(tmp_path / "obj.npy"))
@@ -172,21 +172,21 @@ def make_model(path, weight, bias=None, pickled=False):
     np.savez(path, **arrays)
 
 
-def test_learned_layer_whole_and_one_channel(tmp_path):
+def test_model_arrays_by_name_are_raw_channel_mixing_kernels(tmp_path):
     weight = np.random.default_rng(1).standard_normal((4, 3, 3, 3))
     make_model(tmp_path / "m.npz", weight, bias=np.arange(4.0))
-    whole = resolve_kernel(f"{tmp_path / 'm.npz'}:conv1")
-    assert (
-        whole.role == "layer"
-        and np.array_equal(whole.array, weight)
-        and np.array_equal(whole.bias, np.arange(4.0))
-    )
-    one = resolve_kernel(f"{tmp_path / 'm.npz'}:conv1[3]")
-    assert np.array_equal(one.array, weight[3:4]) and np.array_equal(one.bias, [3.0])
+    whole = resolve_kernel(f"{tmp_path / 'm.npz'}:conv1.weight")
+    assert whole.role == "mix" and np.array_equal(whole.array, weight)
+    one = resolve_kernel(f"{tmp_path / 'm.npz'}:conv1.weight[3]")
+    assert np.array_equal(one.array, weight[3:4])
     with pytest.raises(UsageError, match="has 4 output channels"):
-        resolve_kernel(f"{tmp_path / 'm.npz'}:conv1[4]")
-    with pytest.raises(UsageError, match="no layer 'conv2'"):
-        resolve_kernel(f"{tmp_path / 'm.npz'}:conv2")
+        resolve_kernel(f"{tmp_path / 'm.npz'}:conv1.weight[4]")
+    with pytest.raises(UsageError, match="no array 'conv2.weight'"):
+        resolve_kernel(f"{tmp_path / 'm.npz'}:conv2.weight")
+    with pytest.raises(UsageError, match="not a channel-mixing kernel"):
+        resolve_kernel(f"{tmp_path / 'm.npz'}:conv1.bias")
+    with pytest.raises(UsageError, match="not a convcli model"):  # a feature map needs the whole model
+        resolve_kernel(f"{tmp_path / 'm.npz'}:conv1")
 
 
 def test_pickled_model_arrays_are_refused(tmp_path):

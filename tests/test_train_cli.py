@@ -144,8 +144,8 @@ def test_folder_of_images_with_size_and_gray(tmp_path):
                  "--filters-png", tmp_path / "f.png")
     assert result.exit_code == 0, result.output
     assert load_model(out).input_shape == (1, 8, 8)
-    assert Image.open(tmp_path / "curves.png").size == (820, 340)
-    assert Image.open(tmp_path / "f.png").mode == "L"
+    assert Image.open(tmp_path / "curves.png").size == (1200, 400)
+    assert Image.open(tmp_path / "f.png").mode in ("RGB", "RGBA")  # a colour map
     result = run("predict", out, tmp_path / "data" / "dark" / "0.png", "--json")
     assert result.exit_code == 0, result.output
 

@@ -56,6 +56,13 @@ class LazyGroup(click.Group):
                 raise click.UsageError(f"No such command {args[0]!r}{hint}.", ctx) from error
             raise
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --debug belongs to the group, but people type it after the subcommand too
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[1:end]:
+            args = ["--debug", *(a for i, a in enumerate(args) if a != "--debug" or i >= end)]
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

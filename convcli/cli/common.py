@@ -23,17 +23,32 @@ from convcli.executors import EXECUTORS, BatchOptions, Job, Record, check_stop
 from convcli.io.files import STDIO, check_can_write, kind_of
 
 
-def expand_inputs(patterns: Iterable[str]) -> list[str]:
-    """Paths, globs and folders (their files with a known extension, sorted) -> input list.
+def expand_inputs(
+    patterns: Iterable[str], *, recursive: bool = False, extensions: Iterable[str] | None = None
+) -> list[str]:
+    """Paths, globs and folders (their files with a known extension, or one of ``extensions``, sorted;
+    with ``recursive`` those of every sub-folder too) -> input list.
 
     A path that exists is taken literally before any pattern matching: 'a[1].png' is that file,
     not the pattern matching 'a1.png'."""
+    wanted = None if extensions is None else set(extensions)
     inputs: list[str] = []
     for pattern in patterns:
         if pattern == STDIO:
             inputs.append(STDIO)
         elif Path(pattern).is_dir():
-            inputs.extend(sorted(str(p) for p in Path(pattern).iterdir() if p.is_file() and _known(p)))
+            found = Path(pattern).rglob("*") if recursive else Path(pattern).iterdir()
+            files = sorted(
+                str(p)
+                for p in found
+                if p.is_file()
+                and not p.name.startswith(".")
+                and (_known(p) if wanted is None else p.suffix.lower() in wanted)
+            )
+            if not files:
+                hint = "" if recursive else " (--recursive looks into its sub-folders)"
+                raise InputError(f"{pattern}: no image, audio or array files in this folder{hint}")
+            inputs.extend(files)
         elif glob.has_magic(pattern) and not Path(pattern).exists():  # 'a[1].png' that exists is a name
             matches = sorted(glob.glob(pattern))
             if not matches:
@@ -79,6 +94,7 @@ def plan_outputs(inputs: list[str], output: str | None, *, tag: str, force: bool
     )
     if output == STDIO and many:
         raise UsageError("-o - (stdout) takes a single input")
+    relative = _output_names(inputs)
     jobs = []
     for name in inputs:
         ext = stdin_extension if name == STDIO else input_extension(name)
@@ -88,7 +104,7 @@ def plan_outputs(inputs: list[str], output: str | None, *, tag: str, force: bool
             folder = Path(output)
             if not folder.is_dir() and not output.endswith(("/", os.sep)):
                 raise UsageError(f"-o {output}: output folder does not exist (end it with / to create it)")
-            target = folder / ("stdin" + ext if name == STDIO else Path(name).name)
+            target = folder / ("stdin" + ext if name == STDIO else relative[name])
             out_ext = ext
         elif output is not None:
             target = Path(output)
@@ -99,6 +115,8 @@ def plan_outputs(inputs: list[str], output: str | None, *, tag: str, force: bool
             out_ext = ext
         if out_ext:
             kind_of(out_ext)  # UsageError for an unknown output extension
+        if target is None:
+            refuse_binary_to_terminal(out_ext)
         if target is not None and name != STDIO and target.resolve() == Path(name).resolve():
             raise UsageError(f"{name}: output would overwrite the input")
         jobs.append(Job(name, target, out_ext, stdin_data if name == STDIO else None))
@@ -107,11 +125,35 @@ def plan_outputs(inputs: list[str], output: str | None, *, tag: str, force: bool
         raise UsageError("two inputs would write the same output file; use distinct names")
     if to_dir:
         Path(output).mkdir(parents=True, exist_ok=True)
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)  # sub-folders of a recursive input
     for target in targets:
         if many:
             continue  # reported per file below, so the other files are still written
         check_can_write(target, force)
     return jobs
+
+
+def _output_names(inputs: list[str]) -> dict[str, Path]:
+    """Each input's name inside an output folder: its file name, or, when two inputs share a file name
+    (folders read recursively), its path below the inputs' common folder."""
+    files = [name for name in inputs if name != STDIO]
+    if len({Path(name).name for name in files}) == len(files):
+        return {name: Path(Path(name).name) for name in files}
+    common = Path(os.path.commonpath([str(Path(name).resolve().parent) for name in files]))
+    return {name: Path(name).resolve().relative_to(common) for name in files}
+
+
+def refuse_binary_to_terminal(extension: str) -> None:
+    """PNG or WAV bytes on a terminal are noise (and can upset it): ask for a redirect instead."""
+    from convcli.io.files import TEXT_EXTENSIONS, stdout_is_terminal
+
+    if extension not in TEXT_EXTENSIONS and stdout_is_terminal():
+        shown = extension.lstrip(".").upper() or "binary"
+        raise UsageError(
+            f"-o -: refusing to write {shown} data to the terminal; redirect it (> out{extension}) or pipe "
+            "it to a program, or give -o FILE"
+        )
 
 
 def _read_stdin() -> tuple[bytes, str]:

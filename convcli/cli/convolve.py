@@ -30,8 +30,17 @@ Semantics:
                (signal processing; numpy.convolve, scipy.signal.convolve)
   --correlate  cross-correlation, no flip: out[i] = sum_j x[i+j] k[j]
                (what CNN layers, OpenCV filter2D and ImageMagick -morphology compute)
-  Learned layers (model.npz:conv1) are always applied as correlation, plus the
-  layer's bias, so the result reproduces that layer's feature map.
+  model.npz:LAYER is what the trained model computes at LAYER for the input: the
+  input read as the model reads it (gray/size, rate/mono/length), standardized with
+  its stored mean/std, then every layer up to LAYER with its own stride, padding,
+  dilation, groups and bias (evaluation mode) -- predict's forward pass. Any layer
+  (conv2, relu1, ...); LAYER[i] keeps channel i. Feature maps default to
+  --range normalize (one scale for all maps: min -> 0, max -> 1); an image output
+  with other than 1 or 3 channels (or --grid) is a labelled grid picture; .npy keeps
+  the floats. model.npz:conv1.weight is the stored array as a plain kernel (no bias,
+  no standardization; --correlate for what the layer computes).
+  A (C_out, C_in, kh, kw) kernel file (or (C_out, C_in, k) for signals) mixes
+  channels as a CNN layer does: "-k rgb2gray.npy" with shape (1, 3, 1, 1).
   sobel-x, prewitt-x, scharr-x are OpenCV's matrices: --correlate gives +d/dx,
   plain convolution gives -d/dx ('convcli kernels' states each convention).
 
@@ -51,29 +60,37 @@ Boundary (what lies outside the input):
         nearest)
   wrap (circular)    wrap       wrap          (unsupported)       circular  Tile
   'mirror' is refused: it means reflect in scipy.ndimage and symmetric in ImageMagick.
+  Default: images reflect, audio and arrays constant 0 (silence before and after).
+  Reflect invents no frame: a flat image stays flat under any normalized kernel,
+  where zeros paint a bright frame with sharpen and darken the border with a blur
+  (OpenCV's default is BORDER_REFLECT_101, ImageMagick's Edge; neither adds a frame).
+  A feature map (model.npz:LAYER) pads as its layers do. --explain and --json name
+  the boundary used.
 
 \b
 Kernels (-k, repeatable: applied one after another):
   sharpen, box:5, gaussian:sigma=2, sobel-x, moving-average:9,
   lowpass:cutoff=3000 (audio, at the input's sample rate), highpass, bandpass:low=300,high=3000,
   kernel.npy / .csv / .txt / .kernel, "1 2 1; 2 4 2; 1 2 1 /16", room.wav (impulse response),
-  model.npz:conv1 or model.npz:conv1[3].
+  mix.npy (C_out, C_in, kh, kw), model.npz:conv1 or model.npz:conv1[3].
   An impulse response at another sample rate is resampled to the input's rate
   (scipy.signal.resample_poly) with a warning.
   Long audio (same/full, zero boundary, stride 1) is processed in blocks by overlap-add.
 
 \b
 Worked example (convolution flips, correlation does not):
-  x = 0 0 1 0 0,  k = "1 2 3"
-  convcli convolve x.npy -k "1 2 3" -o y.npy              -> 0 1 2 3 0
-  convcli convolve x.npy -k "1 2 3" --correlate -o y.npy  -> 0 3 2 1 0
+  echo "0 0 1 0 0" > x.txt
+  convcli convolve x.txt -k "1 2 3" -o y.txt               # y.txt: 0 1 2 3 0
+  convcli convolve x.txt -k "1 2 3" --correlate -o z.txt   # z.txt: 0 3 2 1 0
 
 \b
 Examples:
-  convcli convolve samples/photo.png -k sharpen -o sharp.png
+  convcli convolve samples/photo.png -k sharpen -o sharpened.png
   convcli convolve samples/photo.png -k sobel-x --correlate --range abs -o edges.png
   convcli convolve samples/speech.wav -k lowpass:cutoff=1000 -o low.wav --explain
-  convcli convolve 'shots/*.jpg' -k gaussian:sigma=2 -o blurred/ -j 2 --json
+  convcli convolve samples/speech.wav -k moving-average:4 --stride 2 -o half-rate.wav
+  convcli convolve 'samples/shapes/*/*0.png' -k gaussian:sigma=2 -o blurred/ -j 2 --json
+  convcli convolve samples/shapes -r -k box:3 -o boxed/ --quiet
   convcli convolve samples/shapes/circle/ -k box:3 -o soft/ --executor dask -j 2
 """
 
@@ -89,6 +106,7 @@ class Settings:
     force: bool
     explain: bool
     block_size: int | None
+    grid: bool = False
 
 
 def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
@@ -139,9 +157,9 @@ def parse_padding(text: str | None):
 @click.option("--padding", metavar="P|B,A|B,A;B,A", help="Explicit zero/boundary padding; overrides --mode.")
 @click.option(
     "--boundary",
-    default="constant",
-    show_default=True,
-    help="constant|reflect|symmetric|edge|wrap (aliases zero, replicate, nearest, circular).",
+    default=None,
+    help="constant|reflect|symmetric|edge|wrap (aliases zero, replicate, nearest, circular). "
+    "[default: reflect for images, constant for audio and arrays; constant when --cval is given]",
 )
 @click.option(
     "--cval", type=float, default=0.0, show_default=True, help="Value outside the input for constant."
@@ -158,6 +176,13 @@ def parse_padding(text: str | None):
 )
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--explain", is_flag=True, help="Print the resolved kernel, the method and why (stderr).")
+@click.option(
+    "--grid",
+    is_flag=True,
+    help="Draw the output channels as a labelled grid picture (automatic for an image output with "
+    "other than 1 or 3 channels).",
+)
+@click.option("-r", "--recursive", is_flag=True, help="Folders: also the files in their sub-folders.")
 @click.option(
     "--block-size",
     type=click.IntRange(min=1),
@@ -178,6 +203,8 @@ def convolve(
     method,
     dtype,
     explain,
+    grid,
+    recursive,
     block_size,
     output,
     batch,
@@ -191,9 +218,11 @@ def convolve(
     from convcli.executors import check_stdio, run_batch
     from convcli.kernels.apply import Geometry
 
+    if boundary is None and cval != 0:
+        boundary = "constant"  # a fill value asks for a constant boundary
     geometry = Geometry(
         mode=mode,
-        boundary=normalize_boundary(boundary),
+        boundary=None if boundary is None else normalize_boundary(boundary),
         cval=cval,
         stride=parse_ints(stride, "stride"),
         dilation=parse_ints(dilation, "dilation"),
@@ -201,11 +230,13 @@ def convolve(
         correlate=correlate,
         method=method,
     )
-    _check_specs(kernels)
-    names = expand_inputs(inputs)
+    feature_maps = _check_specs(kernels, geometry)
+    if feature_maps and _left_at_default("range_policy"):
+        range_policy = "normalize"  # activations have no fixed range: show them all on one scale
+    names = expand_inputs(inputs, recursive=recursive)
     check_stdio(names, output, batch)
     plans = plan_outputs(names, output, tag="convolved", force=force)
-    settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size)
+    settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size, grid)
     result = run_batch(plans, functools.partial(convolve_file, settings=settings), batch, force=force,
                        quiet=quiet)
     records = result.records
@@ -231,25 +262,43 @@ def convolve(
         raise SystemExit(int(status))
 
 
-def _check_specs(specs: tuple[str, ...]) -> None:
-    """Bad kernels fail before any file is touched; rate-dependent designs wait for the input."""
-    from convcli.kernels import resolve_kernel
+def _left_at_default(name: str) -> bool:
+    from click.core import ParameterSource
 
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _check_specs(specs: tuple[str, ...], geometry) -> bool:
+    """Bad kernels fail before any file is touched; rate-dependent designs wait for the input.
+    Returns whether a kernel is a model's feature map."""
+    from convcli.kernels import resolve_kernel
+    from convcli.kernels.apply import check_feature_geometry
+
+    feature_maps = False
     for spec in specs:
         try:
-            resolve_kernel(spec)
+            kernel = resolve_kernel(spec)
         except UsageError as error:
             if "needs a sample rate" not in str(error):
                 raise
+            continue
+        if kernel.role == "model":
+            check_feature_geometry(kernel, geometry)
+            feature_maps = True
+    return feature_maps
 
 
 def convolve_file(job: Job, settings: Settings) -> dict:
     """Read one input, apply the kernels, write the result; return its record."""
+    from dataclasses import replace
+
     import numpy as np
 
+    from convcli.io.files import AUDIO_EXTENSIONS
     from convcli.io.ranges import count_non_finite
     from convcli.kernels import resolve_kernel
-    from convcli.kernels.apply import apply_chain, follow_alpha
+    from convcli.kernels.apply import apply_chain, follow_alpha, strided_sample_rate
 
     streamed = _maybe_stream(job, settings)
     if streamed is not None:
@@ -258,11 +307,48 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     rate = media.sample_rate
     kernels = [resolve_kernel(spec, sample_rate=rate) for spec in settings.specs]
     data = media.data.astype(np.dtype(settings.dtype))
-    result, plans = apply_chain(data, media.kind, kernels, settings.geometry)
-    alpha = None if media.alpha is None else follow_alpha(media.alpha, kernels, settings.geometry)
-    clipped = save_output(job, media.with_data(result, alpha), force=settings.force, policy=settings.policy)
-    record = _record(media.data.shape, result.shape, kernels, plans, clipped, settings)
-    return record | {"non_finite": count_non_finite(media.data)}
+    feature_maps = any(kernel.role == "model" for kernel in kernels)
+    geometry = settings.geometry.for_media(media.kind, feature_maps=feature_maps)
+    result, plans = apply_chain(data, media.kind, kernels, geometry)
+    record = _record(media.data.shape, result.shape, kernels, plans, 0, settings, geometry)
+    record["non_finite"] = count_non_finite(media.data)
+    if _as_grid(job, result, settings.grid):
+        _save_grid(job, result, kernels, force=settings.force)
+        return record | {"picture": "grid"}
+    alpha = None if media.alpha is None else follow_alpha(media.alpha, kernels, geometry)
+    output = replace(media, data=result, alpha=alpha)
+    if media.audio is not None and job.extension in AUDIO_EXTENSIONS:
+        rate = strided_sample_rate(media.audio.sample_rate, kernels, geometry)
+        output = replace(output, audio=replace(media.audio, sample_rate=rate, frames=result.shape[-1]))
+    record["clipped"] = save_output(job, output, force=settings.force, policy=settings.policy)
+    if output.audio is not None:
+        record["sample_rate"] = output.audio.sample_rate
+    return record
+
+
+def _as_grid(job: Job, result, asked: bool) -> bool:
+    """A picture of the channels side by side: asked for, or the only honest image of C != 1, 3 channels."""
+    from convcli.io.files import IMAGE_EXTENSIONS
+
+    is_image = job.extension in IMAGE_EXTENSIONS
+    if asked and not is_image:
+        shown = job.extension or "stdout"
+        raise UsageError(f"--grid draws a picture: give an image output (.png), not {shown}")
+    return is_image and result.ndim == 3 and (asked or result.shape[0] not in (1, 3))
+
+
+def _save_grid(job: Job, maps, kernels, *, force: bool) -> None:
+    from convcli.io.files import atomic_output, stdout_output
+    from convcli.nn.plots import plot_feature_maps
+
+    last = kernels[-1]
+    name = f"{last.feature.layer}" if last.feature is not None else "channel"
+    first = 0 if last.feature is None or last.feature.index is None else last.feature.index
+    labels = [f"{name}[{first + c}]" for c in range(len(maps))]
+    title = f"{job.input}: {' then '.join(k.spec for k in kernels)} ({'x'.join(map(str, maps.shape))})"
+    target = stdout_output(job.extension) if job.output is None else atomic_output(job.output, force=force)
+    with target as temp:
+        plot_feature_maps(maps, temp, labels=labels, title=title)
 
 
 def _maybe_stream(job: Job, settings: Settings) -> dict | None:
@@ -274,11 +360,12 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
         return None
     if settings.dtype != "float32":
         return None
+    geometry = settings.geometry.for_media("audio")
     outcome = stream_file(
         job.input,
         job.output,
         settings.specs,
-        settings.geometry,
+        geometry,
         policy=settings.policy,
         force=settings.force or job.overwrite,
         run_id=job.run_id,
@@ -287,24 +374,29 @@ def _maybe_stream(job: Job, settings: Settings) -> dict | None:
     )
     if outcome is None:
         return None
+    from convcli.io.audio import audio_info
+
     shape_in, shape_out, kernels, plans, clipped, non_finite = outcome
-    return _record(shape_in, shape_out, kernels, plans, clipped, settings) | {"non_finite": non_finite}
+    record = _record(shape_in, shape_out, kernels, plans, clipped, settings, geometry)
+    record["sample_rate"] = audio_info(job.input).sample_rate  # blocks run at stride 1: the rate is kept
+    return record | {"non_finite": non_finite}
 
 
-def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Settings) -> dict:
+def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Settings, geometry) -> dict:
     from convcli.kernels.show import explain_text
 
     record = {
         "shape_in": list(shape_in),
         "shape": list(shape_out),
         "kernel": [k.spec for k in kernels],
+        "boundary": geometry.boundary,
         "method": [p["method"] for p in plans],
         "reason": [p["reason"] for p in plans],
         "clipped": clipped,
         "notes": [n for k in kernels for n in k.notes] + _stride_notes(kernels, plans),
     }
     if settings.explain:
-        record["explain"] = explain_text(kernels, plans, settings.geometry)
+        record["explain"] = explain_text(kernels, plans, geometry)
     return record
 
 
@@ -323,4 +415,6 @@ def _describe(record: dict) -> str:
     shape_out = "x".join(map(str, record["shape"]))
     steps = ", ".join(f"{k} [{m}]" for k, m in zip(record["kernel"], record["method"], strict=True))
     where = f"{record['input']} -> {record['output']}"
-    return f"{where}  {shape_in} -> {shape_out}  {steps}  {record['seconds']:.2f} s"
+    rate = f" at {record['sample_rate']} Hz" if record.get("sample_rate") else ""
+    picture = " (a grid picture of the channels)" if record.get("picture") else ""
+    return f"{where}  {shape_in} -> {shape_out}{rate}{picture}  {steps}  {record['seconds']:.2f} s"

@@ -50,15 +50,34 @@ def kernels(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"command": "kernels", "kernels": rows}, indent=2))
         return
-    from rich.console import Console
+    from convcli.cli.shapes import console
+
+    out = console()
+    out.print(kernel_table(rows, out.width))
+    if out.width < WIDE:
+        click.echo("conventions (flipped or not): 'convcli kernels show NAME', or a wider terminal")
+
+
+WIDE = 120  # columns from which the convention column fits beside the description
+
+
+def kernel_table(rows: list[dict], width: int):
+    """The library as a table that fits ``width`` columns (80 too): long cells fold, never cut; the
+    convention column only where there is room for it."""
     from rich.table import Table
 
-    table = Table("name", "parameters (defaults)", "shape", "description", "convention")
+    headers = ["name", "parameters (defaults)", "shape", "description"]
+    headers += ["convention"] if width >= WIDE else []
+    table = Table(*headers)
+    table.columns[0].no_wrap = True
+    for column in table.columns[1:]:
+        column.overflow = "fold"
     for row in rows:
         params = ", ".join(f"{k}={v}" for k, v in row["parameters"].items()) or "-"
         shape = "x".join(map(str, row["shape"])) if row["shape"] else "by parameters"
-        table.add_row(row["name"], params, shape, row["description"], row["convention"])
-    Console(width=max(Console().width, 160)).print(table)
+        cells = [row["name"], params, shape, row["description"], row["convention"]]
+        table.add_row(*cells[: len(headers)])
+    return table
 
 
 def _default_shape(name: str, entry, designs) -> list[int] | None:
@@ -83,7 +102,7 @@ def _default_shape(name: str, entry, designs) -> list[int] | None:
 @click.option("--json", "as_json", is_flag=True, help="The matrix as JSON.")
 def show(spec: str, rate: float | None, as_json: bool) -> None:
     from convcli import budget
-    from convcli.kernels import resolve_kernel
+    from convcli.kernels import entries, resolve_kernel
     from convcli.kernels.show import format_matrix, kernel_sum
 
     kernel = resolve_kernel(spec, sample_rate=rate)
@@ -107,3 +126,6 @@ def show(spec: str, rate: float | None, as_json: bool) -> None:
         f"sum {kernel_sum(kernel):.6g}"
     )
     click.echo(format_matrix(kernel.matrix, kernel.factors))
+    entry = entries().get(spec.partition(":")[0].strip().lower())
+    if entry is not None and entry.convention:
+        click.echo(f"convention: {entry.convention}")

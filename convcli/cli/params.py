@@ -90,7 +90,7 @@ def params(spec, input_shape, model, list_models, compare_dense, as_json):
       convcli params --list-models
     """
     if list_models:
-        print_model_list()
+        print_model_list(as_json)
         return
     network = load_network(spec, input_shape, model)
     if as_json:

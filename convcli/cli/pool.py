@@ -212,11 +212,12 @@ def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, 
 
     \b
     Examples:
-      convcli pool samples/photo.png --size 2 -o half.png     # 2×2 max: 512×512 → 256×256
+      convcli pool samples/photo.png --size 2 -o half.png     # 2×2 max: 256×256 → 128×128
       convcli pool samples/photo.png --op avg --size 3 --stride 2 --padding 1 -o small.png
       convcli pool samples/speech.wav --op max --abs --size 160 -o envelope.wav
+      convcli pool samples/photo.png --op avg --output-size 7x7 -o features.npy
       convcli pool features.npy --global --op avg -o means.npy
-      convcli pool photos/ --op avg --output-size 7x7 -o thumbs/ -j 2
+      convcli pool samples/shapes/circle/ --op avg --output-size 4x4 -o thumbs/ -j 2
     """
     if output_size is not None and global_pool:
         raise UsageError("give --output-size or --global, not both")

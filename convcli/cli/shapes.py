@@ -53,24 +53,32 @@ def load_network(spec: str | None, input_shape: str | None, model: str | None):
     return parse_spec(text, input_shape)
 
 
-def print_model_list() -> None:
+def print_model_list(as_json: bool = False) -> None:
+    """The zoo: a table, or with ``as_json`` one document using the key names of ``--json``."""
     from rich.table import Table
 
     from convcli.nn import zoo
 
+    models = []
+    for name, (_build, description) in zoo.MODELS.items():
+        network = zoo.load(name)
+        models.append({"name": name, "total_params": network.num_params, "total_macs": network.total_macs,
+                       "input_shape": list(network.input_shape), "description": description})
+    if as_json:
+        click.echo(json.dumps({"models": models}))
+        return
     table = Table("model")
     for header in ("parameters", "MACs"):
         table.add_column(header, justify="right")
     table.add_column("input")
     table.add_column("description")
-    for name, (_build, description) in zoo.MODELS.items():
-        network = zoo.load(name)
+    for model in models:
         table.add_row(
-            name,
-            f"{network.num_params:,}",
-            f"{network.total_macs:,}",
-            "x".join(map(str, network.input_shape)),
-            description,
+            model["name"],
+            f"{model['total_params']:,}",
+            f"{model['total_macs']:,}",
+            "x".join(map(str, model["input_shape"])),
+            model["description"],
         )
     console().print(table)
 
@@ -155,6 +163,15 @@ def run_calculator(layer, out: int | None, solve: str | None, as_json: bool) -> 
             f"warning: stride {layer.stride} does not tile the input exactly: {rows} left over (never read)",
             err=True,
         )
+    elif not layer.exact():
+        rounded = "rounded up: the last window hangs over the end" if layer.ceil_mode else (
+            "floored: only padding is left over, every input row is read"
+        )
+        click.echo(
+            f"note: stride {layer.stride} does not tile the padded input exactly ({layer.fraction()} is not "
+            f"a whole number); the size is {rounded}",
+            err=True,
+        )
 
 
 def parse_padding(text: str | None):
@@ -221,13 +238,14 @@ def shapes(
     \b
     Examples:
       convcli shapes "Input(1,28,28); Conv2d(1,8,5); ReLU(); MaxPool2d(2); Flatten(); LazyLinear(10)"
+      echo 'LazyConv2d(16, 3, stride=2); ReLU(); Flatten()' > net.txt
       convcli shapes net.txt --input 3x64x64
       convcli shapes --model resnet18 --json
       convcli shapes --size 28 --kernel 5 --stride 2
       convcli shapes --size 224 --kernel 3 --stride 2 --out 112 --solve padding
     """
     if list_models:
-        print_model_list()
+        print_model_list(as_json)
         return
     calculator = size is not None or kernel is not None or solve is not None
     if calculator:

@@ -163,7 +163,7 @@ class _TrainDisplay:
               help="PyTorch's default initialization (kaiming-uniform a=√5) or He normal.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same model.")
 @click.option("--val-split", type=float, default=0.1, show_default=True,
-              help="Fraction held out for validation when there is no test set (0: none).")
+              help="Fraction held out for validation (0: none); with a test set only when given.")
 @click.option("--test", "test_path", metavar="DATA", help="Held-out test set (folder or .npz).")
 @click.option("--resume", "resume_path", metavar="FILE",
               help="Continue a run from its model file, with the recipe the file recorded unless an "
@@ -209,9 +209,9 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
     \b
     Examples:
       convcli train samples/shapes16.npz --epochs 5 -o shapes.npz
-      convcli train samples/waves.npz --model "Conv1d(1,8,5,stride=2); ReLU(); Flatten(); LazyLinear(3)"
-      convcli train samples/shapes/ --size 16x16 --gray --epochs 10 --plot curves.png
-      convcli train samples/shapes16.npz --resume shapes.npz --epochs 10
+      convcli train samples/waves.npz -o w.npz --model "Conv1d(1,8,5,stride=2);ReLU();Flatten();LazyLinear(3)"
+      convcli train samples/shapes/ --size 16x16 --gray --epochs 10 -o folder.npz --plot curves.png
+      convcli train samples/shapes16.npz --resume shapes.npz -o shapes.npz --epochs 10
     """
     from convcli.nn.train import TrainConfig
 
@@ -294,8 +294,9 @@ def _prepare_run(data, model_arg, config, resume_path, test_path, options, expli
     for part in (train_set, test_set):
         if part is not None and part.y.max() >= classes:
             raise UsageError(f"label {int(part.y.max())} is out of range for {classes} classes")
-    train_part, val_part = split_validation(train_set, config.val_split if test_set is None else 0.0,
-                                            np.random.default_rng(config.seed))
+    if test_set is not None and resumed is None and "val_split" not in explicit:
+        config.val_split = 0.0  # a test set replaces the default validation part; an explicit one is kept
+    train_part, val_part = split_validation(train_set, config.val_split, np.random.default_rng(config.seed))
     if resumed is not None:
         model = resumed
         done = int(model.meta.get("training", {}).get("epochs_done", len(model.history)))
@@ -315,7 +316,8 @@ def _prepare_run(data, model_arg, config, resume_path, test_path, options, expli
         done, optimizer = 0, None
     prepared = {name: (model.prepare(part.x), part.y) if part is not None else None
                 for name, part in (("train", train_part), ("val", val_part), ("test", test_set))}
-    return {"model": model, "data": prepared, "start_epoch": done, "optimizer": optimizer, "config": config}
+    return {"model": model, "data": prepared, "start_epoch": done, "optimizer": optimizer, "config": config,
+            "resumed_from": resume_path}
 
 
 @contextlib.contextmanager
@@ -336,17 +338,19 @@ def _interrupts_deferred():
 
 def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> None:
     from convcli.nn.model import save_model
-    from convcli.nn.train import evaluate_loss, fit
+    from convcli.nn.train import NonFiniteLoss, evaluate_loss, fit
 
     model, data, config = run["model"], run["data"], run["config"]
     shown = not as_json and not quiet
     console = _console()
     if shown:
-        resumed = f", from epoch {run['start_epoch']}" if run["start_epoch"] else ""
+        start = run["start_epoch"]
+        resumed = f", resuming at epoch {start + 1} (epochs 1-{start} done)" if start else ""
         console.print(f"[bold]{len(data['train'][1])} training samples, "
                       f"{model.network.num_params:,} parameters, {config.epochs} epochs{resumed}[/bold]",
                       soft_wrap=True)
-    saved = {"epoch": run["start_epoch"]}
+    in_place = run["resumed_from"] is not None and Path(run["resumed_from"]).resolve() == out.resolve()
+    saved = {"epoch": run["start_epoch"] if in_place else 0}  # what the file at ``out`` holds
     display = _TrainDisplay(console, _console(stderr=True), shown)
 
     def on_epoch(record: dict) -> None:
@@ -361,10 +365,10 @@ def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> Non
             fit(model, *data["train"], data["val"], config, start_epoch=run["start_epoch"],
                 optimizer=run["optimizer"], on_step=display.step, on_epoch=on_epoch)
     except KeyboardInterrupt:
-        kept = f"{out} holds epoch {saved['epoch']}" if saved["epoch"] else \
-            "no epoch completed, nothing saved"
-        click.echo(f"convcli: interrupted: {kept}", err=True)
+        click.echo(f"convcli: interrupted: {_kept(out, saved['epoch'])}", err=True)
         ctx.exit(ExitStatus.INTERRUPTED)
+    except NonFiniteLoss as error:
+        raise NonFiniteLoss(f"{error}; {_kept(out, saved['epoch'])}") from None
     seconds = time.perf_counter() - started
     trained_samples = len(data["train"][1]) * (config.epochs - run["start_epoch"])
     if plot_path:
@@ -397,12 +401,17 @@ def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> Non
         console.print(f"saved {out} ({speed} samples/s); final model: {accuracies}", soft_wrap=True)
 
 
+def _kept(out: Path, epoch: int) -> str:
+    """What the model file holds after a stop: never name a file that was not written."""
+    return f"{out} holds epoch {epoch}" if epoch else f"no epoch completed, {out} was not written"
+
+
 def _draw_filters(model, path: str) -> None:
     from convcli.nn.plots import plot_filters
 
     for layer in model.network.layers:
         if "weight" in getattr(layer, "params", {}) and layer.params["weight"].ndim >= 3:
-            plot_filters(layer.params["weight"], path)
+            plot_filters(layer.params["weight"], path, layer=layer.name)
             return
     raise UsageError("--filters-png: the network has no convolution layer to draw")
 
@@ -459,29 +468,38 @@ def _print_report(report: dict) -> None:
 @click.command("predict")
 @click.argument("model_path", metavar="MODEL")
 @click.argument("files", nargs=-1, required=True, metavar="FILES...")
+@click.option("-r", "--recursive", is_flag=True, help="Folders: also the files in their sub-folders.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @batch_options
-def predict(model_path: str, files: tuple[str, ...], as_json: bool, batch) -> None:
+def predict(model_path: str, files: tuple[str, ...], recursive: bool, as_json: bool, batch) -> None:
     """Label and class probabilities for each input: image or audio files (read as in training)
-    or .npy arrays (one sample, or a batch of samples). Many files run on the batch executor
-    (-j, --executor thread|process|dask); a file that fails is reported and the others still are.
+    or .npy arrays (one sample, or a batch of samples). Inputs may be files, globs and folders
+    (their files; --recursive: their sub-folders' too), as for convolve. Many files run on the
+    batch executor (-j, --executor thread|process|dask); a file that fails is reported and the
+    others still are.
 
     \b
-    Example:
+    Examples:
       convcli predict shapes.npz samples/shapes/circle/circle00.png
-      convcli predict shapes.npz samples/shapes/*/*.png -j 2 --json
+      convcli predict shapes.npz 'samples/shapes/square/*.png' --json
+      convcli predict shapes.npz samples/shapes/ -r
+      convcli predict shapes.npz samples/shapes/ -r -j 2 --json
     """
     import functools
 
+    from convcli.cli.common import expand_inputs
     from convcli.executors import Job, check_stdio, run_batch
+    from convcli.io.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
     from convcli.nn.model import load_model
 
     model = load_model(model_path)  # a bad model fails here, once, before any file
-    for name in files:
+    readable = (*IMAGE_EXTENSIONS, *AUDIO_EXTENSIONS, ".npy")
+    names = expand_inputs(files, recursive=recursive, extensions=readable)
+    for name in names:
         if not Path(name).is_file():
             raise UsageError(f"{name}: no such file")
-    check_stdio(list(files), None, batch)
-    jobs = [Job(name, None, "") for name in files]
+    check_stdio(names, None, batch)
+    jobs = [Job(name, None, "") for name in names]
     task = functools.partial(predict_file, model_path=str(Path(model_path).resolve()))
     result = run_batch(jobs, task, batch, quiet=as_json)
     failed = [record for record in result.records if record.get("error")]
@@ -500,7 +518,7 @@ def predict(model_path: str, files: tuple[str, ...], as_json: bool, batch) -> No
             table.add_row(record["file"], record["label"], *shown)
         _console().print(table)
     if failed:
-        status = failed[0].get("status", ExitStatus.PROCESSING_ERROR) if len(files) == 1 else \
+        status = failed[0].get("status", ExitStatus.PROCESSING_ERROR) if len(names) == 1 else \
             ExitStatus.PROCESSING_ERROR
         raise SystemExit(int(status))
 

@@ -116,11 +116,7 @@ def window_plan(
 
 def _uncovered(n: int, k: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
     """Trailing input samples no window reaches."""
-    if ceil_mode and output_size(
-        n, k, stride=stride, padding=padding, dilation=dilation, ceil_mode=True
-    ) > output_size(n, k, stride=stride, padding=padding, dilation=dilation):
-        return 0  # the extra ceil_mode window hangs over the end and reaches the last sample
-    return left_over(n, k, stride=stride, padding=padding, dilation=dilation)
+    return left_over(n, k, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
 
 
 def adaptive_plan(n: int, size_out: int) -> AxisPlan:

@@ -69,8 +69,23 @@ def sniff_extension(head: bytes) -> str:
     raise InputError("stdin: unrecognised data (expected an image, audio or .npy/.npz stream)")
 
 
+TEXT_EXTENSIONS = (".csv", ".txt")  # outputs that are readable on a terminal
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def read_stdin() -> tuple[io.BytesIO, str]:
-    """All of stdin as a seekable buffer, and the extension its content looks like."""
+    """All of stdin as a seekable buffer, and the extension its content looks like. On a terminal, say
+    that we are waiting (a forgotten '< file' otherwise looks like a hang)."""
+    if stdin_is_terminal():
+        print("convcli: waiting for the input file on stdin ('-'); pipe or redirect it (< FILE), "
+              "Ctrl-D ends it", file=sys.stderr, flush=True)
     data = sys.stdin.buffer.read()
     if not data:
         raise InputError("stdin: empty input")

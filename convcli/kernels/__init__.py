@@ -4,7 +4,8 @@
 with what the command needs to apply it (how channels map, notes to warn about).
 
 Spec forms, tried in this order:
-  ``model.npz:conv1`` / ``model.npz:conv1[3]``  a learned Conv layer (applied as correlation)
+  ``model.npz:conv1`` / ``model.npz:conv1[3]``  the model's feature map at a layer (any layer)
+  ``model.npz:conv1.weight``                     an array of a model file as a raw kernel
   an existing file: .wav/.flac/.ogg (impulse response), .npy/.csv/.txt/.kernel (matrix)
   ``"1 2 1; 2 4 2; 1 2 1 /16"``                 an inline matrix (rows on ';', optional /scale)
   ``name`` or ``name:arg,key=value``              a library kernel ('convcli kernels')
@@ -32,15 +33,17 @@ class Kernel:
 
     role: "filter" (1-D or 2-D, applied to every channel), "ir" (impulse response (C_ir, L):
     channel c with IR channel c, a mono IR to every channel, a mono input to every IR channel),
-    "layer" (learned weight (C_out, C_in, *k) mixing channels, applied as correlation, plus bias).
+    "mix" ((C_out, C_in, *k) from a file or a model's array: output o = sum over input channels i
+    of x[i] filtered by k[o, i], as a CNN layer mixes channels), "model" (a model's feature map:
+    ``feature`` computes it; ``array`` is the layer's weight, for --explain).
     """
 
     spec: str
     matrix: np.ndarray | None  # None when the kernel is given by its factors
     role: str = "filter"
     description: str = ""
-    bias: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    feature: sources.FeatureMap | None = None
     # a separable library kernel as (column, row): outer(column, row), never built unless needed
     factors: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -63,7 +66,7 @@ class Kernel:
     @property
     def spatial_ndim(self) -> int:
         """1 for signal kernels, 2 for image kernels."""
-        if self.role == "layer":
+        if self.role == "mix":
             return len(self.shape) - 2
         if self.role == "ir":
             return 1
@@ -76,8 +79,8 @@ def resolve_kernel(spec: str, *, sample_rate: float | None = None) -> Kernel:
     if not spec:
         raise UsageError("empty kernel spec")
     if sources.LAYER.match(spec) and not Path(spec).is_file():
-        weight, bias, description = sources.learned_layer(spec)
-        return Kernel(spec, weight, "layer", description, bias=bias)
+        feature, weight, description = sources.learned(spec, sample_rate)
+        return Kernel(spec, weight, "mix" if feature is None else "model", description, feature=feature)
     path = Path(spec)
     if path.is_file():
         suffix = path.suffix.lower()
@@ -96,7 +99,8 @@ def resolve_kernel(spec: str, *, sample_rate: float | None = None) -> Kernel:
                 f"{spec}: unknown kernel file type {suffix!r} "
                 f"(use {', '.join(sources.FILE_EXTENSIONS)} or an audio file)"
             )
-        return Kernel(spec, sources.file_kernel(path), "filter", f"kernel file {path.name}")
+        matrix = sources.file_kernel(path)
+        return Kernel(spec, matrix, "mix" if matrix.ndim > 2 else "filter", f"kernel file {path.name}")
     if sources.is_inline(spec):
         return Kernel(spec, sources.inline_matrix(spec), "filter", "inline matrix")
     if path.suffix.lower() in (*sources.FILE_EXTENSIONS, *AUDIO_EXTENSIONS, ".npz"):
@@ -115,7 +119,8 @@ def resolve_kernel(spec: str, *, sample_rate: float | None = None) -> Kernel:
 def load_kernel(spec: str, *, sample_rate: float | None = None) -> np.ndarray:
     """The kernel array a ``-k`` spec names (see the module doc for the forms).
 
-    Impulse responses come back as (C_ir, L); learned layers as (C_out, C_in, *k) without bias.
+    Impulse responses come back as (C_ir, L); channel-mixing kernels as (C_out, C_in, *k); a model's
+    layer (``model.npz:conv1``) as its weight (its feature map needs the network: use the CLI).
     A sample-rate mismatch of an impulse response resamples it and emits a UserWarning.
     """
     kernel = resolve_kernel(spec, sample_rate=sample_rate)

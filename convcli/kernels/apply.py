@@ -1,13 +1,13 @@
 """Applying resolved kernels to decoded data through the engine (``convcli.convolve``).
 
 This is where channel rules live: a filter applies to every channel, an impulse response maps
-channels as :class:`convcli.kernels.Kernel` describes, a learned layer mixes channels the way
-the CNN layer does (correlation, plus its bias).
+channels as :class:`convcli.kernels.Kernel` describes, a (C_out, C_in, *k) kernel mixes channels
+the way a CNN layer does, and a model's layer gives the model's own feature map.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,12 +19,20 @@ PerAxis = int | tuple[int, ...]
 Padding = int | tuple[tuple[int, int], ...] | None
 
 
+# What lies outside the input when the command line does not say. Images: reflect (d c b | a b c d,
+# OpenCV's default BORDER_REFLECT_101) invents no frame: a flat image stays flat under any normalized
+# kernel, and a sharpen or a blur does not paint or darken the border as zeros would. Audio and
+# arrays: constant 0, silence before and after (the Python API's default, as in scipy.signal).
+DEFAULT_BOUNDARY = {"image": "reflect", "audio": "constant", "array": "constant"}
+
+
 @dataclass(frozen=True)
 class Geometry:
-    """The options of ``convcli.convolve`` shared by every kernel of a run."""
+    """The options of ``convcli.convolve`` shared by every kernel of a run (``boundary`` None: the
+    media's default, :data:`DEFAULT_BOUNDARY`)."""
 
     mode: str = "same"
-    boundary: str = "constant"
+    boundary: str | None = "constant"
     cval: float = 0.0
     stride: PerAxis = 1
     dilation: PerAxis = 1
@@ -48,11 +56,41 @@ class Geometry:
             "method": self.method,
         }
 
+    def for_media(self, kind: str, *, feature_maps: bool = False) -> Geometry:
+        """This geometry with the boundary resolved for media ``kind`` (feature maps: the layers'
+        own zero padding)."""
+        if self.boundary is not None:
+            return self
+        return replace(self, boundary="constant" if feature_maps else DEFAULT_BOUNDARY[kind])
+
     @property
     def keeps_size(self) -> bool:
         """Output grid equals the input grid (so alpha can pass through as is)."""
         strides = self.stride if isinstance(self.stride, tuple) else (self.stride,)
         return self.padding is None and self.mode == "same" and all(s == 1 for s in strides)
+
+
+def check_feature_geometry(kernel: Kernel, geometry: Geometry) -> None:
+    """A feature map is computed with the layers' own geometry: options that would change it are refused."""
+    given = [
+        text
+        for text, changed in (
+            (f"--mode {geometry.mode}", geometry.mode != "same"),
+            (f"--boundary {geometry.boundary}", geometry.boundary is not None),
+            ("--padding", geometry.padding is not None),
+            (f"--stride {geometry.stride}", geometry.stride not in (1, (1,), (1, 1))),
+            (f"--dilation {geometry.dilation}", geometry.dilation not in (1, (1,), (1, 1))),
+        )
+        if changed
+    ]
+    if given:
+        from convcli.nn.model import array_name
+
+        raw = f"{kernel.feature.path}:{array_name(kernel.feature.layer, 'weight')}"
+        raise UsageError(
+            f"{kernel.spec} is the model's feature map, computed with its layers' own stride, padding and "
+            f"dilation: leave out {', '.join(given)} (for the stored kernel with your geometry use -k {raw})"
+        )
 
 
 def signal_ndim(kind: str, data: np.ndarray, kernel: Kernel) -> int:
@@ -62,6 +100,12 @@ def signal_ndim(kind: str, data: np.ndarray, kernel: Kernel) -> int:
     described = f"{kind} of shape {tuple(data.shape)}"
     if kind == "image" and want == 1 and kernel.role == "filter":
         return 2  # a 1-D kernel on an image is applied as a row (1, k)
+    if kernel.role == "mix" and want != have and kind != "array":
+        layout = "(C_out, C_in, k)" if have == 1 else "(C_out, C_in, kh, kw)"
+        raise UsageError(
+            f"kernel {kernel.spec!r} {tuple(kernel.array.shape)} mixes channels of {want}-D signals, but the "
+            f"input is {described}: a channel-mixing kernel for it is {layout}"
+        )
     if want > have or (kind != "array" and want != have):
         raise UsageError(
             f"kernel {kernel.spec!r} is {want}-D {kernel.shape} but the input is "
@@ -104,28 +148,38 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
     """One kernel on channels-first ``data`` of media ``kind``; returns (result, the engine's plan)."""
     from convcli.engine.convolve import convolve_planned
 
+    if kernel.role == "model":
+        maps = kernel.feature.apply(data, kind)
+        return maps, {"method": "model", "reason": "the model's own forward pass", "left_over": []}
     ndim = signal_ndim(kind, data, kernel)
     _per_axis(geometry.stride, ndim, "stride")
     _per_axis(geometry.dilation, ndim, "dilation")
     if kernel.role == "ir":
         return _apply_ir(data, kernel, geometry)
-    if kernel.role == "layer":
+    if kernel.role == "mix":
         data = data if data.ndim > ndim else data[None]
+        check_channels(data, kernel, ndim)
         weights = kernel.array
-        geometry_options = geometry.engine_options(ndim, correlate=True)  # a layer's map is a correlation
     elif kernel.factors is not None:  # separable by construction: never built as a matrix
         check_fits(data, kernel.shape, geometry, kernel.spec)
         out, how = convolve_planned(data, None, factors=kernel.factors, **geometry.engine_options(ndim))
         return out, _summary(how)
     else:
         weights = kernel.array[None, :] if ndim == 2 and kernel.array.ndim == 1 else kernel.array
-        geometry_options = geometry.engine_options(ndim)
     weights = weights.astype(data.dtype)
     check_fits(data, weights.shape[-ndim:], geometry, kernel.spec)
-    out, how = convolve_planned(data, weights, **geometry_options)
-    if kernel.bias is not None:
-        out += kernel.bias.astype(out.dtype).reshape((-1,) + (1,) * ndim)
+    out, how = convolve_planned(data, weights, **geometry.engine_options(ndim))
     return out, _summary(how)
+
+
+def check_channels(data: np.ndarray, kernel: Kernel, ndim: int) -> None:
+    """A channel-mixing kernel (C_out, C_in, *k) needs C_in input channels."""
+    have, want = data.shape[-ndim - 1], kernel.array.shape[1]
+    if have != want:
+        raise UsageError(
+            f"kernel {kernel.spec!r} {tuple(kernel.array.shape)} mixes {want} input channel(s) into "
+            f"{kernel.array.shape[0]}, but the input has {have}"
+        )
 
 
 def _summary(how) -> dict:
@@ -169,16 +223,32 @@ def apply_chain(
     return data, plans
 
 
-def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -> np.ndarray:
+def strided_sample_rate(rate: int, kernels: list[Kernel], geometry: Geometry) -> int:
+    """The sample rate of audio after the chain: each kernel's stride keeps every s-th sample, so the
+    same duration is held at rate / s. A rate that is not a whole number cannot be written as audio."""
+    stride = geometry.stride[0] if isinstance(geometry.stride, tuple) else geometry.stride
+    step = stride ** len(kernels)
+    if rate % step:
+        raise UsageError(
+            f"stride {stride} on {rate} Hz audio gives {rate / step:g} Hz, not a whole number of samples "
+            f"per second: pick a stride that divides {rate}, or write .npy"
+        )
+    return rate // step
+
+
+def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -> np.ndarray | None:
     """Alpha is not filtered, but must land on the output grid: sample it with a unit impulse
-    of each kernel's shape (so crops, strides and padding match the colour planes exactly)."""
+    of each kernel's shape (so crops, strides and padding match the colour planes exactly).
+    Feature maps have no alpha (None): they are the model's activations, not a picture."""
+    if any(kernel.role == "model" for kernel in kernels):
+        return None
     if geometry.keeps_size:
         return alpha
     from convcli.engine.convolve import convolve_planned
 
     for kernel in kernels:
         shape = kernel.shape[-2:] if len(kernel.shape) >= 2 else (1, kernel.shape[-1])
-        correlate = geometry.correlate or kernel.role == "layer"
+        correlate = geometry.correlate
         # the tap that lines up output and input: centre of the (flipped, for convolution) kernel
         lines = []
         for size in shape:

@@ -76,10 +76,26 @@ def parse_scale(text: str, label: str) -> float:
     return value
 
 
+# filters/ at the top of a source checkout: where the library lives when convcli runs without being
+# installed (``python -m convcli`` or ``python -m pytest`` from the repository root)
+CHECKOUT_FILTERS = Path(__file__).resolve().parents[2] / "filters"
+
+
+def filters_root():
+    """The kernel library folder: the installed package ``convcli.filters`` (the wheel ships
+    ``filters/`` under that name), else ``filters/`` of the source checkout this file is in."""
+    try:
+        return files("convcli.filters")
+    except ModuleNotFoundError:
+        if CHECKOUT_FILTERS.joinpath("parametric.json").is_file():
+            return CHECKOUT_FILTERS
+        raise
+
+
 @functools.cache
 def entries() -> dict[str, Entry]:
-    """Every library kernel by name, read from the shipped ``convcli.filters`` package data."""
-    root = files("convcli.filters")
+    """Every library kernel by name, read from the kernel library folder (:func:`filters_root`)."""
+    root = filters_root()
     table: dict[str, Entry] = {}
     for resource in root.iterdir():
         if resource.name.endswith(".kernel"):

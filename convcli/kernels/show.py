@@ -29,10 +29,11 @@ def format_matrix(matrix: np.ndarray | None, factors: tuple[np.ndarray, np.ndarr
             return "\n\n".join(f"[{i}]\n{format_matrix(sub)}" for i, sub in enumerate(matrix))
         rows, columns = _shown(matrix.shape[0], 10, 10), _shown(matrix.shape[1], 6, 6)
         values, full_shape = matrix[np.ix_(rows, columns)], matrix.shape
+    values = _zero_below_rounding(values, matrix if factors is None else values)
     words = [[f"{v:.6g}" for v in row] for row in values]
     width = max(len(w) for row in words for w in row)
     if factors is None and matrix.size <= 1 << 16:  # aligned as wide as the widest value, shown or not
-        width = max(width, max(len(f"{v:.6g}") for v in matrix.ravel()))
+        width = max(width, max(len(f"{v:.6g}") for v in _zero_below_rounding(matrix, matrix).ravel()))
     lines = []
     for row in words:
         if full_shape[1] > MAX_SHOWN:
@@ -41,6 +42,24 @@ def format_matrix(matrix: np.ndarray | None, factors: tuple[np.ndarray, np.ndarr
     if full_shape[0] > MAX_SHOWN:
         lines = [*lines[:10], "...", *lines[-10:]]
     return "\n".join(lines)
+
+
+def _zero_below_rounding(values: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """A tap that is 0 up to rounding (a FIR design's zero crossing: -4e-19 beside taps of 0.2) as 0."""
+    largest = float(np.abs(whole).max()) if whole.size else 0.0
+    return np.where(np.abs(values) <= 1e-12 * largest, 0.0, values)
+
+
+def channel_rule(kernel) -> str:
+    """How the kernel treats channels, in words."""
+    if kernel.role == "mix":
+        c_out, c_in = kernel.shape[:2]
+        return (f"channels: mixed as a CNN layer does: each of the {c_out} output channel(s) o is the sum "
+                f"over the {c_in} input channel(s) i of input i filtered by kernel [o, i] (no bias)")
+    if kernel.role == "ir":
+        return ("channels: input channel c with impulse-response channel c; a mono impulse response "
+                "applies to every channel, a mono input gives one output per impulse-response channel")
+    return "channels: the kernel applies to each channel alone"
 
 
 def kernel_sum(kernel) -> float:
@@ -54,15 +73,22 @@ def explain_text(kernels, plans: list[dict], geometry) -> str:
     """What --explain prints: each kernel resolved, and the method the engine chose and why."""
     lines = []
     for step, (kernel, how) in enumerate(zip(kernels, plans, strict=True), start=1):
-        applied = (
-            "correlation" if geometry.correlate or kernel.role == "layer" else "convolution (kernel flipped)"
-        )
+        if kernel.role == "model":
+            lines.append(f"kernel {step}: {kernel.spec} = {kernel.description}")
+            if kernel.array.size:
+                lines.append(f"layer weight {tuple(kernel.array.shape)}:")
+                lines.append(format_matrix(kernel.array))
+            continue
+        applied = "correlation" if geometry.correlate else "convolution (kernel flipped)"
         lines.append(
             f"kernel {step}: {kernel.spec} = {kernel.description}; shape {kernel.shape}, "
             f"sum {kernel_sum(kernel):.6g}; applied as {applied}"
         )
+        lines.append(channel_rule(kernel))
         lines.append(format_matrix(kernel.matrix, kernel.factors))
         lines.append(f"method: {how['method']}: {how['reason']}")
+    if all(kernel.role == "model" for kernel in kernels):
+        return "\n".join(lines)  # the layers' own geometry, stated above
     lines.append(
         f"mode {geometry.mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
         f"stride {geometry.stride}, dilation {geometry.dilation}, padding {geometry.padding}"

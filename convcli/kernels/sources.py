@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,8 @@ def finite(matrix: np.ndarray, label: str, *, max_ndim: int = 2) -> np.ndarray:
 
 
 def file_kernel(path: Path) -> np.ndarray:
-    """A 1-D or 2-D kernel from .npy, .csv, .txt or a filters/-format .kernel file."""
+    """A kernel from .npy, .csv, .txt or a filters/-format .kernel file: 1-D or 2-D (applied to every
+    channel), or 3-D (C_out, C_in, k) / 4-D (C_out, C_in, kh, kw) (mixing channels as a CNN layer)."""
     from convcli.io.arrays import read_array
 
     label = str(path)
@@ -63,8 +64,8 @@ def file_kernel(path: Path) -> np.ndarray:
             matrix = read_array(path, path.suffix, name=label)
         except InputError as error:
             raise UsageError(str(error)) from error
-    matrix = np.squeeze(np.asarray(matrix, dtype=np.float64)) if matrix.ndim > 2 else matrix
-    return finite(np.asarray(matrix, dtype=np.float64), label)
+    # never squeezed: a (1, 3, 1, 1) file mixes RGB to one channel, it is not a row kernel
+    return finite(np.asarray(matrix, dtype=np.float64), label, max_ndim=4)
 
 
 def impulse_response(path: Path, sample_rate: float | None) -> tuple[np.ndarray, list[str]]:
@@ -89,72 +90,89 @@ def impulse_response(path: Path, sample_rate: float | None) -> tuple[np.ndarray,
     return finite(np.asarray(data, dtype=np.float64), str(path)), notes
 
 
-def learned_layer(spec: str) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """'model.npz:conv1' -> (weight (C_out, C_in, *k), bias (C_out,) or None, description).
+@dataclass(frozen=True)
+class FeatureMap:
+    """``model.npz:LAYER[i]``: what the trained model computes at LAYER for an input (its reading
+    rules, its stored standardization, every layer up to LAYER with its own stride, padding,
+    dilation, groups and bias, in evaluation mode); ``index`` keeps one output channel."""
 
-    ':conv1[3]' keeps output channel 3 only (C_out = 1). Nothing is unpickled.
-    """
+    model: object  # convcli.nn.model.Model
+    path: str
+    layer: str
+    index: int | None = None
+    sample_rate: int | None = None
+
+    def apply(self, data: np.ndarray, kind: str) -> np.ndarray:
+        sample = self.model.conform(data, kind, self.sample_rate)
+        maps = self.model.activation(sample, self.layer)
+        if self.index is None:
+            return maps
+        if maps.ndim < 2 or not -maps.shape[0] <= self.index < maps.shape[0]:
+            raise UsageError(f"{self.path}:{self.layer}[{self.index}]: the layer gives "
+                             f"{maps.shape[0] if maps.ndim >= 2 else 'no'} channels")
+        return maps[[self.index]]
+
+    @property
+    def layers(self) -> list:
+        network = self.model.network
+        return network.layers[: self.model.layer_index(self.layer) + 1]
+
+    def describe(self) -> str:
+        norm = self.model.meta["normalization"]
+        chain = " -> ".join(f"{layer.name} {layer.source}" for layer in self.layers)
+        return (f"feature map of layer {self.layer} of {Path(self.path).name}: the input read as the model "
+                f"reads it, standardized with mean {_numbers(norm['mean'])} and std {_numbers(norm['std'])}, "
+                f"then {chain} (evaluation mode; each layer's own stride, padding, dilation, groups "
+                f"and bias)" + ("" if self.index is None else f"; output channel {self.index}"))
+
+
+def _numbers(values) -> str:
+    return "[" + ", ".join(f"{float(v):.4g}" for v in values) + "]"
+
+
+def learned(spec: str, sample_rate: float | None = None) -> tuple[FeatureMap | None, np.ndarray, str]:
+    """'model.npz:conv1[3]' -> (feature map, the layer's weight or an empty array, description);
+    'model.npz:conv1.weight[3]' -> (None, that raw array (C_out, C_in, *k), description): the stored
+    kernel itself, applied like a kernel file. Model files are read by :mod:`convcli.nn.model`."""
     match = LAYER.match(spec)
     if match is None:
         raise UsageError(f"{spec!r}: a learned layer is written model.npz:LAYER or model.npz:LAYER[i]")
-    path, layer, index = Path(match["path"]), match["layer"], match["index"]
-    if not path.is_file():
+    path, layer, index = match["path"], match["layer"], match["index"]
+    index = None if index is None else int(index)
+    if not Path(path).is_file():
         raise UsageError(f"{path}: no such model file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = archive.files
-            key = f"{layer}.weight"
-            if key not in names:
-                layers = sorted({n.rsplit(".", 1)[0] for n in names if n.endswith(".weight")})
-                from convcli.errors import did_you_mean
-
-                raise UsageError(
-                    f"{path}: no layer {layer!r}{did_you_mean(layer, layers)}; "
-                    f"layers with weights: {', '.join(layers) or 'none'}"
-                )
-            from convcli import budget
-            from convcli.io.arrays import npz_member
-
-            def member(name: str) -> np.ndarray:  # only the layer's arrays, within the memory budget
-                return np.asarray(npz_member(archive.zip, name, str(path), max_bytes=budget.limit("memory")),
-                                  dtype=np.float64)
-
-            weight = member(key)
-            bias = member(f"{layer}.bias") if f"{layer}.bias" in names else None
-            meta = _meta(archive)
-    except ValueError as error:
-        if isinstance(error, UsageError):
-            raise
-        raise UsageError(f"{path}: model array needs pickle or is unreadable; refused ({error})") from error
-    except OSError as error:
-        raise UsageError(f"{path}: not a readable model file ({error})") from error
-    except InputError as error:  # an array needing pickle, or larger than it declares or may be
+    try:  # a bad -k value is a usage error, whatever the file says
+        if "." in layer:  # an array by its name in the file
+            return None, *_stored_kernel(path, layer, index, spec)
+        return _feature_map(path, layer, index, sample_rate)
+    except InputError as error:
         raise UsageError(str(error)) from error
+
+
+def _stored_kernel(path: str, name: str, index: int | None, spec: str) -> tuple[np.ndarray, str]:
+    from convcli.nn.model import read_array
+
+    weight = _channel_mixing(np.asarray(read_array(path, name), dtype=np.float64), spec)
+    if index is not None:
+        if not -weight.shape[0] <= index < weight.shape[0]:
+            raise UsageError(f"{spec}: the array has {weight.shape[0]} output channels")
+        weight = weight[[index]]
+    return weight, f"array {name} of {Path(path).name}, as stored (no bias, no standardization)"
+
+
+def _feature_map(path: str, layer: str, index: int | None, sample_rate: float | None):
+    from convcli.nn.model import load_model
+
+    model = load_model(path)
+    weight = model.network.layers[model.layer_index(layer)].params.get("weight", np.zeros(0))
+    feature = FeatureMap(model, path, layer, index, None if sample_rate is None else int(sample_rate))
+    return feature, np.asarray(weight, dtype=np.float64), feature.describe()
+
+
+def _channel_mixing(weight: np.ndarray, label: str) -> np.ndarray:
     if weight.ndim not in (3, 4):
         raise UsageError(
-            f"{path}:{layer}: weight of shape {weight.shape} is not a Conv1d/Conv2d weight "
+            f"{label}: an array of shape {weight.shape} is not a channel-mixing kernel "
             f"(C_out, C_in, k) or (C_out, C_in, kh, kw)"
         )
-    if index is not None:
-        i = int(index)
-        if not -weight.shape[0] <= i < weight.shape[0]:
-            raise UsageError(f"{path}:{layer}[{i}]: the layer has {weight.shape[0]} output channels")
-        weight = weight[i : i + 1] if i >= 0 else weight[i:][:1]
-        bias = None if bias is None else bias[[i]]
-    finite(weight, spec, max_ndim=4)
-    described = f"learned layer {layer} of {path.name}{meta}, weight {tuple(weight.shape)}"
-    return weight, bias, described
-
-
-def _meta(archive) -> str:
-    if "__meta__" not in archive.files:
-        return ""
-    try:
-        from convcli.io.arrays import npz_member
-        from convcli.nn.model import MAX_META_BYTES, META_KEY
-
-        meta = json.loads(str(npz_member(archive.zip, META_KEY, "model", max_bytes=MAX_META_BYTES)))
-    except (ValueError, TypeError, InputError):
-        return ""
-    spec = meta.get("spec") if isinstance(meta, dict) else None
-    return f" (model spec: {' '.join(str(spec).split())[:60]})" if spec else ""
+    return finite(weight, label, max_ndim=4)

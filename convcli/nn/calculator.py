@@ -44,7 +44,12 @@ class LayerSize:
         if self.transposed:
             return 0
         return left_over(
-            self.size, self.kernel, stride=self.stride, padding=self.padding, dilation=self.dilation
+            self.size,
+            self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            ceil_mode=self.ceil_mode,
         )
 
     def exact(self) -> bool:
@@ -54,6 +59,12 @@ class LayerSize:
         return stride_remainder(
             self.size, self.kernel, stride=self.stride, padding=self.padding, dilation=self.dilation
         ) == 0
+
+    def fraction(self) -> str:
+        """The division the size formula rounds, with the numbers in: '4/3'."""
+        before, after = padding_pair(self.padding)
+        reach = self.size + before + after - effective_kernel(self.kernel, self.dilation)
+        return f"{reach}/{self.stride}"
 
     def formula(self) -> str:
         """The size formula, then the same with the numbers in, then the result."""

@@ -167,6 +167,11 @@ def read_image_sample(path: Path, options: ReadOptions) -> np.ndarray:
     from convcli.io.image import read_image
 
     colour, _alpha, _info = read_image(path)
+    return conform_image(colour, options)
+
+
+def conform_image(colour: np.ndarray, options: ReadOptions) -> np.ndarray:
+    """A decoded (C, H, W) image made to agree with ``options`` (gray, size), float32."""
     if options.gray and colour.shape[0] == 3:
         colour = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), colour, axes=1)[None]
     if options.size is not None and colour.shape[1:] != options.size:
@@ -176,22 +181,30 @@ def read_image_sample(path: Path, options: ReadOptions) -> np.ndarray:
 
 def read_audio_sample(path: Path, options: ReadOptions) -> np.ndarray:
     """(C, L) float32; resampled (polyphase), mixed down, cropped or zero-padded as asked."""
-    from convcli import budget
     from convcli.io.audio import read_audio
 
     data, info = read_audio(path)
-    rate = options.sample_rate or info.sample_rate
-    frames = options.length or -(-data.shape[1] * rate // info.sample_rate)
+    return conform_audio(data, info.sample_rate, options, label=str(path))
+
+
+def conform_audio(data: np.ndarray, sample_rate: int | None, options: ReadOptions, *,
+                  label: str = "audio") -> np.ndarray:
+    """Decoded (C, L) audio made to agree with ``options`` (sample rate, mono, length), float32."""
+    from convcli import budget
+
+    rate = options.sample_rate or sample_rate
+    sample_rate = sample_rate or rate
+    frames = options.length or -(-data.shape[1] * rate // sample_rate)
     # float64 while resampling, before anything of that length is made
-    budget.check("memory", 8 * data.shape[0] * max(frames, -(-data.shape[1] * rate // info.sample_rate)),
-                 f"{path}: {data.shape[0]} channel(s) at {rate} Hz, {frames} samples")
-    if options.sample_rate and info.sample_rate != options.sample_rate:
+    budget.check("memory", 8 * data.shape[0] * max(frames, -(-data.shape[1] * rate // sample_rate)),
+                 f"{label}: {data.shape[0]} channel(s) at {rate} Hz, {frames} samples")
+    if options.sample_rate and sample_rate != options.sample_rate:
         from math import gcd
 
         from scipy.signal import resample_poly
 
-        common = gcd(options.sample_rate, info.sample_rate)
-        data = resample_poly(data, options.sample_rate // common, info.sample_rate // common, axis=1)
+        common = gcd(options.sample_rate, sample_rate)
+        data = resample_poly(data, options.sample_rate // common, sample_rate // common, axis=1)
     if options.mono and data.shape[0] > 1:
         data = data.mean(axis=0, keepdims=True)
     if options.length is not None:

@@ -53,6 +53,11 @@ def init_network(network: Network, seed: int, scheme: str = "pytorch", dtype: st
         layer.init_params(rng, scheme, dtype)
 
 
+def array_name(layer: str, param: str) -> str:
+    """The name of a layer's parameter or buffer in a model file (``conv1.weight``)."""
+    return f"{layer}.{param}"
+
+
 def check_batch_memory(network: Network, batch_size: int) -> None:
     """The activations a training step keeps for the backward pass (each layer's input and output,
     and their gradients), within the memory budget, before the first step allocates them."""
@@ -64,15 +69,15 @@ def check_batch_memory(network: Network, batch_size: int) -> None:
 
 
 def named_params(network: Network) -> dict[str, np.ndarray]:
-    return {f"{layer.name}.{k}": v for layer in network.layers for k, v in layer.params.items()}
+    return {array_name(layer.name, k): v for layer in network.layers for k, v in layer.params.items()}
 
 
 def named_grads(network: Network) -> dict[str, np.ndarray]:
-    return {f"{layer.name}.{k}": v for layer in network.layers for k, v in layer.grads.items()}
+    return {array_name(layer.name, k): v for layer in network.layers for k, v in layer.grads.items()}
 
 
 def named_buffers(network: Network) -> dict[str, np.ndarray]:
-    return {f"{layer.name}.{k}": v for layer in network.layers for k, v in layer.buffers.items()}
+    return {array_name(layer.name, k): v for layer in network.layers for k, v in layer.buffers.items()}
 
 
 def logit_layers(network: Network) -> list:
@@ -141,6 +146,50 @@ class Model:
         norm = self.meta["normalization"]
         return standardize(x, np.array(norm["mean"], np.float32), np.array(norm["std"], np.float32))
 
+    def layer_index(self, name: str) -> int:
+        """Position of the layer called ``name`` (UsageError naming the layers when there is none)."""
+        from convcli.errors import did_you_mean
+
+        names = [layer.name for layer in self.network.layers]
+        if name not in names:
+            raise UsageError(f"the model has no layer {name!r}{did_you_mean(name, names)}; layers: "
+                             f"{', '.join(names)}")
+        return names.index(name)
+
+    def conform(self, sample: np.ndarray, kind: str, sample_rate: int | None = None) -> np.ndarray:
+        """One decoded sample made to agree with the model's reading rules, as ``predict`` reads files
+        (images: gray, size; audio: sample rate, mono, length); arrays are taken as they are."""
+        from convcli.nn.data import conform_audio, conform_image
+
+        sample = np.asarray(sample, dtype=np.float32)
+        if kind == "image":
+            return conform_image(sample if sample.ndim == 3 else sample[None], self.read_options)
+        if kind == "audio":
+            return conform_audio(sample, sample_rate, self.read_options)
+        if sample.ndim == len(self.input_shape) - 1:
+            sample = sample[None]  # (H, W) or (L,): one channel
+        return sample
+
+    def activation(self, sample: np.ndarray, layer: str) -> np.ndarray:
+        """What the network computes at ``layer`` for one conformed sample (C, ...): standardized with
+        the stored mean/std, then every layer up to and including ``layer`` in evaluation mode; the
+        same operations as ``predict``. Convolution and pooling prefixes take any spatial size."""
+        norm = self.meta["normalization"]
+        mean, std = np.array(norm["mean"], np.float32), np.array(norm["std"], np.float32)
+        if sample.ndim != len(self.input_shape) or sample.shape[0] != len(mean):
+            raise UsageError(f"the model takes samples of {len(mean)} channel(s) shaped like "
+                             f"{_text(self.input_shape)}; this input is {_text(sample.shape)}")
+        prefix = self.network.layers[: self.layer_index(layer) + 1]
+        _check_activation_memory(prefix, sample.shape, layer)
+        x = standardize(sample[None], mean, std)
+        for current in prefix:
+            try:
+                x = current.forward(x, False)
+            except (ValueError, UsageError) as error:
+                raise UsageError(f"layer {current.name} ({current.source}) cannot take the input at this "
+                                 f"size ({_text(x.shape[1:])}): {error}") from error
+        return x[0]
+
     def logits(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Logits of prepared samples, evaluation mode (running BatchNorm stats, no dropout)."""
         check_batch_memory(self.network, min(len(x), batch_size))
@@ -160,6 +209,22 @@ class Model:
 
     def save(self, path: str | Path) -> None:
         save_model(self, path)
+
+
+def _check_activation_memory(layers: list, shape: tuple[int, ...], layer: str) -> None:
+    """The activations of ``layers`` for one sample of ``shape``, within the memory budget, before any
+    is computed (an input far larger than the training images makes large maps)."""
+    from convcli import budget
+
+    total = math.prod(shape)
+    for current in layers:
+        try:
+            shape = current.output_shape(shape)
+        except ValueError as error:
+            raise UsageError(f"layer {current.name} ({current.source}) cannot take the input at this size "
+                             f"({_text(shape)}): {error}") from error
+        total += math.prod(shape)
+    budget.check("memory", 2 * FLOAT32_BYTES * total, f"the activations up to {layer} for this input")
 
 
 def _text(shape) -> str:
@@ -185,6 +250,28 @@ def save_model(model: Model, path: str | Path) -> None:
 MAX_META_BYTES = 16 << 20
 # stored arrays may be float64: a parameter can take 8 bytes on disk
 STORED_BYTES = 8
+
+
+def read_array(path: str | Path, name: str) -> np.ndarray:
+    """One named array of a model file (``conv1.weight``), read alone and within the memory budget;
+    UsageError listing the names when there is none such."""
+    from convcli import budget
+    from convcli.errors import did_you_mean
+    from convcli.io.arrays import npz_member
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such model file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = sorted(member.removesuffix(".npy") for member in archive.namelist()
+                           if not member.startswith((META_KEY, OPTIM_PREFIX)))
+            if name not in names:
+                raise UsageError(f"{path}: no array {name!r}{did_you_mean(name, names)}; arrays: "
+                                 f"{', '.join(names) or 'none'}")
+            return npz_member(archive, name, str(path), max_bytes=budget.limit("memory"))
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise InputError(f"{path}: not a model file ({' '.join(str(error).split())})") from error
 
 
 def load_model(path: str | Path) -> Model:

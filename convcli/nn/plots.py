@@ -1,4 +1,9 @@
-"""PNG pictures of training, drawn with Pillow: loss/accuracy curves and learned filter grids."""
+"""Pictures of training and of what a network computes, drawn with matplotlib: loss/accuracy/learning
+rate curves, learned filters and feature maps.
+
+matplotlib is imported inside each function, only when a picture is asked for, with the Agg backend
+(no display needed; nothing else in convcli pays for the import). Every picture is written atomically.
+"""
 
 from __future__ import annotations
 
@@ -7,97 +12,134 @@ from pathlib import Path
 
 import numpy as np
 
-CURVE_COLOURS = {"loss": (31, 119, 180), "val_loss": (255, 127, 14), "accuracy": (44, 160, 44),
-                 "val_accuracy": (214, 39, 40)}
+DIVERGING = "RdBu_r"  # negative blue, 0 white, positive red
+CURVES = {  # history key -> (panel, label, style)
+    "loss": ("loss", "training (running mean over the epoch)", "-"),
+    "val_loss": ("loss", "validation (end of epoch)", "--"),
+    "accuracy": ("accuracy", "training (running mean over the epoch)", "-"),
+    "val_accuracy": ("accuracy", "validation (end of epoch)", "--"),
+}
 
 
-def _save(image, path: str | Path) -> None:
-    """Atomic PNG write (temporary file in the target folder, then rename)."""
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: str | Path) -> None:
+    """Atomic write (a temporary file in the target folder, then rename); the format follows the
+    extension of ``path``."""
     from convcli.io.files import atomic_output
 
-    with atomic_output(Path(path), force=True) as temp:
-        image.save(temp, format="PNG")
-
-
-def _panel(draw, box, title: str, series: dict[str, list[float | None]], fixed_range=None) -> None:
-    from PIL import ImageFont
-
-    font = ImageFont.load_default()
-    left, top, right, bottom = box
-    draw.rectangle(box, outline=(0, 0, 0))
-    draw.text((left, top - 14), title, fill=(0, 0, 0), font=font)
-    values = [v for points in series.values() for v in points if v is not None]
-    if not values:
-        return
-    low, high = fixed_range or (min(values), max(values))
-    if high - low < 1e-12:
-        high = low + 1.0
-    draw.text((left - 46, top), f"{high:.3g}", fill=(0, 0, 0), font=font)
-    draw.text((left - 46, bottom - 10), f"{low:.3g}", fill=(0, 0, 0), font=font)
-    epochs = max(len(points) for points in series.values())
-    draw.text((left, bottom + 4), "epoch 1", fill=(0, 0, 0), font=font)
-    draw.text((right - 50, bottom + 4), f"epoch {epochs}", fill=(0, 0, 0), font=font)
-    legend_y = top + 4
-    for name, points in series.items():
-        xy = [(left + (right - left) * (i / max(epochs - 1, 1)),
-               bottom - (bottom - top) * (v - low) / (high - low))
-              for i, v in enumerate(points) if v is not None]
-        if not xy:
-            continue
-        colour = CURVE_COLOURS[name]
-        if len(xy) > 1:
-            draw.line(xy, fill=colour, width=2)
-        for x, y in xy:
-            draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
-        draw.text((right - 90, legend_y), name, fill=colour, font=font)
-        legend_y += 12
+    path = Path(path)
+    plt = _pyplot()
+    try:
+        with atomic_output(path, force=True) as temp:
+            figure.savefig(temp, format=path.suffix.lstrip(".").lower() or "png", dpi=100)
+    finally:
+        plt.close(figure)
 
 
 def plot_curves(history: list[dict], path: str | Path) -> None:
-    """Loss (left) and accuracy (right) per epoch, training and validation."""
-    from PIL import Image, ImageDraw
+    """Loss, accuracy and learning rate per epoch, training and validation, with labelled axes, a grid
+    and the legend below the panels (never over the curves). One epoch shows as marked points."""
+    plt = _pyplot()
+    epochs = [record["epoch"] if "epoch" in record else i + 1 for i, record in enumerate(history)]
+    figure, axes = plt.subplots(1, 3, figsize=(12, 4), layout="constrained")
+    panels = dict(zip(("loss", "accuracy", "lr"), axes, strict=True))
+    for key, (panel, label, style) in CURVES.items():
+        points = [(e, r.get(key)) for e, r in zip(epochs, history, strict=True) if r.get(key) is not None]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            panels[panel].plot(xs, ys, style, marker="o", markersize=4, label=label)
+    lrs = [(e, r["lr"]) for e, r in zip(epochs, history, strict=True) if r.get("lr") is not None]
+    if lrs:
+        xs, ys = zip(*lrs, strict=True)
+        panels["lr"].plot(xs, ys, "-", marker="o", markersize=4, color="tab:gray")
+    panels["loss"].set_ylim(bottom=0)
+    panels["accuracy"].set_ylim(0, 1.02)
+    panels["lr"].set_ylim(bottom=0)
+    for name, axis in panels.items():
+        axis.set_xlabel("epoch")
+        axis.set_ylabel({"loss": "cross-entropy loss", "accuracy": "accuracy", "lr": "learning rate"}[name])
+        axis.set_title({"loss": "loss", "accuracy": "accuracy", "lr": "learning rate"}[name])
+        axis.grid(True, alpha=0.4)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        if epochs:
+            axis.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    handles, labels = panels["loss"].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
+    _save(figure, path)
 
-    image = Image.new("RGB", (820, 340), "white")
-    draw = ImageDraw.Draw(image)
-    series = {key: [record.get(key) for record in history] for key in CURVE_COLOURS}
-    _panel(draw, (60, 30, 390, 300), "loss", {k: series[k] for k in ("loss", "val_loss")})
-    _panel(draw, (470, 30, 800, 300), "accuracy", {k: series[k] for k in ("accuracy", "val_accuracy")},
-           fixed_range=(0.0, 1.0))
-    _save(image, path)
+
+def _grid_shape(count: int) -> tuple[int, int]:
+    columns = math.ceil(math.sqrt(count))
+    return math.ceil(count / columns), columns
 
 
-def filter_grid(weight: np.ndarray, cell: int = 48, gap: int = 4) -> np.ndarray:
-    """(C_out, C_in, kh, kw) or (C_out, C_in, k) weights as one gray uint8 picture.
+def plot_filters(weight: np.ndarray, path: str | Path, *, layer: str = "conv1") -> None:
+    """A layer's kernels (C_out, C_in, kh, kw): one tile per (output, input) channel pair on a diverging
+    colour map centred on 0 (one scale for the layer, with a colour bar), labelled ``layer[o, i]``;
+    1-D kernels (C_out, C_in, k) as line plots of their taps."""
+    plt = _pyplot()
+    weight = np.asarray(weight, dtype=np.float64)
+    pairs = [(o, i) for o in range(weight.shape[0]) for i in range(weight.shape[1])]
+    rows, columns = _grid_shape(len(pairs)) if weight.shape[1] == 1 else weight.shape[:2]
+    size = (max(4.0, 1.6 * columns + 1.2), max(3.0, 1.6 * rows + 0.8))
+    figure, axes = plt.subplots(rows, columns, figsize=size, squeeze=False, layout="constrained")
+    limit = float(np.abs(weight).max()) or 1.0
+    image = None
+    for axis, (o, i) in zip(axes.ravel(), pairs, strict=False):
+        kernel = weight[o, i]
+        if kernel.ndim == 1:
+            axis.axhline(0, color="black", linewidth=0.6)
+            axis.plot(np.arange(len(kernel)), kernel, marker="o", markersize=3)
+            axis.set_ylim(-limit * 1.1, limit * 1.1)
+            axis.grid(True, alpha=0.4)
+            axis.set_xlabel("tap", fontsize=7)
+            axis.tick_params(labelsize=6)
+        else:
+            image = axis.imshow(kernel, cmap=DIVERGING, vmin=-limit, vmax=limit, interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axis.set_title(f"{layer}[{o}, {i}]", fontsize=8)
+    for axis in axes.ravel()[len(pairs):]:
+        axis.axis("off")
+    if image is not None:
+        figure.colorbar(image, ax=axes, shrink=0.8, label="weight (0 = white)")
+    figure.suptitle(f"{layer}: {weight.shape[0]} output x {weight.shape[1]} input channel(s), "
+                    f"kernel {'x'.join(map(str, weight.shape[2:]))}")
+    _save(figure, path)
 
-    One row per output channel, one cell per input channel (single-input-channel layers are
-    folded into a near-square grid so the picture is not one long column); each kernel is
-    scaled to the layer's largest magnitude (mid-gray is 0), and enlarged by nearest neighbour.
-    """
-    if weight.ndim == 3:
-        weight = weight[:, :, None, :]
-    c_out, c_in, kh, kw = weight.shape
-    if c_in == 1:
-        columns = math.ceil(math.sqrt(c_out))
-        cells = [weight[o, 0] for o in range(c_out)]
+
+def plot_feature_maps(maps: np.ndarray, path: str | Path, *, labels: list[str], title: str) -> None:
+    """Channels (C, H, W) as a labelled grid of tiles on one colour scale with a colour bar (diverging and
+    centred on 0 when the values have both signs), so maps can be compared with each other."""
+    plt = _pyplot()
+    maps = np.asarray(maps, dtype=np.float64)
+    rows, columns = _grid_shape(len(maps))
+    aspect = maps.shape[2] / maps.shape[1]
+    size = (min(20.0, max(4.0, 2.0 * columns * aspect + 1.5)), min(20.0, max(3.0, 2.0 * rows + 0.8)))
+    figure, axes = plt.subplots(rows, columns, figsize=size, squeeze=False, layout="constrained")
+    low, high = float(maps.min()), float(maps.max())
+    if low < 0 < high:
+        limit = max(-low, high)
+        options = {"cmap": DIVERGING, "vmin": -limit, "vmax": limit}
     else:
-        columns = c_in
-        cells = [weight[o, i] for o in range(c_out) for i in range(c_in)]
-    rows = math.ceil(len(cells) / columns)
-    scale = float(np.abs(weight).max()) or 1.0
-    zoom_h, zoom_w = max(1, cell // kh), max(1, cell // kw)
-    tile_h, tile_w = kh * zoom_h, kw * zoom_w
-    grid = np.full((rows * (tile_h + gap) + gap, columns * (tile_w + gap) + gap), 255, np.uint8)
-    for index, kernel in enumerate(cells):
-        row, column = divmod(index, columns)
-        top, left = gap + row * (tile_h + gap), gap + column * (tile_w + gap)
-        enlarged = np.kron(kernel / scale, np.ones((zoom_h, zoom_w)))
-        pixels = np.clip((enlarged + 1) * 127.5, 0, 255).astype(np.uint8)
-        grid[top : top + tile_h, left : left + tile_w] = pixels
-    return grid
-
-
-def plot_filters(weight: np.ndarray, path: str | Path) -> None:
-    """The first layer's learned kernels as a grid (row: output channel, column: input channel)."""
-    from PIL import Image
-
-    _save(Image.fromarray(filter_grid(weight), mode="L"), path)
+        options = {"cmap": "viridis", "vmin": low, "vmax": high if high > low else low + 1}
+    image = None
+    for axis, plane, label in zip(axes.ravel(), maps, labels, strict=False):
+        image = axis.imshow(plane, interpolation="nearest", **options)
+        axis.set_title(label, fontsize=8)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    for axis in axes.ravel()[len(maps):]:
+        axis.axis("off")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="activation")
+    figure.suptitle(title, fontsize=9)
+    _save(figure, path)

@@ -27,7 +27,7 @@ from convcli.process import collect_cycles
 
 
 class NonFiniteLoss(ConvcliError):
-    """The loss became NaN or infinite; the model file keeps the last good epoch."""
+    """The loss became NaN or infinite; the caller says what the model file holds."""
 
     exit_status = ExitStatus.PROCESSING_ERROR
 
@@ -44,7 +44,7 @@ class TrainConfig:
     schedule: str = "constant"
     init: str = "pytorch"
     seed: int = 0
-    val_split: float = 0.1  # held out (drawn with ``seed``) when there is no test set
+    val_split: float = 0.1  # held out (drawn with ``seed``); with a test set only when asked for
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -220,8 +220,7 @@ def _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_ep
             loss, cache = F.cross_entropy_forward(logits, y[index])
             if not math.isfinite(loss):
                 raise NonFiniteLoss(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}: "
-                                    f"lower --lr (now {optimizer.lr:g}); the model file keeps the last "
-                                    "complete epoch")
+                                    f"lower --lr (now {optimizer.lr:g})")
             backward(network, F.cross_entropy_backward(cache).astype(logits.dtype, copy=False))
             optimizer.step(params, named_grads(network))
             total_loss += loss * len(index)
