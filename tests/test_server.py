@@ -347,7 +347,7 @@ def test_a_stale_socket_is_ignored_and_replaced(tmp_path, runtime):
 def test_two_workers_starting_at_once_leave_one_and_it_leaves_when_idle(tmp_path, runtime):
     env = make_env(runtime, CONVCLI_SERVER_IDLE="8")
     key = status(env)["key"]
-    command = [sys.executable, "-P", "-m", "convcli.server.worker", key]
+    command = protocol.worker_command(key)
     first, second = (subprocess.Popen(command, env=env) for _ in range(2))
     loser = wait_until(
         lambda: [p for p in (first, second) if p.poll() is not None], 30, "one worker to yield"
@@ -427,9 +427,7 @@ def test_an_installation_change_names_another_worker(tmp_path):
 
 def test_a_worker_refuses_to_start_for_another_installation(tmp_path, runtime):
     env = make_env(runtime)
-    result = subprocess.run(
-        [sys.executable, "-P", "-m", "convcli.server.worker", "0" * 24], env=env, timeout=60
-    )
+    result = subprocess.run(protocol.worker_command("0" * 24), env=env, timeout=60)
     assert result.returncode == 1
     assert not list(runtime.glob("convcli/*.sock"))
 

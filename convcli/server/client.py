@@ -163,17 +163,9 @@ def _start_worker(key: str) -> None:
         return
     import subprocess
 
-    command = [
-        sys.executable,
-        *subprocess._args_from_interpreter_flags(),
-        "-P",
-        "-m",
-        "convcli.server.worker",
-        key,
-    ]
     try:
         subprocess.Popen(
-            command,
+            protocol.worker_command(key),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -144,6 +144,21 @@ def installation_key(environ: dict[str, str]) -> str:
     return blake2b("\n".join(parts).encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
 
 
+def worker_command(key: str) -> list[str]:
+    """How to start the worker for ``key``: this interpreter with this process's options, and the
+    convcli package this process runs (a source checkout's when ``python -m convcli`` runs from
+    one, which is not the installed package a plain ``-m`` from elsewhere would import), never the
+    caller's working folder on the path (-P)."""
+    import subprocess
+
+    boot = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from convcli.server.worker import main; sys.exit(main(sys.argv[1:]))"
+    )
+    flags = subprocess._args_from_interpreter_flags()
+    return [sys.executable, *flags, "-P", "-c", boot, os.path.dirname(_package_dir()), key]
+
+
 def _package_dir() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,5 +1,5 @@
 """The warm worker: imports everything and loads the cached kernels once, then serves each call
-in a forked child (``python -m convcli.server.worker KEY``; the client starts it).
+in a forked child (started by the client with :func:`protocol.worker_command`).
 
 One worker per installation key (see :func:`protocol.installation_key`): a lock file makes a
 second one starting at the same time leave at once. The parent only accepts, forks and reaps;
