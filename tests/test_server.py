@@ -22,13 +22,17 @@ from convcli.server import protocol
 pytestmark = pytest.mark.skipif(not protocol.supported(), reason="the warm worker needs Linux")
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-START_TIMEOUT = 600  # a fresh CI machine compiles the kernels the warm-up loads
+START_TIMEOUT = 600
+# -P: the convcli the worker serves is the installed one (or the editable checkout), whatever the
+# test's working folder; a plain -m from the repository root would import the checkout instead
+CONVCLI = [sys.executable, "-P", "-m", "convcli"]
+CONVCLI_LINE = " ".join(CONVCLI)  # a fresh CI machine compiles the kernels the warm-up loads
 
 
 def convcli(*args, env, **kwargs) -> subprocess.CompletedProcess:
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("timeout", 300)
-    return subprocess.run([sys.executable, "-m", "convcli", *map(str, args)], env=env, **kwargs)
+    return subprocess.run([*CONVCLI, *map(str, args)], env=env, **kwargs)
 
 
 def status(env) -> dict:
@@ -137,7 +141,7 @@ def test_stdin_umask_and_working_folder_travel(env, cold, tmp_path):
     modes = {}
     for name, environment in (("cold", cold), ("warm", env)):
         result = subprocess.run(
-            ["sh", "-c", f"umask 077; {sys.executable} -m convcli convolve - -k box:3 -o {name}.png"],
+            ["sh", "-c", f"umask 077; {CONVCLI_LINE} convolve - -k box:3 -o {name}.png"],
             input=data,
             env=environment,
             cwd=tmp_path,
@@ -155,7 +159,7 @@ def test_file_size_limit_travels(env, cold, tmp_path):
     results = {}
     for name, environment in (("cold", cold), ("warm", env)):
         photo = SAMPLES / "photo.png"
-        command = f"ulimit -f 8; {sys.executable} -m convcli convolve {photo} -k sharpen -o {name}.png"
+        command = f"ulimit -f 8; {CONVCLI_LINE} convolve {photo} -k sharpen -o {name}.png"
         results[name] = subprocess.run(
             ["sh", "-c", command], env=environment, cwd=tmp_path, capture_output=True, timeout=120
         )
@@ -178,9 +182,7 @@ def test_concurrent_clients_each_get_their_own_child(env, tmp_path):
     processes = [
         subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "convcli",
+                *CONVCLI,
                 "convolve",
                 str(SAMPLES / "photo.png"),
                 "-k",
@@ -204,7 +206,7 @@ def test_concurrent_clients_each_get_their_own_child(env, tmp_path):
 def waiting_on_stdin(env, folder: Path) -> tuple[subprocess.Popen, int]:
     """A client whose command blocks reading stdin, and the pid of the child running it."""
     client = subprocess.Popen(
-        [sys.executable, "-m", "convcli", "convolve", "-", "-k", "sharpen", "-o", str(folder / "out.png")],
+        [*CONVCLI, "convolve", "-", "-k", "sharpen", "-o", str(folder / "out.png")],
         env=env,
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
