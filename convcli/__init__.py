@@ -7,7 +7,8 @@ The public API is loaded lazily so that ``import convcli`` (and the CLI's ``--he
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+# no 'typing' here: every `convcli` call imports this package first, and typing costs ~10 ms
 
 __version__ = "0.1.0"
 
@@ -25,7 +26,7 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'convcli' has no attribute {name!r}")

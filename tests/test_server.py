@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from convcli.server import protocol
 
@@ -441,3 +443,21 @@ def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch):
     monkeypatch.setattr(warmup, "_threading_layer", lambda: "omp")
     reason = warmup.warm_up()
     assert reason and "'omp'" in reason and "tbb" in reason
+
+
+text = st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(values)
+def test_the_clients_json_encoder_is_json(value):
+    """The client writes JSON without the json module: json reads back every value it sends
+    (lone surrogates of undecodable environment bytes included)."""
+    import json
+
+    assert json.loads(protocol.encode({"value": value})[4:]) == {"value": value}
+    assert protocol._decode(protocol.encode({"value": value})[4:]) == {"value": value}
