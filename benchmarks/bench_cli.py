@@ -116,13 +116,10 @@ def case_batch(folder: Path, repeat: int, as_json: bool) -> None:
     report("batch-40x512-j2 (40 PNGs, sharpen, -j 2)", ours, {"mogrify": theirs}, as_json=as_json)
 
 
-def case_audio(folder: Path, repeat: int, as_json: bool) -> None:
+def music_and_ir(folder: Path) -> tuple[str, str]:
+    """A 60 s stereo 48 kHz 16-bit wav and a 2 s stereo float impulse response (decaying noise)."""
     import soundfile
 
-    ffmpeg = shutil.which("ffmpeg", path="/usr/bin")
-    if ffmpeg is None:
-        print("wav-60s-ir-2s: skipped (no ffmpeg in /usr/bin)")
-        return
     rate = 48000
     rng = np.random.default_rng(1)
     t = np.arange(60 * rate) / rate
@@ -133,31 +130,26 @@ def case_audio(folder: Path, repeat: int, as_json: bool) -> None:
     soundfile.write(
         folder / "ir.wav", 0.05 * rng.standard_normal((2 * rate, 2)) * decay, rate, subtype="FLOAT"
     )
-    wav, ir = str(folder / "music.wav"), str(folder / "ir.wav")
+    return str(folder / "music.wav"), str(folder / "ir.wav")
+
+
+def afir(ffmpeg: str, wav: str, ir: str, out: Path) -> list[str]:
+    """ffmpeg's convolution reverb: the wav through the impulse response."""
+    return [ffmpeg, "-y", "-loglevel", "error", "-i", wav, "-i", ir, "-filter_complex", "afir", str(out)]
+
+
+def case_audio(folder: Path, repeat: int, as_json: bool) -> None:
+    ffmpeg = shutil.which("ffmpeg", path="/usr/bin")
+    if ffmpeg is None:
+        print("wav-60s-ir-2s: skipped (no ffmpeg in /usr/bin)")
+        return
+    wav, ir = music_and_ir(folder)
     ours = best_time(
         lambda: run([*CONVCLI, "convolve", wav, "-k", ir, "-o", str(folder / "o.wav"), "--force", "-q"]),
         repeat=repeat,
         min_seconds=0,
     )
-    theirs = best_time(
-        lambda: run(
-            [
-                ffmpeg,
-                "-y",
-                "-loglevel",
-                "error",
-                "-i",
-                wav,
-                "-i",
-                ir,
-                "-filter_complex",
-                "afir",
-                str(folder / "ff.wav"),
-            ]
-        ),
-        repeat=repeat,
-        min_seconds=0,
-    )
+    theirs = best_time(lambda: run(afir(ffmpeg, wav, ir, folder / "ff.wav")), repeat=repeat, min_seconds=0)
     report("wav-60s-ir-2s (stereo 48 kHz, 2 s IR)", ours, {"ffmpeg afir": theirs}, as_json=as_json)
 
 

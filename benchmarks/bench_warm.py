@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cli import photo  # noqa: E402
+from bench_cli import afir, music_and_ir, photo  # noqa: E402
 
 CONVCLI = str(Path(sys.executable).with_name("convcli"))
 SHARPEN_IM = "3x3: 0,-1,0 -1,5,-1 0,-1,0"
@@ -173,37 +173,11 @@ def run_cases(folder: Path, rounds: int, as_json: bool) -> None:
 
 
 def case_ir(folder: Path, out: Path, ffmpeg: str, rounds: int, as_json: bool) -> None:
-    import soundfile
-
-    rate = 48000
-    rng = np.random.default_rng(1)
-    t = np.arange(60 * rate) / rate
-    music = 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.05 * rng.standard_normal((t.size, 2))
-    soundfile.write(folder / "music.wav", music, rate, subtype="PCM_16")
-    decay = np.exp(-np.arange(2 * rate) / (0.3 * rate))[:, None]
-    soundfile.write(
-        folder / "ir.wav", 0.05 * rng.standard_normal((2 * rate, 2)) * decay, rate, subtype="FLOAT"
-    )
-    wav, ir = str(folder / "music.wav"), str(folder / "ir.wav")
+    wav, ir = music_and_ir(folder)
     best = alternate(
         {
             "warm": ([CONVCLI, "convolve", wav, "-k", ir, "-o", str(out / "r.wav"), "--force", "-q"], WARM),
-            "ffmpeg": (
-                [
-                    ffmpeg,
-                    "-y",
-                    "-loglevel",
-                    "error",
-                    "-i",
-                    wav,
-                    "-i",
-                    ir,
-                    "-filter_complex",
-                    "afir",
-                    str(out / "ff.wav"),
-                ],
-                None,
-            ),
+            "ffmpeg": (afir(ffmpeg, wav, ir, out / "ff.wav"), None),
         },
         rounds,
     )

@@ -1,6 +1,5 @@
 """The batch runner (convcli.executors) without Dask: Ctrl-C, retries, refusals, option rules."""
 
-import json
 import os
 import signal
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from batches import arrays, json_of
 from click.testing import CliRunner
 
 from convcli.cli import cli
@@ -24,22 +24,11 @@ def run(*args, env=None):
     return CliRunner().invoke(cli, [str(a) for a in args], env=env)
 
 
-def json_of(output: str) -> dict:
-    return json.loads(output[output.index("{") : output.rindex("}") + 1])
-
-
-def arrays(folder: Path, count: int, shape=(32, 32)) -> Path:
-    folder.mkdir()
-    for index in range(count):
-        np.save(folder / f"f{index:02d}.npy", RNG.standard_normal(shape).astype(np.float32))
-    return folder
-
-
 @pytest.mark.parametrize("executor", ["thread", "process"])
 def test_ctrl_c_stops_a_batch_keeps_finished_files_and_leaves_no_partial_ones(tmp_path, executor):
     # 40 files of ~0.3 s each with -j 2: Ctrl-C (SIGINT to the process group, as a terminal sends
     # it) once the first output exists must not run the other ~38
-    inputs = arrays(tmp_path / "in", 40, shape=(384, 384))
+    inputs = arrays(tmp_path / "in", 40, RNG, shape=(384, 384))
     out = tmp_path / "out"
     out.mkdir()
     command = [sys.executable, "-m", "convcli", "convolve", str(inputs), "-k", "box:31", "--method", "direct",
@@ -115,7 +104,7 @@ def test_temporary_files_carry_the_run_id_and_are_swept(tmp_path):
 
 
 def test_dask_scheduler_address_alone_never_switches_the_executor(tmp_path):
-    inputs = arrays(tmp_path / "in", 2)
+    inputs = arrays(tmp_path / "in", 2, RNG)
     result = run("convolve", inputs, "-k", "box:3", "-o", f"{tmp_path}/out/", "--json",
                  env={"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"})
     assert result.exit_code == 0, result.output

@@ -20,6 +20,7 @@ from PIL import Image
 distributed = pytest.importorskip("distributed")
 import cloudpickle  # noqa: E402 - installed with distributed
 import dask  # noqa: E402
+from batches import arrays, json_of  # noqa: E402
 
 from convcli.cli import cli  # noqa: E402
 
@@ -49,17 +50,6 @@ def client(cluster):
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def json_of(output: str) -> dict:
-    return json.loads(output[output.index("{") : output.rindex("}") + 1])
-
-
-def arrays(folder: Path, count: int, shape=(32, 32)) -> Path:
-    folder.mkdir()
-    for index in range(count):
-        np.save(folder / f"f{index:02d}.npy", RNG.standard_normal(shape).astype(np.float32))
-    return folder
 
 
 def hidden(folder: Path) -> list[str]:
@@ -92,7 +82,7 @@ def test_a_dask_batch_equals_the_thread_batch_byte_for_byte(client, tmp_path):
 
 
 def test_a_worker_killed_mid_batch_is_survived_every_output_complete(client, tmp_path):
-    inputs = arrays(tmp_path / "in", 16, shape=(256, 256))
+    inputs = arrays(tmp_path / "in", 16, RNG, shape=(256, 256))
     out = tmp_path / "out"
     out.mkdir()
     victim = next(iter(client.run(os.getpid).values()))
@@ -139,7 +129,7 @@ class Poison(distributed.WorkerPlugin):
 
 
 def test_a_poison_file_ends_as_one_failed_record_the_others_complete(client, tmp_path):
-    inputs = arrays(tmp_path / "in", 4)
+    inputs = arrays(tmp_path / "in", 4, RNG)
     np.save(inputs / "poison.npy", np.ones((8, 8), dtype=np.float32))
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
     client.register_plugin(Poison())
@@ -173,7 +163,7 @@ def test_workers_that_cannot_see_the_inputs_are_named(client, tmp_path, monkeypa
     # /proc/self/cwd is this process's folder for the client, the workers' own folder for them:
     # the same absolute path, another filesystem view, as on a cluster without the shared mount
     monkeypatch.chdir(tmp_path)
-    arrays(tmp_path / "only-here", 2)
+    arrays(tmp_path / "only-here", 2, RNG)
     out = tmp_path / "out"
     out.mkdir()
     result = run("convolve", "/proc/self/cwd/only-here", "-k", "box:3", "-o", out,
@@ -185,7 +175,7 @@ def test_workers_that_cannot_see_the_inputs_are_named(client, tmp_path, monkeypa
 
 
 def test_ctrl_c_cancels_the_dask_batch(client, tmp_path):
-    inputs = arrays(tmp_path / "in", 30, shape=(320, 320))
+    inputs = arrays(tmp_path / "in", 30, RNG, shape=(320, 320))
     out = tmp_path / "out"
     out.mkdir()
     command = [sys.executable, "-m", "convcli", "convolve", str(inputs), "-k", "box:31", "--method", "direct",
