@@ -437,7 +437,10 @@ def test_a_worker_refuses_to_start_for_another_installation(tmp_path, runtime):
 
 
 def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch):
+    from convcli.jit import config
     from convcli.server import warmup
+
+    monkeypatch.setattr(config, "THREADING_LAYER", config.THREADING_LAYER)  # warm_up sets it
 
     monkeypatch.setattr(warmup, "_command_lines", lambda work: [])
     monkeypatch.setattr(warmup, "_threading_layer", lambda: "omp")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from convcli.engine import boundary
-from convcli.jit import njit, prange, uint64
+from convcli.jit import FMA_ONLY, njit, prange, uint64
 
 # the one definition of the boundary index mapping, compiled for the kernels
 source_index = njit(cache=True, nogil=True)(boundary.source_index)
@@ -59,7 +59,7 @@ def row_sources(flat, plane0, n_planes, h, w, first_row, step, count, mode, cval
     return halo
 
 
-@njit(cache=True, fastmath=True, nogil=True)
+@njit(cache=True, fastmath=FMA_ONLY, nogil=True)
 def accumulate_taps(acc, j0, j1, src, starts, weights, stride, assign):
     """``acc[j] (+)= Σ_t weights[t] · src[starts[t] + j·stride]`` for ``j`` in ``[j0, j1)``.
 
@@ -106,7 +106,7 @@ def accumulate_taps(acc, j0, j1, src, starts, weights, stride, assign):
             t += 1
 
 
-@njit(cache=True, fastmath=True, nogil=True, inline="always")
+@njit(cache=True, fastmath=FMA_ONLY, nogil=True, inline="always")
 def _eight_taps(block, m, src, starts, weights, start, t, first):
     b0, b1 = uint64(starts[t] + start), uint64(starts[t + 1] + start)
     b2, b3 = uint64(starts[t + 2] + start), uint64(starts[t + 3] + start)
@@ -142,7 +142,7 @@ def _border_value(src, row_starts, weights, offsets, position, w, mode, cval):
     return total
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=FMA_ONLY)
 def correlate_direct(
     x, tap_rows, input_offsets, max_offsets, tap_weights, tap_counts, out, kh, stride_h, stride_w, dil_h,
     dil_w, pad_top, pad_left, mode, cval,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from convcli.engine.direct import COLUMN_BLOCK, ROW_BAND, accumulate_taps, row_sources, source_index
-from convcli.jit import njit, prange
+from convcli.jit import FMA_ONLY, njit, prange
 
 # a kernel is rank 1 when its second singular value is below this many float epsilons
 # (scaled by the kernel size) relative to the first
@@ -71,7 +71,7 @@ def _vertical_at(position, src, row_base, column, w, mode, row_cval):
     return total
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=FMA_ONLY)
 def correlate_separable(
     x, column, row, kh, kw, out, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, mode, cval
 ):

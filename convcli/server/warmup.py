@@ -22,6 +22,10 @@ FORK_SAFE_LAYERS = ("tbb",)
 def warm_up() -> str | None:
     """Run the warm-up; the reason this worker cannot serve, or None."""
     from convcli.cli import run
+    from convcli.jit import config
+
+    # before any parallel kernel runs: the layer must survive the fork of every call
+    config.THREADING_LAYER = FORK_SAFE_LAYERS[0]
 
     with tempfile.TemporaryDirectory(prefix="convcli-warm-") as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore")
