@@ -19,3 +19,23 @@ def arrays(folder: Path, count: int, rng: np.random.Generator, shape=(32, 32)) -
     for index in range(count):
         np.save(folder / f"f{index:02d}.npy", rng.standard_normal(shape).astype(np.float32))
     return folder
+
+
+def interrupted_batch(command: list[str], out: Path, cwd: Path) -> tuple[int, str, list[Path]]:
+    """Run a batch command, send SIGINT to its process group (as a terminal's Ctrl-C does) once the
+    first output exists; its exit status, stderr and the files left in ``out``."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    # cwd outside the source tree: there, -m would import convcli from it, without its filters/
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True, cwd=cwd)
+    deadline = time.monotonic() + 120
+    while not any(out.glob("*.npy")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, process.communicate()[1].decode()
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr.decode(), sorted(out.iterdir())

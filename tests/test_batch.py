@@ -1,15 +1,12 @@
 """The batch runner (convcli.executors) without Dask: Ctrl-C, retries, refusals, option rules."""
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from batches import arrays, json_of
+from batches import arrays, interrupted_batch, json_of
 from click.testing import CliRunner
 
 from convcli.cli import cli
@@ -33,19 +30,9 @@ def test_ctrl_c_stops_a_batch_keeps_finished_files_and_leaves_no_partial_ones(tm
     out.mkdir()
     command = [sys.executable, "-m", "convcli", "convolve", str(inputs), "-k", "box:31", "--method", "direct",
                "-o", str(out), "-j", "2", "--executor", executor]
-    # from tmp_path: run in the source tree, -m would import convcli from it, without its filters/
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True, cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while not any(out.glob("*.npy")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert process.poll() is None, process.communicate()[1].decode()
-    os.killpg(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    stderr = stderr.decode()
-    assert process.returncode == 130, stderr
+    returncode, stderr, kept = interrupted_batch(command, out, tmp_path)
+    assert returncode == 130, stderr
     assert "interrupted" in stderr and "batch stopped" in stderr
-    kept = sorted(out.iterdir())
     assert 1 <= len(kept) <= 6, [p.name for p in kept]  # finished ones kept; the queue was cancelled
     for path in kept:  # every file left is a complete output, no temporary file
         assert not path.name.startswith("."), path.name

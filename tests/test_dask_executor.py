@@ -20,7 +20,7 @@ from PIL import Image
 distributed = pytest.importorskip("distributed")
 import cloudpickle  # noqa: E402 - installed with distributed
 import dask  # noqa: E402
-from batches import arrays, json_of  # noqa: E402
+from batches import arrays, interrupted_batch, json_of  # noqa: E402
 
 from convcli.cli import cli  # noqa: E402
 
@@ -180,16 +180,8 @@ def test_ctrl_c_cancels_the_dask_batch(client, tmp_path):
     out.mkdir()
     command = [sys.executable, "-m", "convcli", "convolve", str(inputs), "-k", "box:31", "--method", "direct",
                "-o", str(out), "--scheduler-address", client.scheduler.address]
-    # from tmp_path: run in the source tree, -m would import convcli from it, without its filters/
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True, cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while not any(out.glob("*.npy")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert process.poll() is None, process.communicate()[1].decode()
-    os.killpg(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr.decode()
+    returncode, stderr, _ = interrupted_batch(command, out, tmp_path)
+    assert returncode == 130, stderr
     time.sleep(1)  # the tasks that were running finish (or stop at their safe point) on the workers
     kept = [p.name for p in out.iterdir()]
     assert 1 <= len(kept) <= 8 and hidden(out) == [], kept
