@@ -50,6 +50,7 @@ class CompileNotice(event.Listener):
         self.done = 0
         self.announced = False
         self.live_line = False
+        self.ticking = False  # a thread refreshes the live line while kernels compile
 
     def on_start(self, ev) -> None:
         name = _kernel_name(ev)
@@ -59,8 +60,9 @@ class CompileNotice(event.Listener):
             if not self.announced:
                 self.announced = True
                 _write(HEADER + "\n")
-                if _on_terminal():
-                    threading.Thread(target=self._tick, daemon=True, name="convcli-compile-notice").start()
+            if not self.ticking and _on_terminal():
+                self.ticking = True
+                threading.Thread(target=self._tick, daemon=True, name="convcli-compile-notice").start()
             self.running.append((name, time.monotonic()))
 
     def on_end(self, ev) -> None:
@@ -78,14 +80,17 @@ class CompileNotice(event.Listener):
                 _write(f"convcli: compiled {name} in {time.monotonic() - started:.1f} s\n")
 
     def _tick(self) -> None:
+        """Refresh the live line until the compiles end (the rest of the run needs no thread)."""
         while True:
             time.sleep(TICK)
             with self.lock:
-                if self.running:
-                    name, started = self.running[0]
-                    seconds = time.monotonic() - started
-                    _write(f"\r\x1b[K  compiling {name}: {seconds:.0f} s ({self.done} done)")
-                    self.live_line = True
+                if not self.running:
+                    self.ticking = False
+                    return
+                name, started = self.running[0]
+                seconds = time.monotonic() - started
+                _write(f"\r\x1b[K  compiling {name}: {seconds:.0f} s ({self.done} done)")
+                self.live_line = True
 
 
 def _kernel_name(ev) -> str | None:

@@ -443,7 +443,7 @@ def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch):
     monkeypatch.setattr(config, "THREADING_LAYER", config.THREADING_LAYER)  # warm_up sets it
 
     monkeypatch.setattr(warmup, "_command_lines", lambda work: [])
-    monkeypatch.setattr(warmup, "_threading_layer", lambda: "omp")
+    monkeypatch.setattr(warmup, "threading_layer", lambda: "omp")
     reason = warmup.warm_up()
     assert reason and "'omp'" in reason and "tbb" in reason
 

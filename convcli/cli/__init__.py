@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import sys
 import threading
 import warnings
 
@@ -155,8 +154,3 @@ def _exit_status(code) -> int:
         return code
     click.echo(str(code), err=True)  # sys.exit("text"), as the interpreter would print it
     return ExitStatus.PROCESSING_ERROR
-
-
-def main() -> None:
-    """The in-process entry point (``convcli.server.client.main`` is the installed one)."""
-    sys.exit(run(sys.argv[1:]))

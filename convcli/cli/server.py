@@ -86,7 +86,7 @@ def _report() -> dict:
     paths = _paths(folder)
     report["key"] = os.path.basename(paths["socket"])[len("worker-") : -len(".sock")]
     try:
-        with open(paths["info"] + ".unsupported", encoding="utf-8") as file:
+        with open(paths["unsupported"], encoding="utf-8") as file:
             report["unsupported"] = file.read()
     except OSError:
         pass

@@ -42,7 +42,7 @@ def run_request(connection: socket.socket, request: dict, fds: list[int], inheri
     finally:
         with contextlib.suppress(OSError):
             protocol.send(connection, {"status": status})
-        os._exit(status if 0 <= status <= 255 else 1)
+        os._exit(protocol.exit_code(status))
 
 
 def _become_caller(request: dict, fds: list[int], inherited: list[int], connection: socket.socket) -> None:

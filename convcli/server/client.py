@@ -24,17 +24,19 @@ def main() -> None:
     argv = sys.argv[1:]
     config = protocol.settings()
     use_worker = bool(config["enabled"]) and protocol.supported() and not _runs_here(argv)
-    key = None
-    if use_worker:
-        try:
-            key = protocol.installation_key(os.environ)
-        except OSError:
-            use_worker = False
-    if use_worker:
+    key = _installation_key() if use_worker else None
+    if key is not None:
         status = _via_worker(argv, key)
         if status is not None:
             _exit(status)
-    _exit(_in_process(argv, key if use_worker else None))
+    _exit(_in_process(argv, key))
+
+
+def _installation_key() -> str | None:
+    try:
+        return protocol.installation_key(os.environ)
+    except OSError:
+        return None
 
 
 def _runs_here(argv: list[str]) -> bool:
@@ -155,7 +157,7 @@ def _start_worker(key: str) -> None:
 
     try:
         paths = protocol.worker_paths(protocol.runtime_dir(), key)
-        if os.path.exists(paths["info"] + ".unsupported"):
+        if os.path.exists(paths["unsupported"]):
             return
         with open(paths["lock"], "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: one is starting
@@ -198,7 +200,7 @@ def _exit(status: int) -> None:
     _flush_stdio()
     atexit._run_exitfuncs()
     _flush_stdio()
-    os._exit(status if 0 <= status <= 255 else 1)
+    os._exit(protocol.exit_code(status))
 
 
 def _say(text: str) -> None:

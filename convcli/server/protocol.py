@@ -58,6 +58,11 @@ HEADER = struct.Struct(">I")
 MAX_MESSAGE = 16 * 1024 * 1024  # an environment and argv fit with room to spare
 
 
+def exit_code(status: int) -> int:
+    """A status a process can exit with (0-255); anything else is a failure."""
+    return status if 0 <= status <= 255 else 1
+
+
 class ProtocolError(Exception):
     """The other side sent something that is not a message of this protocol."""
 
@@ -240,9 +245,10 @@ def _private(path: str, uid: int) -> bool:
 
 
 def worker_paths(folder: str, key: str) -> dict[str, str]:
-    """The files of the worker for ``key``: its socket, its start lock, its description."""
+    """The files of the worker for ``key``: its socket, its start lock, and the reason it cannot
+    run here when it found one (clients then stop starting it)."""
     stem = os.path.join(folder, f"worker-{key}")
-    return {"socket": stem + ".sock", "lock": stem + ".lock", "info": stem + ".json"}
+    return {"socket": stem + ".sock", "lock": stem + ".lock", "unsupported": stem + ".unsupported"}
 
 
 def socket_is_ours(path: str) -> bool:

@@ -32,7 +32,7 @@ def warm_up() -> str | None:
         work = Path(folder)
         for argv in _command_lines(work):
             run(argv)
-    layer = _threading_layer()
+    layer = threading_layer()
     if layer not in FORK_SAFE_LAYERS:
         return (
             f"Numba's threading layer is {layer!r}, which is not fork-safe; install the 'tbb' "
@@ -108,7 +108,8 @@ def _make_inputs(work: Path) -> dict[str, str]:
     }
 
 
-def _threading_layer() -> str | None:
+def threading_layer() -> str | None:
+    """The layer Numba's parallel kernels run on, once one has run."""
     import numba
 
     try:

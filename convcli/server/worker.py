@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import selectors
 import signal
@@ -20,7 +19,7 @@ import socket
 import sys
 import time
 
-from convcli.server import child, protocol
+from convcli.server import child, protocol, warmup
 
 REQUEST_TIMEOUT = 2.0  # connect -> request: the client sends it at once
 CHECK_EVERY = 30.0  # seconds between checks that the installation did not change
@@ -53,20 +52,17 @@ class Worker:
         try:
             return self._serve()
         finally:
-            for path in (self.paths["socket"], self.paths["info"]):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.paths["socket"])
 
     def _serve(self) -> int:
         self.listener = self._bind()  # before the warm-up: a full or broken folder fails fast
         nice = os.getpriority(os.PRIO_PROCESS, 0)
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, nice + WARM_NICE)
-        from convcli.server.warmup import warm_up
-
-        reason = warm_up()
+        reason = warmup.warm_up()
         if reason:
-            self._write(self.paths["info"] + ".unsupported", reason)
+            self._write(self.paths["unsupported"], reason)
             return 0
         # back to the caller's priority where the system lets a process lower its nice value
         with contextlib.suppress(OSError):
@@ -76,7 +72,6 @@ class Worker:
         gc.collect()
         gc.freeze()  # the warm state is shared with every child: keep the collector off it
         self.listener.listen(128)
-        self._write(self.paths["info"], json.dumps(self._describe()))
         self._loop()
         return 0
 
@@ -269,7 +264,7 @@ class Worker:
             "running": sorted(self.children),
             "idle_seconds": 0.0 if self.children else round(time.monotonic() - self.last_active, 1),
             "memory": _memory(),
-            "threading_layer": _threading_layer(),
+            "threading_layer": warmup.threading_layer(),
         }
 
 
@@ -286,15 +281,6 @@ def _memory() -> dict:
                 if name in fields:
                     sizes[fields[name]] = int(value.split()[0]) * 1024
     return sizes
-
-
-def _threading_layer() -> str | None:
-    import numba
-
-    try:
-        return numba.threading_layer()
-    except ValueError:
-        return None
 
 
 def _detach_stdio() -> None:
