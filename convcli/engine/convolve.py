@@ -28,15 +28,21 @@ import numpy as np
 
 from convcli import budget
 from convcli.errors import UsageError, did_you_mean
-from convcli.sizes import check_range, effective_kernel, left_over, output_size, padding_pair
+from convcli.sizes import (
+    PerAxis,
+    PerAxisPadding,
+    effective_kernel,
+    left_over,
+    output_size,
+    padding_pair,
+    per_axis,
+)
 
 MODES = ("same", "valid", "full")
 METHODS = ("auto", "direct", "separable", "fft")
 # relative price of one n·log2(n) FFT step and of one complex product, vs one direct multiply-add
 FFT_COST = 2.0
 PRODUCT_COST = 4.0
-
-PerAxis = int | Sequence[int]
 
 
 @dataclass(frozen=True)
@@ -56,34 +62,8 @@ class ConvPlan:
     left_over: tuple[int, ...] = ()  # trailing input rows/samples per axis no window reads (stride)
     factors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
-    def as_dict(self) -> dict:
-        """JSON-ready summary (for --json / --explain)."""
-        return {
-            "method": self.method,
-            "reason": self.reason,
-            "output_shape": list(self.output_shape),
-            "padding": [list(p) for p in self.padding],
-            "stride": list(self.stride),
-            "dilation": list(self.dilation),
-            "channel_mixing": self.channel_mixing,
-            "rank1": self.rank1,
-            "costs": self.costs,
-            "fft_block": self.fft_block,
-            "left_over": list(self.left_over),
-        }
 
-
-def _per_axis(value: PerAxis, nd: int, name: str) -> tuple[int, ...]:
-    values = (value,) * nd if np.isscalar(value) else tuple(value)
-    if len(values) != nd:
-        raise UsageError(f"{name} needs 1 or {nd} values for a {nd}-D kernel, got {value!r}")
-    try:
-        return tuple(check_range(name, v) for v in values)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
-def _explicit_padding(padding, nd: int) -> tuple[tuple[int, int], ...]:
+def _explicit_padding(padding: PerAxisPadding, nd: int) -> tuple[tuple[int, int], ...]:
     if np.isscalar(padding):
         return (padding_pair(int(padding)),) * nd
     items = tuple(padding)
@@ -168,7 +148,7 @@ def plan(
     mode: str = "same",
     stride: PerAxis = 1,
     dilation: PerAxis = 1,
-    padding=None,
+    padding: PerAxisPadding | None = None,
     method: str = "auto",
     dtype: np.dtype | type = np.float32,
     factors: tuple[np.ndarray, np.ndarray] | None = None,
@@ -194,8 +174,10 @@ def plan(
     nd, n, c_in, c_out = _layout(x_shape, shape)
     spatial_in = x_shape[-nd:]
     ksize = shape[-nd:]
-    stride = _per_axis(stride, nd, "stride")
-    dilation = _per_axis(dilation, nd, "dilation")
+    try:
+        stride, dilation = per_axis(stride, nd, "stride"), per_axis(dilation, nd, "dilation")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     spans = tuple(effective_kernel(k, d) for k, d in zip(ksize, dilation, strict=True))
     if padding is None:
         pads = tuple(_mode_padding(mode, s) for s in spans)
@@ -352,7 +334,7 @@ def convolve(
     cval: float = 0.0,
     stride: PerAxis = 1,
     dilation: PerAxis = 1,
-    padding=None,
+    padding: PerAxisPadding | None = None,
     correlate: bool = False,
     method: str = "auto",
 ) -> np.ndarray:
@@ -382,7 +364,7 @@ def convolve_planned(
     cval: float = 0.0,
     stride: PerAxis = 1,
     dilation: PerAxis = 1,
-    padding=None,
+    padding: PerAxisPadding | None = None,
     correlate: bool = False,
     method: str = "auto",
     factors: tuple[np.ndarray, np.ndarray] | None = None,

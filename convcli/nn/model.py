@@ -18,7 +18,8 @@ import numpy as np
 
 from convcli.errors import InputError, UsageError
 from convcli.nn.data import ReadOptions, standardize, to_float32
-from convcli.nn.spec import FLOAT32_BYTES, Network, parse_spec
+from convcli.nn.spec import Network, parse_spec
+from convcli.sizes import FLOAT32_BYTES
 
 FORMAT = "convcli-model"
 VERSION = 1
