@@ -137,19 +137,21 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(case, output_padding):
     assert np.isclose((xt * x2).sum(), (dy * y2).sum())
 
 
-@given(conv_cases)
-def test_conv_transpose2d_backward_matches_finite_differences(case):
+@given(conv_cases, st.integers(0, 2))
+def test_conv_transpose2d_backward_matches_finite_differences(case, output_padding):
     if not _fits(case):
         return
     rng, x, w, b = _conv_inputs(case)
     stride, padding, dilation, groups = case["stride"], case["padding"], case["dilation"], case["groups"]
+    # up to max(stride, dilation) − 1, as PyTorch allows: >= stride when dilation > stride
+    op = tuple(min(output_padding, max(s, d) - 1) for s, d in zip(stride, dilation, strict=True))
     y, _ = F.conv2d_forward(x, w, None, stride, padding, dilation, groups)
     # transposed weight layout: (C_in of the transposed layer, C_out/g, kh, kw) = conv weight
     bias = rng.standard_normal(w.shape[1] * groups) if b is not None else None
     inputs = [rng.standard_normal(y.shape), w] + ([bias] if bias is not None else [])
 
     def forward(x, w, b=None):
-        return F.conv_transpose2d_forward(x, w, b, stride, padding, (0, 0), dilation, groups)
+        return F.conv_transpose2d_forward(x, w, b, stride, padding, op, dilation, groups)
 
     try:
         forward(*inputs)

@@ -257,8 +257,15 @@ def conv_transpose2d_backward(dy: np.ndarray,
     weight, groups = conv_cache["weight"], conv_cache["groups"]
     dx, col_cache = conv2d_forward(dy, weight, None, conv_cache["stride"], conv_cache["padding"],
                                    conv_cache["dilation"], groups)
+    cols, (h, w) = col_cache["cols"], cache["x"].shape[2:]
+    if dx.shape[2:] != (h, w):
+        # output_padding >= stride (possible when dilation > stride): the convolution of dy has
+        # windows past the last input's; the first h×w are the input's gradient
+        dx = np.ascontiguousarray(dx[:, :, :h, :w])
+        cols = cols.reshape(*cols.shape[:3], *col_cache["out_hw"])[..., :h, :w]
+        cols = cols.reshape(*cols.shape[:3], h * w)
     x_mat = _per_group(np.ascontiguousarray(cache["x"]), groups)
-    dweight = np.matmul(x_mat, col_cache["cols"].transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
+    dweight = np.matmul(x_mat, cols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
     dbias = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     return dx, dweight, dbias
 
