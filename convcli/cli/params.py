@@ -8,8 +8,7 @@ import math
 import click
 
 from convcli.cli.shapes import console, human_bytes, load_network, print_model_list
-
-FLOAT32_BYTES = 4
+from convcli.sizes import FLOAT32_BYTES
 
 
 def dense_cost(layer) -> int:

@@ -25,9 +25,7 @@ from convcli.cli.common import (
     warn,
 )
 from convcli.errors import UsageError
-
-OPS = ("max", "min", "avg", "sum", "lp")
-ADAPTIVE_OPS = ("max", "min", "avg", "sum")
+from convcli.pool_windows import ADAPTIVE_OPS, OPS, check_window
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,6 @@ def check_settings(settings: PoolSettings) -> None:
     if settings.output_size is not None:
         return
     from convcli.engine.boundary import normalize_boundary
-    from convcli.engine.pooling import check_window
 
     if normalize_boundary(settings.boundary) != "constant" and settings.op in ("max", "min"):
         raise UsageError(f"--boundary {settings.boundary} applies to avg, sum and lp; max/min pad with ∓inf")

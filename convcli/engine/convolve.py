@@ -31,7 +31,15 @@ import numpy as np
 
 from convcli import budget
 from convcli.errors import UsageError, did_you_mean
-from convcli.sizes import check_range, effective_kernel, left_over, output_size, padding_pair
+from convcli.sizes import (
+    PerAxis,
+    PerAxisPadding,
+    effective_kernel,
+    left_over,
+    output_size,
+    padding_pair,
+    per_axis,
+)
 
 MODES = ("same", "valid", "full")
 METHODS = ("auto", "direct", "separable", "fft")
@@ -43,8 +51,6 @@ PRODUCT_COST = 4.0
 # --only crossover. 1-D: the crossover lies near 400 taps (at 441,000 and 2×2,880,000 samples),
 # where the bare model put it near 50; 2-D: between 9×9 and 15×15 on 512², near 15×15 on 2048².
 FFT_SCALE = {1: 6.5, 2: 1.7}
-
-PerAxis = int | Sequence[int]
 
 
 @dataclass(frozen=True)
@@ -64,34 +70,8 @@ class ConvPlan:
     left_over: tuple[int, ...] = ()  # trailing input rows/samples per axis no window reads (stride)
     factors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
-    def as_dict(self) -> dict:
-        """JSON-ready summary (for --json / --explain)."""
-        return {
-            "method": self.method,
-            "reason": self.reason,
-            "output_shape": list(self.output_shape),
-            "padding": [list(p) for p in self.padding],
-            "stride": list(self.stride),
-            "dilation": list(self.dilation),
-            "channel_mixing": self.channel_mixing,
-            "rank1": self.rank1,
-            "costs": self.costs,
-            "fft_block": self.fft_block,
-            "left_over": list(self.left_over),
-        }
 
-
-def _per_axis(value: PerAxis, nd: int, name: str) -> tuple[int, ...]:
-    values = (value,) * nd if np.isscalar(value) else tuple(value)
-    if len(values) != nd:
-        raise UsageError(f"{name} needs 1 or {nd} values for a {nd}-D kernel, got {value!r}")
-    try:
-        return tuple(check_range(name, v) for v in values)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
-def _explicit_padding(padding, nd: int) -> tuple[tuple[int, int], ...]:
+def _explicit_padding(padding: PerAxisPadding, nd: int) -> tuple[tuple[int, int], ...]:
     if np.isscalar(padding):
         return (padding_pair(int(padding)),) * nd
     items = tuple(padding)
@@ -176,7 +156,7 @@ def plan(
     mode: str = "same",
     stride: PerAxis = 1,
     dilation: PerAxis = 1,
-    padding=None,
+    padding: PerAxisPadding | None = None,
     method: str = "auto",
     dtype: np.dtype | type = np.float32,
     factors: tuple[np.ndarray, np.ndarray] | None = None,
@@ -202,8 +182,10 @@ def plan(
     nd, n, c_in, c_out = _layout(x_shape, shape)
     spatial_in = x_shape[-nd:]
     ksize = shape[-nd:]
-    stride = _per_axis(stride, nd, "stride")
-    dilation = _per_axis(dilation, nd, "dilation")
+    try:
+        stride, dilation = per_axis(stride, nd, "stride"), per_axis(dilation, nd, "dilation")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     spans = tuple(effective_kernel(k, d) for k, d in zip(ksize, dilation, strict=True))
     if padding is None:
         pads = tuple(_mode_padding(mode, s) for s in spans)
@@ -365,7 +347,7 @@ def convolve(
     cval: float = 0.0,
     stride: PerAxis = 1,
     dilation: PerAxis = 1,
-    padding=None,
+    padding: PerAxisPadding | None = None,
     correlate: bool = False,
     method: str = "auto",
 ) -> np.ndarray:
@@ -395,7 +377,7 @@ def convolve_planned(
     cval: float = 0.0,
     stride: PerAxis = 1,
     dilation: PerAxis = 1,
-    padding=None,
+    padding: PerAxisPadding | None = None,
     correlate: bool = False,
     method: str = "auto",
     factors: tuple[np.ndarray, np.ndarray] | None = None,

@@ -13,11 +13,7 @@ import numpy as np
 
 from convcli.errors import UsageError
 from convcli.kernels import Kernel
-from convcli.sizes import output_size
-
-PerAxis = int | tuple[int, ...]
-Padding = int | tuple[tuple[int, int], ...] | None
-
+from convcli.sizes import PerAxis, PerAxisPadding, output_size, per_axis
 
 # What lies outside the input when the command line does not say. Images: reflect (d c b | a b c d,
 # OpenCV's default BORDER_REFLECT_101) invents no frame: a flat image stays flat under any normalized
@@ -36,7 +32,7 @@ class Geometry:
     cval: float = 0.0
     stride: PerAxis = 1
     dilation: PerAxis = 1
-    padding: Padding = None
+    padding: PerAxisPadding | None = None
     correlate: bool = False
     method: str = "auto"
 
@@ -118,8 +114,8 @@ def check_fits(data: np.ndarray, kernel_shape: tuple[int, ...], geometry: Geomet
     """A message naming the kernel when it is larger than the input in valid mode (the engine checks
     explicit padding itself)."""
     ndim = len(kernel_shape)
-    strides = _per_axis(geometry.stride, ndim, "stride")
-    dilations = _per_axis(geometry.dilation, ndim, "dilation")
+    strides = _option_axes(geometry.stride, ndim, "stride")
+    dilations = _option_axes(geometry.dilation, ndim, "dilation")
     if geometry.mode != "valid" or geometry.padding is not None:
         return
     for n, k, s, d in zip(data.shape[-ndim:], kernel_shape, strides, dilations, strict=True):
@@ -132,16 +128,12 @@ def check_fits(data: np.ndarray, kernel_shape: tuple[int, ...], geometry: Geomet
             ) from error
 
 
-def _per_axis(value: PerAxis, ndim: int, name: str) -> tuple[int, ...]:
-    values = value if isinstance(value, tuple) else (value,) * ndim
-    if len(values) != ndim:
-        raise UsageError(
-            f"--{name} {','.join(map(str, values))}: give 1 or {ndim} values for a {ndim}-D kernel"
-        )
-    for v in values:
-        if v < 1:
-            raise UsageError(f"--{name} must be >= 1, got {v}")
-    return tuple(values)
+def _option_axes(value: PerAxis, ndim: int, name: str) -> tuple[int, ...]:
+    """:func:`convcli.sizes.per_axis`, its message naming the command-line option (--stride...)."""
+    try:
+        return per_axis(value, ndim, name)
+    except ValueError as error:
+        raise UsageError(f"--{error}") from None
 
 
 def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry) -> tuple[np.ndarray, dict]:
@@ -152,8 +144,8 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
         maps = kernel.feature.apply(data, kind)
         return maps, {"method": "model", "reason": "the model's own forward pass", "left_over": []}
     ndim = signal_ndim(kind, data, kernel)
-    _per_axis(geometry.stride, ndim, "stride")
-    _per_axis(geometry.dilation, ndim, "dilation")
+    _option_axes(geometry.stride, ndim, "stride")
+    _option_axes(geometry.dilation, ndim, "dilation")
     if kernel.role == "ir":
         return _apply_ir(data, kernel, geometry)
     if kernel.role == "mix":
