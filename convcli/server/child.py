@@ -14,22 +14,26 @@ import fcntl
 import io
 import os
 import resource
+import select
 import signal
 import socket
 import sys
 import tempfile
+from pathlib import Path
 
 from convcli.cli import run
 from convcli.io import files
-from convcli.server import protocol
+from convcli.server import protocol, warmup
 
 
-def wait_for_request(channel: socket.socket, inherited: list[int]) -> None:
-    """A spare child: drop the worker's descriptors and handlers at once, then wait for the
-    call the worker hands over (its request, the caller's descriptors and the connection)."""
+def wait_for_request(channel: socket.socket, inherited: list[int], rehearsal: Path) -> None:
+    """A spare child: drop the worker's descriptors and handlers at once, rehearse, then wait
+    for the call the worker hands over (its request, the caller's descriptors and the connection)."""
     _leave_worker(inherited, keep=channel.fileno())
-    for name in ("SIGTERM", "SIGHUP"):
-        signal.signal(getattr(signal, name), signal.SIG_DFL)  # the worker's stop handler is not ours
+    with contextlib.suppress(Exception):
+        warmup.rehearse(rehearsal, called=lambda: bool(select.select([channel], [], [], 0)[0]))
+    for name in ("SIGTERM", "SIGHUP"):  # neither the worker's stop handler nor a rehearsal's
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
     status = 1
     try:
         request, fds = protocol.receive(channel, max_fds=5)
