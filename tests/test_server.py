@@ -485,3 +485,19 @@ def test_the_clients_json_encoder_is_json(value):
 
     assert json.loads(protocol.encode({"value": value})[4:]) == {"value": value}
     assert protocol._decode(protocol.encode({"value": value})[4:]) == {"value": value}
+
+
+def test_the_posix_launcher_imports_only_the_client():
+    """pip's entry-point wrapper imports re and runs a regex on every call (~6 ms); the script
+    setup.py installs on POSIX starts the client and nothing else."""
+    import ast
+
+    launcher = Path(__file__).resolve().parents[1] / "convcli" / "server" / "convcli"
+    tree = ast.parse(launcher.read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert imported == {"convcli.server.client"}
+    assert launcher.read_text().startswith("#!python\n") and os.access(launcher, os.X_OK)
