@@ -37,13 +37,14 @@ def warm_up(work: Path) -> str | None:
     return None
 
 
-def rehearse(work: Path, called: Callable[[], bool]) -> None:
-    """A spare child's rehearsal, while it waits for its call: the paths every call takes (the
-    command line parsing, an image and an audio filter) run once more, so that the pages they
-    write are copied now (copy-on-write after the fork), not during the call. Measured: a
-    --help call's page faults 966 -> 344, a convolve's 4157 -> 2619. ``called``: the call has
-    come; the rest of the rehearsal is skipped."""
-    _quietly(_rehearsal_lines(_inputs(work), _output_folder(work)), stop=called)
+def rehearse(work: Path, stop: Callable[[], bool]) -> None:
+    """A spare child's rehearsal before it says it is ready for a call: the paths every call
+    takes (the command line, one layer's shapes, an image and an audio filter) run once more, so
+    that the pages they write are copied now (copy-on-write after the fork), not during the
+    call. Measured: a
+    --help call's page faults 966 -> 344, a convolve's 4157 -> 2619. ``stop``: the worker has
+    let the spare go; the rest of the rehearsal is skipped."""
+    _quietly(_rehearsal_lines(_inputs(work), _output_folder(work)), stop=stop)
 
 
 def _quietly(lines: list[list[str]], stop: Callable[[], bool] = lambda: False) -> None:
@@ -64,6 +65,7 @@ def _output_folder(work: Path) -> str:
 def _rehearsal_lines(inputs: dict[str, str], out: str) -> list[list[str]]:
     return [
         ["--help"],
+        ["shapes", "--size", "28", "--kernel", "5"],
         ["convolve", inputs["rgb8"], "-k", "sharpen", "-o", out, *QUIET],
         ["convolve", inputs["wav"], "-k", "lowpass:cutoff=1000", "-o", out, *QUIET],
     ]

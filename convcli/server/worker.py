@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -43,6 +44,7 @@ class Worker:
         self.selector: selectors.BaseSelector | None = None
         self.wakeup: tuple[int, int] | None = None
         self.spare: tuple[int, socket.socket] | None = None  # a child forked ahead of its call
+        self.spare_ready = False  # it has rehearsed and waits for the call
 
     # ------------------------------------------------------------ life
 
@@ -228,12 +230,12 @@ class Worker:
         connection.close()
 
     def _dispatch(self, connection: socket.socket, request: dict, fds: list[int]) -> None:
-        """Hand the call to the spare child, forked while the worker was idle: a fork of the
-        warm process costs ~4 ms, and the copy-on-write faults after it several more, none of
-        which the caller should wait for. Without a spare, fork now."""
-        spare, self.spare = self.spare, None
-        if spare is not None:
-            pid, channel = spare
+        """Hand the call to the spare child, forked and rehearsed while the worker waited: a fork
+        of the warm process costs ~4 ms, and the copy-on-write faults after it several more, none
+        of which the caller should wait for. A spare still rehearsing would make the call wait
+        for its rehearsal: then fork now, and keep the spare for the next call."""
+        if self.spare is not None and self._spare_ready():
+            (pid, channel), self.spare = self.spare, None
             try:
                 protocol.send(channel, request, fds=[*fds, connection.fileno()])
             except OSError:
@@ -253,6 +255,19 @@ class Worker:
         self.served += 1
         self.children[pid] = connection
 
+    def _spare_ready(self) -> bool:
+        """Whether the spare has said it is done rehearsing (a spare that died is let go)."""
+        if not self.spare_ready and select.select([self.spare[1]], [], [], 0)[0]:
+            try:
+                message = protocol.receive(self.spare[1])[0]
+            except (OSError, protocol.ProtocolError):
+                message = None
+            if message is None or "ready" not in message:
+                self._dismiss_spare()
+                return False
+            self.spare_ready = True
+        return self.spare_ready
+
     def _fork_spare(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -265,7 +280,7 @@ class Worker:
             ours.close()
             child.wait_for_request(theirs, self._inherited_fds(), Path(self.paths["rehearsal"]))  # no return
         theirs.close()
-        self.spare = (pid, ours)
+        self.spare, self.spare_ready = (pid, ours), False
 
     def _dismiss_spare(self) -> None:
         if self.spare is not None:
@@ -286,6 +301,8 @@ class Worker:
         if hasattr(self.selector, "fileno"):
             fds.append(self.selector.fileno())
         fds.extend(c.fileno() for c in self.children.values())
+        if self.spare is not None:
+            fds.append(self.spare[1].fileno())
         return fds
 
     def _reap(self) -> None:
