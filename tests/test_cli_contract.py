@@ -170,6 +170,12 @@ def test_click_usage_errors_are_one_line_in_the_house_style(args, problem):
     assert len(result.output.splitlines()) == 1, result.output
 
 
+def test_a_bare_command_group_shows_its_help_as_click_does():
+    for args in ((), ("server",)):
+        result = run(*args)
+        assert result.exit_code == 2 and result.output.startswith(f"Usage: convcli {' '.join(args)}".rstrip())
+
+
 def test_messages_have_one_prefix():
     result = run("shapes", "--size", "28", "--kernel", "5", "--stride", "2")
     assert result.stderr == \

@@ -36,6 +36,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# Click 8.2+ shows a group's help for a bare 'convcli' (exit 2) by raising this usage error
+NO_ARGUMENTS = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class LazyGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """The one exit path of every command (httpie's style): each outcome becomes an
@@ -49,7 +53,10 @@ class LazyGroup(click.Group):
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as error:  # Click's own: one line in the house style, exit 2
-            output.error(usage_line(error))
+            if isinstance(error, NO_ARGUMENTS):  # 'convcli' alone: its help, as Click shows it
+                error.show()
+            else:
+                output.error(usage_line(error))
             return ExitStatus.USAGE_ERROR
         except click.ClickException as error:
             output.error(" ".join(error.format_message().split()))
