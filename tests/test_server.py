@@ -156,6 +156,22 @@ def test_stdin_umask_and_working_folder_travel(env, cold, tmp_path):
     assert (tmp_path / "cold.png").read_bytes() == (tmp_path / "warm.png").read_bytes()
 
 
+def test_a_call_longer_than_the_request_timeout_runs_to_its_end(env, cold, tmp_path):
+    """The listener waits on the connection for as long as the command runs (here, for stdin)."""
+    from convcli.server import worker
+
+    data = (SAMPLES / "photo.png").read_bytes()
+    for name, environment in (("cold", cold), ("warm", env)):
+        call = subprocess.Popen(
+            [*CONVCLI, "convolve", "-", "-k", "box:3", "-o", f"{name}.png"],
+            stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=environment, cwd=tmp_path,
+        )
+        time.sleep(worker.REQUEST_TIMEOUT + 1.0)
+        _, stderr = call.communicate(data, timeout=120)
+        assert call.returncode == 0, stderr
+    assert (tmp_path / "cold.png").read_bytes() == (tmp_path / "warm.png").read_bytes()
+
+
 def test_file_size_limit_travels(env, cold, tmp_path):
     """ulimit -f: the write fails the same way in both paths, and no partial file is left."""
     results = {}

@@ -177,7 +177,7 @@ def parse_padding(text: str | None):
     type=click.Choice(["auto", "direct", "separable", "fft"]),
     default="auto",
     show_default=True,
-    help="Engine method; auto picks from an operation-count model.",
+    help="Engine method; auto picks the cheapest by a measured cost model.",
 )
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--explain", is_flag=True, help="Print the resolved kernel, the method and why (stderr).")

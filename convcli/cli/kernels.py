@@ -20,12 +20,8 @@ Examples:
 """
 
 
-class KernelsGroup(click.Group):
-    """'convcli kernels' alone lists the library; 'convcli kernels show NAME' prints one."""
-
-
+# 'convcli kernels' alone lists the library; 'convcli kernels show NAME' prints one
 @click.group(
-    cls=KernelsGroup,
     invoke_without_command=True,
     help="List the built-in kernel library (name, parameters, shape, description, convention)." + EXAMPLES,
 )

@@ -8,9 +8,8 @@ import click
 
 from convcli.cli.network import load_network, print_model_list
 from convcli.cli.output import console, human_bytes, print_json, table
+from convcli.sizes import FLOAT32_BYTES
 from convcli.text import shape_text
-
-FLOAT32_BYTES = 4
 
 
 def dense_cost(layer) -> int:

@@ -25,12 +25,10 @@ from convcli.cli.common import (
     save_output,
     uncovered_text,
 )
-from convcli.cli.output import warn
+from convcli.cli.output import flag, warn
 from convcli.errors import ExitStatus, UsageError
+from convcli.pool_windows import ADAPTIVE_OPS, OPS, check_window
 from convcli.text import parse_shape, shape_text
-
-OPS = ("max", "min", "avg", "sum", "lp")
-ADAPTIVE_OPS = ("max", "min", "avg", "sum")
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,6 @@ def check_settings(settings: PoolSettings) -> None:
     if settings.output_size is not None:
         return
     from convcli.engine.boundary import normalize_boundary
-    from convcli.engine.pooling import check_window
 
     if normalize_boundary(settings.boundary) != "constant" and settings.op in ("max", "min"):
         raise UsageError(f"--boundary {settings.boundary} applies to avg, sum and lp; max/min pad with ∓inf")
@@ -96,10 +93,10 @@ def check_settings(settings: PoolSettings) -> None:
     for axis in range(max(map(len, values))):
         try:
             check_window(*(value[min(axis, len(value) - 1)] for value in values))
-        except ValueError as error:  # the library names its parameters; here they are flags
+        except ValueError as error:  # the window rules name pool parameters; here they are flags
             message = str(error)
             for name in ("size", "stride", "padding", "dilation"):
-                message = message.replace(f"pool {name}", f"--{name}")
+                message = message.replace(f"pool {name}", flag(name))
             raise UsageError(message) from None
 
 

@@ -11,14 +11,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from convcli.errors import UsageError, at_least
+from convcli.errors import UsageError
 from convcli.kernels import Kernel
-from convcli.sizes import output_size
+from convcli.sizes import PerAxis, PerAxisPadding, output_size, per_axis
 from convcli.text import shape_text
-
-PerAxis = int | tuple[int, ...]
-Padding = int | tuple[tuple[int, int], ...] | None
-
 
 # What lies outside the input when the command line does not say. Images: reflect (d c b | a b c d,
 # OpenCV's default BORDER_REFLECT_101) invents no frame: a flat image stays flat under any normalized
@@ -37,7 +33,7 @@ class Geometry:
     cval: float = 0.0
     stride: PerAxis = 1
     dilation: PerAxis = 1
-    padding: Padding = None
+    padding: PerAxisPadding | None = None
     correlate: bool = False
     method: str = "auto"
 
@@ -96,8 +92,8 @@ def check_fits(data: np.ndarray, kernel_shape: tuple[int, ...], geometry: Geomet
     """A message naming the kernel when it is larger than the input in valid mode (the engine checks
     explicit padding itself)."""
     ndim = len(kernel_shape)
-    strides = _per_axis(geometry.stride, ndim, "stride")
-    dilations = _per_axis(geometry.dilation, ndim, "dilation")
+    strides = _option_axes(geometry.stride, ndim, "stride")
+    dilations = _option_axes(geometry.dilation, ndim, "dilation")
     if geometry.mode != "valid" or geometry.padding is not None:
         return
     for n, k, s, d in zip(data.shape[-ndim:], kernel_shape, strides, dilations, strict=True):
@@ -110,15 +106,12 @@ def check_fits(data: np.ndarray, kernel_shape: tuple[int, ...], geometry: Geomet
             ) from error
 
 
-def _per_axis(value: PerAxis, ndim: int, name: str) -> tuple[int, ...]:
-    values = value if isinstance(value, tuple) else (value,) * ndim
-    if len(values) != ndim:
-        raise UsageError(
-            f"`{name}` {','.join(map(str, values))}: give 1 or {ndim} values for a {ndim}-D kernel"
-        )
-    for v in values:
-        at_least(name, v, 1)
-    return tuple(values)
+def _option_axes(value: PerAxis, ndim: int, name: str) -> tuple[int, ...]:
+    """:func:`convcli.sizes.per_axis`; a bad value is a usage error naming the parameter."""
+    try:
+        return per_axis(value, ndim, f"`{name}`")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry) -> tuple[np.ndarray, dict]:
@@ -129,8 +122,8 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
         maps = kernel.feature.apply(data, kind)
         return maps, {"method": "model", "reason": "the model's own forward pass", "left_over": []}
     ndim = signal_ndim(kind, data, kernel)
-    _per_axis(geometry.stride, ndim, "stride")
-    _per_axis(geometry.dilation, ndim, "dilation")
+    _option_axes(geometry.stride, ndim, "stride")
+    _option_axes(geometry.dilation, ndim, "dilation")
     if kernel.role == "ir":
         return _apply_ir(data, kernel, geometry)
     if kernel.role == "mix":

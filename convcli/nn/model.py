@@ -18,7 +18,8 @@ import numpy as np
 
 from convcli.errors import InputError, UsageError, one_of
 from convcli.nn.data import ReadOptions, standardize, to_float32
-from convcli.nn.spec import FLOAT32_BYTES, Network, parse_spec
+from convcli.nn.spec import Network, parse_spec
+from convcli.sizes import FLOAT32_BYTES
 from convcli.text import shape_text
 
 FORMAT = "convcli-model"
@@ -29,19 +30,19 @@ INIT_SCHEMES = ("pytorch", "he")
 
 
 # ---------------------------------------------------------------- the network's trainable state
-def check_trainable(network: Network) -> None:
+def check_training_support(network: Network) -> None:
     """Refuse, by name, layers that only ``shapes``/``params`` support (3-D, composite blocks...)."""
     for layer in network.layers:
-        if not layer.trainable:
+        if not layer.supports_training:
             raise UsageError(f"layer {layer.name} ({type(layer).__name__}) cannot be trained by convcli; "
-                             "trainable: Conv1d/2d, ConvTranspose1d/2d, Linear, Max/Avg/Adaptive pooling, "
+                             "it trains Conv1d/2d, ConvTranspose1d/2d, Linear, Max/Avg/Adaptive pooling, "
                              "BatchNorm1d/2d, Dropout, Flatten and activations")
 
 
 def init_network(network: Network, seed: int, scheme: str = "pytorch", dtype: str = "float32") -> None:
     """Fresh parameters for every layer, from one seeded generator (same seed, same model)."""
     one_of("init", scheme, INIT_SCHEMES)
-    check_trainable(network)
+    check_training_support(network)
     from convcli import budget
 
     # parameters, their gradients and two optimizer moments, in float32 or float64
@@ -345,7 +346,7 @@ def _network(meta: dict, path: Path) -> Network:
             meta[key]  # noqa: B018 - presence check
     except (KeyError, ValueError, TypeError) as error:
         raise InputError(f"{path}: malformed model ({error})") from error
-    check_trainable(network)
+    check_training_support(network)
     return network
 
 

@@ -23,10 +23,9 @@ from fractions import Fraction
 
 from convcli.errors import UsageError, did_you_mean
 from convcli.nn.layers import GLOBAL, LAYERS, Layer, Shape, _ConvNd, _PoolNd
-from convcli.sizes import left_over
+from convcli.sizes import FLOAT32_BYTES, left_over
 from convcli.text import parse_shape, shape_text
 
-FLOAT32_BYTES = 4
 # Parser limits: the largest zoo network (ResNet-50) is ~5,000 characters with brackets 2 deep;
 # beyond these, Python's own parser would fail with a MemoryError or a RecursionError
 MAX_SPEC_CHARS = 200_000

@@ -40,6 +40,7 @@ class Worker:
         self.listener: socket.socket | None = None
         self.selector: selectors.BaseSelector | None = None
         self.wakeup: tuple[int, int] | None = None
+        self.spare: tuple[int, socket.socket] | None = None  # a child forked ahead of its call
 
     # ------------------------------------------------------------ life
 
@@ -120,6 +121,8 @@ class Worker:
         self.selector.register(read_end, selectors.EVENT_READ, "signal")
         next_check = time.monotonic() + CHECK_EVERY
         while not (self.stopping and not self.children):
+            if self.spare is None and not self.stopping:
+                self._fork_spare()
             timeout = self._idle_left()
             if timeout <= 0:
                 self._stop()
@@ -154,6 +157,7 @@ class Worker:
         self.stopping = True
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.paths["socket"])
+        self._dismiss_spare()
         if self.selector is not None and self.listener is not None:
             self.selector.unregister(self.listener)
             self.listener.close()
@@ -194,7 +198,7 @@ class Worker:
             if refusal:
                 self._answer(connection, {"refused": refusal})
             else:
-                self._fork(connection, request, fds)
+                self._dispatch(connection, request, fds)
         else:
             self._answer(connection, {"refused": f"unknown request {op!r}"})
 
@@ -212,7 +216,22 @@ class Worker:
             protocol.send(connection, message)
         connection.close()
 
-    def _fork(self, connection: socket.socket, request: dict, fds: list[int]) -> None:
+    def _dispatch(self, connection: socket.socket, request: dict, fds: list[int]) -> None:
+        """Hand the call to the spare child, forked while the worker was idle: a fork of the
+        warm process costs ~4 ms, and the copy-on-write faults after it several more, none of
+        which the caller should wait for. Without a spare, fork now."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            pid, channel = spare
+            try:
+                protocol.send(channel, request, fds=[*fds, connection.fileno()])
+            except OSError:
+                self._end_spare(pid, channel)
+            else:
+                channel.close()
+                self.served += 1
+                self.children[pid] = connection
+                return
         try:
             pid = os.fork()
         except OSError as error:
@@ -222,6 +241,33 @@ class Worker:
             child.run_request(connection, request, fds, self._inherited_fds())  # never returns
         self.served += 1
         self.children[pid] = connection
+
+    def _fork_spare(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            child.wait_for_request(theirs, self._inherited_fds())  # never returns
+        theirs.close()
+        self.spare = (pid, ours)
+
+    def _dismiss_spare(self) -> None:
+        if self.spare is not None:
+            self._end_spare(*self.spare)
+            self.spare = None
+
+    def _end_spare(self, pid: int, channel: socket.socket) -> None:
+        """Closing its channel ends a waiting spare; the kill covers one that is not waiting."""
+        channel.close()
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
     def _inherited_fds(self) -> list[int]:
         """What the child must close: the listener, the selector and the wakeup pipe."""
@@ -240,6 +286,10 @@ class Worker:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and pid == self.spare[0]:
+                self.spare[1].close()  # died waiting (an OOM kill, a stray signal): fork another
+                self.spare = None
+                continue
             connection = self.children.pop(pid, None)
             self.last_active = time.monotonic()
             if connection is None:
@@ -263,24 +313,28 @@ class Worker:
             "served": self.served,
             "running": sorted(self.children),
             "idle_seconds": 0.0 if self.children else round(time.monotonic() - self.last_active, 1),
-            "memory": _memory(),
+            "memory": _memory(self.spare[0] if self.spare else None),
             "threading_layer": warmup.threading_layer(),
         }
 
 
-def _memory() -> dict:
-    """Resident and proportional set sizes in bytes (PSS counts pages shared with children once)."""
-    sizes = {}
-    for path, fields in (
-        ("/proc/self/status", {"VmRSS": "rss"}),
-        ("/proc/self/smaps_rollup", {"Pss": "pss"}),
-    ):
-        with contextlib.suppress(OSError), open(path, encoding="ascii") as file:
-            for line in file:
-                name, _, value = line.partition(":")
-                if name in fields:
-                    sizes[fields[name]] = int(value.split()[0]) * 1024
-    return sizes
+def _memory(spare: int | None) -> dict:
+    """The worker's resident set size, and the proportional set size of the worker and its
+    waiting spare together in bytes (PSS counts each page shared between them once)."""
+    sizes = {"rss": _proc_field("self", "status", "VmRSS")}
+    for process in ("self", spare):
+        if process is not None:
+            sizes["pss"] = sizes.get("pss", 0) + _proc_field(process, "smaps_rollup", "Pss")
+    return {name: size for name, size in sizes.items() if size}
+
+
+def _proc_field(process: int | str, table: str, field: str) -> int:
+    with contextlib.suppress(OSError), open(f"/proc/{process}/{table}", encoding="ascii") as file:
+        for line in file:
+            name, _, value = line.partition(":")
+            if name == field:
+                return int(value.split()[0]) * 1024
+    return 0
 
 
 def _detach_stdio() -> None:
