@@ -40,6 +40,7 @@ from convcli.sizes import (
     padding_pair,
     per_axis,
 )
+from convcli.text import shape_text
 
 MODES = ("same", "valid", "full")
 METHODS = ("auto", "direct", "separable", "fft")
@@ -99,10 +100,10 @@ def _mode_padding(mode: str, span: int) -> tuple[int, int]:
 
 def _check_kernel(kernel: np.ndarray) -> None:
     if kernel.size == 0:
-        raise UsageError(f"empty kernel (shape {kernel.shape})")
+        raise UsageError(f"empty kernel (shape {shape_text(kernel.shape)})")
     if kernel.ndim not in (1, 2, 3, 4):
         raise UsageError(
-            f"kernel has {kernel.ndim} dimensions (shape {kernel.shape}); expected 1-D or 2-D, "
+            f"kernel has {kernel.ndim} dimensions (shape {shape_text(kernel.shape)}); expected 1-D or 2-D, "
             "or (C_out, C_in, k) / (C_out, C_in, kh, kw)"
         )
     if not np.issubdtype(kernel.dtype, np.number) or np.iscomplexobj(kernel):
@@ -120,7 +121,7 @@ def _check_factors(factors) -> tuple[np.ndarray, np.ndarray]:
     column, row = (np.asarray(f) for f in factors)
     for name, factor in (("column", column), ("row", row)):
         if factor.ndim != 1:
-            raise UsageError(f"the {name} factor must be 1-D, got shape {factor.shape}")
+            raise UsageError(f"the {name} factor must be 1-D, got shape {shape_text(factor.shape)}")
         _check_kernel(factor)
     return column, row
 
@@ -139,7 +140,7 @@ def _layout(x_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, int,
     if len(x_shape) not in (nd + 1, nd + 2):
         raise UsageError(
             f"a channel-mixing kernel {shape} needs input (C_in, ...) or (N, C_in, ...) with {nd} "
-            f"spatial axes, got shape {x_shape}"
+            f"spatial axes, got shape {shape_text(x_shape)}"
         )
     if x_shape[-nd - 1] != c_in:
         raise UsageError(
@@ -224,8 +225,8 @@ def plan(
     chosen, reason = _choose(method, costs, rank1, memory)
     if chosen == "fft":
         reason += f"; overlap-add, FFT blocks of {fft_block}" if fft_block else "; one FFT of the whole input"
-    budget.check_cost(costs[chosen], memory[chosen], f"convolving an input of shape {_shape(x_shape)} with a "
-                      f"{_shape(shape)} kernel ({chosen})")
+    budget.check_cost(costs[chosen], memory[chosen], f"convolving an input of shape {shape_text(x_shape)} "
+                      f"with a {shape_text(shape)} kernel ({chosen})")
     return ConvPlan(
         method=chosen,
         reason=reason,
@@ -240,10 +241,6 @@ def plan(
         left_over=left,
         factors=factors,
     )
-
-
-def _shape(shape) -> str:
-    return "x".join(map(str, shape))
 
 
 def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, spans, fft_block, itemsize,

@@ -35,6 +35,7 @@ from convcli import budget
 from convcli.jit import njit, prange
 from convcli.pool_windows import ADAPTIVE_OPS, OPS, adaptive_bounds, check_window, window_taps
 from convcli.sizes import PerAxis, check_range, left_over, output_size, per_axis
+from convcli.text import shape_text
 
 # reduction codes understood by the kernels
 _MAX, _MIN, _SUM = 0, 1, 2
@@ -265,8 +266,8 @@ def _check_cost(x: np.ndarray, out: list[int], taps: list[int], *, copied: bool,
     if copied:
         padded = [n + 2 * q for n, q in zip(x.shape[-ndim:], padding, strict=True)]
         memory += x.itemsize * lead * math.prod(padded)
-    budget.check_cost(operations, memory, f"pooling an input of shape {'x'.join(map(str, x.shape))} to "
-                      f"{'x'.join(map(str, out))}")
+    budget.check_cost(operations, memory, f"pooling an input of shape {shape_text(x.shape)} to "
+                      f"{shape_text(out)}")
 
 
 def _pad_by_boundary(x: np.ndarray, boundary: str, padding: PerAxis, op: str, ndim: int):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from convcli.text import shape_text  # noqa: F401 - the layers' messages write shapes the one way
+
 Shape = tuple[int, ...]
 # one receptive-field step per spatial axis: (effective kernel, stride, padding before)
 Step = tuple[int, int, int]
@@ -46,10 +48,6 @@ def number(value, name: str, low: float | None = None, high: float | None = None
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
     return float(value)
-
-
-def shape_text(shape: Sequence[int]) -> str:
-    return "x".join(str(s) for s in shape)
 
 
 def functional():
