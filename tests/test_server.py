@@ -501,3 +501,8 @@ def test_the_posix_launcher_imports_only_the_client():
     }
     assert imported == {"convcli.server.client"}
     assert launcher.read_text().startswith("#!python\n") and os.access(launcher, os.X_OK)
+    # multiprocessing's spawn runs the main script again as __mp_main__ in each child (Dask's
+    # nannies): the call must run only as __main__
+    guarded = [node for node in tree.body if isinstance(node, ast.If)]
+    assert len(guarded) == 1 and "__main__" in ast.unparse(guarded[0].test)
+    assert not [node for node in tree.body if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)]
