@@ -135,7 +135,7 @@ def run_batch(
         else:
             pending.append(index)
     submitted = [replace(jobs[i], run_id=run_id, overwrite=executor.at_least_once) for i in pending]
-    task = _Task(process, options.retries, raise_transient=executor.at_least_once)
+    task = _Task(process, options.retries)
     if not submitted:  # every output exists: nothing to start a pool or a cluster for
         return Batch([records[i] for i in range(len(jobs))], executor.info)
     if len(jobs) > 1:
@@ -192,11 +192,10 @@ def check_stop(run_id: str | None = None) -> None:
 
 @dataclass(frozen=True)
 class _Task:
-    """``process`` on one job as a record: timed, failures caught (transient ones retried)."""
+    """``process`` on one job as a record: timed, failures caught (transient ones retried in place)."""
 
     process: Callable[[Job], Record]
     retries: int
-    raise_transient: bool  # dask: let a transient error fail the task, so Dask retries it elsewhere
 
     def __call__(self, job: Job) -> Record:
         start = time.perf_counter()
@@ -214,8 +213,6 @@ class _Task:
                 if is_transient(error) and attempt < self.retries:
                     attempt += 1
                     continue
-                if is_transient(error) and self.raise_transient:
-                    raise
                 record.update(failed_record(job, error))
                 break
         record["seconds"] = round(time.perf_counter() - start, 4)
