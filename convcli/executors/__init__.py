@@ -1,4 +1,4 @@
-"""Batches: one task per file, run by a thread pool, a process pool or a Dask cluster.
+"""Batches: one task per file on a thread or process pool, one per group of files on a Dask cluster.
 
 The client side (this module) refuses existing outputs once, before any task, gives every batch a
 run id (its temporary files carry it and are swept at the end), drives the progress bar, and turns
