@@ -1,6 +1,6 @@
 """convcli.convolve against OpenCV, scipy.ndimage and scipy.signal, side by side in one run.
 
-    python benchmarks/bench_convolve.py [--json] [--skip-slow]
+    python benchmarks/bench_convolve.py [--json] [--skip-slow] [--only image|audio|cache|crossover]
 
 Cases (the issue's): a 4K RGB float32 image (3×2160×3840), edge boundary, with a 3×3
 sharpen, 5×5 Gaussian, 7×7 random, 15×15 and 31×31 Gaussian kernel, against
@@ -10,11 +10,15 @@ impulse response against scipy.signal.oaconvolve and fftconvolve. Every case als
 the results agree; the contenders' calls alternate round by round (best of 9 rounds), so a
 slow phase of the shared machine slows all of them alike. Then the Numba cache: the first call
 in a fresh process with an empty cache (compile) against a second process that loads the cache.
+``--only crossover`` checks the cost model behind ``method="auto"``: direct against fft at growing
+kernel sizes, 1-D (441,000 and 2×2,880,000 samples) and 2-D (3×512², 2048²), with the method the
+model picks and the one that measured faster (the constants in engine/convolve.py come from here).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -146,11 +150,37 @@ def cache_case(as_json: bool) -> None:
               f"{compile_time / cached_time:6.1f}x faster ({compile_time:.1f} s -> {cached_time:.2f} s)")
 
 
+CROSSOVER_CASES = [
+    *(((1, 441_000), (taps,)) for taps in (31, 101, 201, 401, 801, 1601)),
+    *(((2, 2_880_000), (taps,)) for taps in (101, 401, 1601)),
+    *(((3, 512, 512), (k, k)) for k in (5, 9, 15, 21)),
+    *(((1, 2048, 2048), (k, k)) for k in (5, 9, 15, 31)),
+]
+
+
+def crossover_cases(as_json: bool) -> None:
+    rng = np.random.default_rng(0)
+    for x_shape, k_shape in CROSSOVER_CASES:
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        kernel = rng.standard_normal(k_shape).astype(np.float32)  # random: no separable shortcut
+        methods = {m: (lambda m=m, x=x, k=kernel: convolve(x, k, method=m)) for m in ("direct", "fft")}
+        times = best_times(methods, rounds=5)
+        picked = plan(x.shape, kernel).method
+        faster = min(times, key=times.get)
+        line = {"case": f"{x_shape} * {k_shape}", "direct_ms": times["direct"] * 1e3,
+                "fft_ms": times["fft"] * 1e3, "auto": picked, "faster": faster}
+        if as_json:
+            print(json.dumps(line))
+        else:
+            print(f"{line['case']:<30} direct {line['direct_ms']:8.1f} ms  fft {line['fft_ms']:8.1f} ms  "
+                  f"auto picks {picked:<6} {'(right)' if picked == faster else '(the other is faster)'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON line per case")
     parser.add_argument("--skip-slow", action="store_true", help="skip scipy.ndimage on the big kernels")
-    parser.add_argument("--only", choices=["image", "audio", "cache"], help="run one group")
+    parser.add_argument("--only", choices=["image", "audio", "cache", "crossover"], help="run one group")
     args = parser.parse_args()
     if args.only in (None, "image"):
         image_cases(args.json, args.skip_slow)
@@ -158,6 +188,8 @@ def main() -> None:
         audio_cases(args.json)
     if args.only in (None, "cache"):
         cache_case(args.json)
+    if args.only == "crossover":
+        crossover_cases(args.json)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Budgets: what one request may cost, checked from sizes before anything is allocated or run.
 
 A small file or a short option must never make the tool allocate gigabytes or compute for
-minutes by surprise. Costs are estimated from sizes (the engine's operation-count model, the
+minutes by surprise. Costs are estimated from sizes (the engine's cost model, the
 arrays a step will allocate, an image's header) and a request over a budget is refused with
 :class:`BudgetError` (a usage error: exit 2) naming the estimate, the budget and how to raise it.
 

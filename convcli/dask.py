@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convcli.errors import UsageError
+from convcli.text import shape_text
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -52,8 +53,8 @@ def convolve(
     if np.any(np.asarray(stride) != 1):
         raise UsageError("convcli.dask.convolve supports stride 1 only")
     if kernel.ndim > 2:
-        raise UsageError(f"convcli.dask.convolve takes a 1-D or 2-D kernel, not shape {kernel.shape} "
-                         "(channel-mixing kernels are not supported)")
+        raise UsageError(f"convcli.dask.convolve takes a 1-D or 2-D kernel, not shape "
+                         f"{shape_text(kernel.shape)} (channel-mixing kernels are not supported)")
     boundary = normalize_boundary(boundary)
     x = da.asarray(x)
     dtype = np.float64 if x.dtype == np.float64 else np.float32  # as convcli.convolve computes

@@ -1,12 +1,16 @@
-"""Exit statuses and the exceptions that map onto them.
+"""Exit statuses, the exceptions that map onto them, and the one line a user reads for an error.
 
 Library code raises ``ValueError`` (or the subclasses here) with a message that names the
-offending value; the CLI turns them into one line on stderr and the exit status below.
+offending value; the CLI turns them into one line on stderr and the exit status below. A message
+that names a parameter of the library marks it as `name` (:class:`NamesParameters`): a Python
+caller reads the parameter's name, the command line the flag that sets it.
 """
 
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Callable, Collection
 
 
 class ExitStatus(enum.IntEnum):
@@ -16,8 +20,19 @@ class ExitStatus(enum.IntEnum):
     INTERRUPTED = 130  # Ctrl-C
 
 
-class ConvcliError(Exception):
-    """An error with a message fit to show a user as is."""
+class NamesParameters:
+    """A message that marks each parameter it names as `name`: ``str()`` shows the parameter's
+    name (what a Python caller typed), ``render(flag)`` the flag that sets it on the command line."""
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self, name: Callable[[str], str] = str) -> str:
+        return named(str(self.args[0]) if self.args else "", name)
+
+
+class ConvcliError(NamesParameters, Exception):
+    """An error with a message fit to show a user as is (parameters marked `name`)."""
 
     exit_status = ExitStatus.PROCESSING_ERROR
 
@@ -26,6 +41,30 @@ class UsageError(ConvcliError, ValueError):
     """The user asked for something that cannot be done (bad option, kernel, spec...)."""
 
     exit_status = ExitStatus.USAGE_ERROR
+
+
+class ParameterWarning(NamesParameters, UserWarning):
+    """A warning about the values of named parameters."""
+
+
+_MARKED = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+def named(text: str, name: Callable[[str], str] = str) -> str:
+    """``text`` with every `parameter` marker replaced by ``name(parameter)``."""
+    return _MARKED.sub(lambda match: name(match[1]), text)
+
+
+def at_least(parameter: str, value: int, low: int) -> None:
+    """Refuse ``value`` below ``low``, naming ``parameter``."""
+    if value < low:
+        raise UsageError(f"`{parameter}` must be >= {low}, got {value}")
+
+
+def one_of(parameter: str, value: str, choices: Collection[str]) -> None:
+    """Refuse a ``value`` that is none of ``choices``, naming ``parameter``."""
+    if value not in choices:
+        raise UsageError(f"unknown `{parameter}` {value!r}; choose one of {', '.join(choices)}")
 
 
 class InputError(ConvcliError):
@@ -53,6 +92,16 @@ def exit_status_for(error: BaseException) -> ExitStatus:
     if isinstance(error, (ValueError, TypeError)):
         return ExitStatus.USAGE_ERROR
     return ExitStatus.PROCESSING_ERROR
+
+
+def error_line(error: BaseException, name: Callable[[str], str] = str) -> str:
+    """One line for a user: the message folded onto a single line (``name`` shows a parameter)."""
+    if isinstance(error, FileNotFoundError) and error.filename:
+        return f"{error.filename}: no such file"
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    text = error.render(name) if isinstance(error, NamesParameters) else str(error)
+    return " ".join(text.split()) or type(error).__name__
 
 
 def closest(name: str, choices, n: int = 3) -> list[str]:

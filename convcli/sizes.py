@@ -6,7 +6,18 @@ The engine, pooling, the ``shapes``/``params`` calculator and the ``nn`` layers 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from numbers import Integral
+
+# one axis' padding: the same on both sides, or (before, after)
 Padding = int | tuple[int, int]
+# an int for every axis, or one int per axis
+PerAxis = int | Sequence[int]
+# one Padding for every axis, or one per axis
+PerAxisPadding = int | Sequence[Padding]
+
+# bytes of one float32 value: parameter and activation memory are counted in it
+FLOAT32_BYTES = 4
 
 # the largest size, stride, dilation or padding accepted: far beyond any array that fits in memory,
 # and small enough that every sum and product of them the engine forms stays inside int64
@@ -23,6 +34,17 @@ def check_range(name: str, value: int, low: int = 1) -> int:
         shown = value if value < 10**30 else f"a {digits}-digit number"
         raise ValueError(f"{name} must be at most 2**48 = {MAX_SIZE}, got {shown}")
     return value
+
+
+def per_axis(value: PerAxis, ndim: int, name: str, low: int = 1) -> tuple[int, ...]:
+    """``value`` (an int, or ``ndim`` ints) as ``ndim`` ints, each checked by :func:`check_range`."""
+    if isinstance(value, Integral):
+        values = (value,) * ndim
+    else:
+        values = tuple(value)
+        if len(values) != ndim or not all(isinstance(v, Integral) for v in values):
+            raise ValueError(f"{name} must be an int or {ndim} ints (one per axis), got {value!r}")
+    return tuple(check_range(name, v, low) for v in values)
 
 
 def padding_pair(padding: Padding) -> tuple[int, int]:

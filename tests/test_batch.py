@@ -8,18 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from batches import arrays, interrupted_batch, json_of
-from click.testing import CliRunner
+from commands import run
 
-from convcli.cli import cli
 from convcli.errors import InputError
 from convcli.executors import BatchOptions, Job, _Task, run_batch
 from convcli.io.files import atomic_output, sweep_temporaries
 
 RNG = np.random.default_rng(14)
-
-
-def run(*args, env=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
 
 
 @pytest.mark.parametrize("executor", ["thread", "process"])

@@ -18,20 +18,15 @@ import imagecodecs
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner
+from commands import run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba.core import event
 from PIL import Image
 
 from convcli import budget
-from convcli.cli import cli
 
 SECONDS = 15  # per command; generous for a loaded 2-core machine (the refusals take milliseconds)
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @contextmanager

@@ -4,19 +4,19 @@ import json
 import subprocess
 import sys
 
-from click.testing import CliRunner
+from commands import run
 
 from convcli import __version__
-from convcli.cli import COMMANDS, cli
+from convcli.cli import COMMANDS
 
 
 def test_version():
-    result = CliRunner().invoke(cli, ["--version"])
+    result = run("--version")
     assert result.exit_code == 0 and __version__ in result.output
 
 
 def test_help_lists_every_registered_command():
-    result = CliRunner().invoke(cli, ["--help"])
+    result = run("--help")
     assert result.exit_code == 0
     for name in COMMANDS:
         assert name in result.output
@@ -26,7 +26,7 @@ def test_unknown_command_suggests_and_exits_2():
     if not COMMANDS:
         return
     name = sorted(COMMANDS)[0]
-    result = CliRunner().invoke(cli, [name[:-1] + "x"])
+    result = run(name[:-1] + "x")
     assert result.exit_code == 2
     assert "did you mean" in result.output
 

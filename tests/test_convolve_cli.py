@@ -6,18 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner
+from commands import run
 from PIL import Image
 from scipy import ndimage, signal
 
-from convcli.cli import cli
-
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 RNG = np.random.default_rng(3)
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
 
 
 @pytest.fixture
@@ -276,7 +270,7 @@ def test_batch_with_workers_one_failure_others_written_and_json(tmp_path):
     document = json.loads(result.output[result.output.index("{") : result.output.rindex("}") + 1])
     assert document["ok"] == 4 and document["failed"] == 1 and len(document["files"]) == 5
     record = next(r for r in document["files"] if r["error"] is None)
-    assert {"input", "output", "shape", "kernel", "method", "clipped", "seconds"} <= set(record)
+    assert {"input", "output", "input_shape", "output_shape", "method", "clipped", "seconds"} <= set(record)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"p{i}.png" for i in range(4)]
 
 
@@ -299,9 +293,7 @@ def test_glob_inputs_and_existing_output_needs_force(tmp_path):
 def test_stdin_to_stdout(tmp_path):
     buffer = tmp_path / "x.npy"
     np.save(buffer, np.array([0, 1, 0], dtype=np.float32))
-    result = CliRunner().invoke(
-        cli, ["convolve", "-", "-k", "1 2 1", "-o", "-", "-q"], input=buffer.read_bytes()
-    )
+    result = run("convolve", "-", "-k", "1 2 1", "-o", "-", "-q", input=buffer.read_bytes())
     assert result.exit_code == 0
     (tmp_path / "y.npy").write_bytes(result.stdout_bytes)
     assert np.array_equal(np.load(tmp_path / "y.npy"), [1, 2, 1])

@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 distributed = pytest.importorskip("distributed")
 import cloudpickle  # noqa: E402 - installed with distributed
 import dask  # noqa: E402
 from batches import arrays, interrupted_batch, json_of  # noqa: E402
-
-from convcli.cli import cli  # noqa: E402
+from commands import run  # noqa: E402
 
 RNG = np.random.default_rng(1414)
 
@@ -47,10 +45,6 @@ def client(cluster):
     _, client = cluster
     client.wait_for_workers(2, timeout=120)  # a test before may have killed one
     return client
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def hidden(folder: Path) -> list[str]:

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convcli.io.pixels import encode_png, to_floats, to_integers
+from convcli.io.pixels import to_floats, to_integers
+from convcli.io.png import encode_png
 
 shapes = st.tuples(st.integers(1, 9), st.integers(1, 9))
 

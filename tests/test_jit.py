@@ -55,13 +55,13 @@ def test_on_a_terminal_a_live_line_names_the_kernel_and_the_seconds(monkeypatch)
     monkeypatch.setattr(sys, "stderr", stream)
     monkeypatch.setattr(jit, "TICK", 0.05)
     notice = jit.CompileNotice()
-    kernel = event_for("convcli.io.pixels", "_filter_rows")
+    kernel = event_for("convcli.io.png", "_filter_rows")
     notice.on_start(kernel)
     time.sleep(0.4)  # a long compile: the live line keeps the user informed
     notice.on_end(kernel)
     text = stream.getvalue()
     assert text.startswith(jit.HEADER + "\n")
-    assert "\r\x1b[K  compiling io.pixels._filter_rows: 0 s (0 done)" in text
+    assert "\r\x1b[K  compiling io.png._filter_rows: 0 s (0 done)" in text
     assert text.endswith("\r\x1b[K")  # the live line is cleared when compiling ends
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradients import central_difference
+from gradients import central_difference, numeric_grad
 from hypothesis import given
 from hypothesis import strategies as st
 
 from convcli.nn import functional as F
+from convcli.nn import layers as L
 from convcli.nn.model import Model, backward, forward, init_network, named_grads, named_params
 from convcli.nn.spec import parse_spec
 from convcli.nn.train import TrainConfig, build_network, fit
@@ -95,6 +96,38 @@ def test_each_layer_backward_matches_finite_differences(data, k, s, p, d, seed):
     except ValueError:  # geometry the layer refuses (e.g. kernel wider than the input): nothing to train
         return
     check_network_gradients(spec, shape, 3, seed)
+
+
+ACTIVATIONS = {  # each layer against an independent formula
+    "ReLU()": lambda x: np.maximum(x, 0),
+    "ReLU6()": lambda x: np.minimum(np.maximum(x, 0), 6),
+    "LeakyReLU(0.2)": lambda x: np.where(x > 0, x, 0.2 * x),
+    "Tanh()": np.tanh,
+    "Sigmoid()": lambda x: 1 / (1 + np.exp(-x)),
+    "Softmax(dim=1)": lambda x: np.exp(x) / np.exp(x).sum(axis=1, keepdims=True),
+    "Identity()": lambda x: x,
+}
+
+
+@pytest.mark.parametrize("statement", ACTIVATIONS)
+def test_each_activation_forward_and_backward(statement):
+    (layer,) = parse_spec(statement, (4, 5)).layers
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 5)) * 4
+    x[np.abs(x) < 1e-3] += 0.5  # keep away from the kinks at 0 and 6
+    x[np.abs(x - 6) < 1e-3] += 0.5
+    np.testing.assert_allclose(layer.forward(x), ACTIVATIONS[statement](x), rtol=1e-12, atol=1e-15)
+    weights = rng.standard_normal(x.shape)
+    layer.forward(x)
+    grad = layer.backward(weights)
+    numeric = numeric_grad(lambda: float((layer.forward(x) * weights).sum()), x)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_every_activation_is_tested():
+    activation_classes = {name for name, cls in L.LAYERS.items()
+                          if cls.__module__ == "convcli.nn.layers.activation"}
+    assert activation_classes == {statement.split("(")[0] for statement in ACTIVATIONS}
 
 
 def test_whole_network_gradient():

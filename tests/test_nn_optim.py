@@ -68,12 +68,13 @@ def test_plain_sgd(grads):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"kind": "rmsprop"}, "unknown optimizer"), ({"kind": "adam", "lr": 0}, "--lr"),
-    ({"kind": "adam", "nesterov": True}, "--nesterov"), ({"kind": "sgd", "momentum": 1.5}, "--momentum"),
-    ({"kind": "sgd", "weight_decay": -1}, "--weight-decay"),
+    ({"kind": "rmsprop"}, "unknown optimizer"), ({"kind": "adam", "lr": 0}, "lr"),
+    ({"kind": "adam", "nesterov": True}, "nesterov"), ({"kind": "sgd", "momentum": 1.5}, "momentum"),
+    ({"kind": "sgd", "weight_decay": -1}, "weight_decay"),
 ])
 def test_bad_settings_are_named(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    """By the parameter a Python caller typed (the CLI shows its flag instead)."""
+    with pytest.raises(ValueError, match=f"^(unknown )?{message} "):
         Optimizer(**kwargs)
 
 

@@ -14,19 +14,14 @@ import imagecodecs
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner
+from commands import run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal
 from test_budget import model_file, rewrite
 
 from convcli import convolve, pool
-from convcli.cli import cli
 from convcli.engine.convolve import plan
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 # ---------------------------------------------------------------- NaN propagation, per method
@@ -191,7 +186,7 @@ def test_predict_json_is_valid_and_bad_batches_are_refused(tmp_path):
 
 
 def test_json_never_holds_nan():
-    from convcli.cli.common import json_text
+    from convcli.cli.output import json_text
 
     text = json_text({"loss": float("nan"), "history": [{"val_loss": float("inf")}], "n": 3})
     assert json.loads(text) == {"loss": None, "history": [{"val_loss": None}], "n": 3}

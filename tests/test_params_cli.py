@@ -2,13 +2,7 @@
 
 import json
 
-from click.testing import CliRunner
-
-from convcli.cli import cli
-
-
-def run(*args):
-    return CliRunner().invoke(cli, list(args))
+from commands import run
 
 
 def test_formulas_and_totals_for_the_seeds_cnn():

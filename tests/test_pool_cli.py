@@ -7,14 +7,8 @@ import sys
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner
+from commands import run
 from PIL import Image
-
-from convcli.cli import cli
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture
@@ -38,7 +32,7 @@ def test_2x2_max_halves_a_photo_per_channel(photo, tmp_path):
     path, pixels = photo
     result = run("pool", path, "--size", 2, "-o", tmp_path / "half.png")
     assert result.exit_code == 0, result.output
-    assert "3×512×512 → 3×256×256" in result.output
+    assert "half.png  3x512x512 -> 3x256x256  max 2  " in result.output
     got = np.asarray(Image.open(tmp_path / "half.png"))
     expected = pixels.reshape(256, 2, 256, 2, 3).max(axis=(1, 3))
     np.testing.assert_array_equal(got, expected)
@@ -134,7 +128,7 @@ def test_existing_output_needs_force(tmp_path):
         (["--size", "2", "--op", "lp", "--p", "0"], "--p must be > 0, got 0.0"),
         (["--output-size", "0"], "adaptive output size must be >= 1, got 0"),
         (["--op", "max"], "--size is required"),
-        (["--size", "2x"], "expected an integer or HxW"),
+        (["--size", "2x"], "--size '2x': write whole numbers as K or HxW"),
         (["--global", "--op", "lp"], "adaptive pooling takes --op"),
         (["--size", "3", "--padding", "1", "--boundary", "edge"], "--boundary edge applies to avg"),
         (["--op", "avg", "--size", "3", "--boundary", "mirror"], "'mirror' is ambiguous"),

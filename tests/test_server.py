@@ -156,6 +156,22 @@ def test_stdin_umask_and_working_folder_travel(env, cold, tmp_path):
     assert (tmp_path / "cold.png").read_bytes() == (tmp_path / "warm.png").read_bytes()
 
 
+def test_a_call_longer_than_the_request_timeout_runs_to_its_end(env, cold, tmp_path):
+    """The listener waits on the connection for as long as the command runs (here, for stdin)."""
+    from convcli.server import worker
+
+    data = (SAMPLES / "photo.png").read_bytes()
+    for name, environment in (("cold", cold), ("warm", env)):
+        call = subprocess.Popen(
+            [*CONVCLI, "convolve", "-", "-k", "box:3", "-o", f"{name}.png"],
+            stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=environment, cwd=tmp_path,
+        )
+        time.sleep(worker.REQUEST_TIMEOUT + 1.0)
+        _, stderr = call.communicate(data, timeout=120)
+        assert call.returncode == 0, stderr
+    assert (tmp_path / "cold.png").read_bytes() == (tmp_path / "warm.png").read_bytes()
+
+
 def test_file_size_limit_travels(env, cold, tmp_path):
     """ulimit -f: the write fails the same way in both paths, and no partial file is left."""
     results = {}
@@ -368,9 +384,14 @@ def test_stop_ends_the_worker_and_calls_run_in_process(tmp_path, runtime):
     env = make_env(runtime)
     convcli("--version", env=env)
     pid = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "a worker")["pid"]
+    spares = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(spares) == 1, "a spare child waits for the next call"
+    assert list(runtime.glob("convcli/*.warm")), "the warm-up's inputs stay for the spares' rehearsals"
     result = convcli("server", "stop", env=env, text=True)
     assert result.returncode == 0 and str(pid) in result.stdout
     wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the worker to leave")
+    assert not Path(f"/proc/{spares[0]}").exists()
+    assert not list(runtime.glob("convcli/*.warm")), "the worker's folder leaves with it"
     assert convcli("server", "stop", env=env, text=True).stdout.strip() == "no worker was running"
 
 
@@ -436,7 +457,7 @@ def test_a_worker_refuses_to_start_for_another_installation(tmp_path, runtime):
     assert not list(runtime.glob("convcli/*.sock"))
 
 
-def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch):
+def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch, tmp_path):
     from convcli.jit import config
     from convcli.server import warmup
 
@@ -444,7 +465,7 @@ def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch):
 
     monkeypatch.setattr(warmup, "_command_lines", lambda work: [])
     monkeypatch.setattr(warmup, "threading_layer", lambda: "omp")
-    reason = warmup.warm_up()
+    reason = warmup.warm_up(tmp_path)
     assert reason and "'omp'" in reason and "tbb" in reason
 
 
@@ -464,3 +485,19 @@ def test_the_clients_json_encoder_is_json(value):
 
     assert json.loads(protocol.encode({"value": value})[4:]) == {"value": value}
     assert protocol._decode(protocol.encode({"value": value})[4:]) == {"value": value}
+
+
+def test_the_posix_launcher_imports_only_the_client():
+    """pip's entry-point wrapper imports re and runs a regex on every call (~6 ms); the script
+    setup.py installs on POSIX starts the client and nothing else."""
+    import ast
+
+    launcher = Path(__file__).resolve().parents[1] / "convcli" / "server" / "convcli"
+    tree = ast.parse(launcher.read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert imported == {"convcli.server.client"}
+    assert launcher.read_text().startswith("#!python\n") and os.access(launcher, os.X_OK)

@@ -6,21 +6,16 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
+from commands import run
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convcli.cli import cli
 from convcli.nn.calculator import LayerSize, solve
 
 SPEC = (
     "Input(1,28,28); Conv2d(1,8,5); ReLU(); MaxPool2d(2); LazyConv2d(16,3); ReLU(); MaxPool2d(2); "
     "Flatten(); LazyLinear(10)"
 )
-
-
-def run(*args):
-    return CliRunner().invoke(cli, list(args))
 
 
 def test_table_shows_rows_and_totals():
@@ -40,7 +35,7 @@ def test_spec_file_and_input_option(tmp_path):
 
 
 def test_spec_from_stdin():
-    result = CliRunner().invoke(cli, ["shapes", "-", "--json"], input="Input(2, 10)\nConv1d(2, 3, 4)\n")
+    result = run("shapes", "-", "--json", input="Input(2, 10)\nConv1d(2, 3, 4)\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["output_shape"] == [3, 7]
 
@@ -48,6 +43,7 @@ def test_spec_from_stdin():
 def test_json_contract():
     document = json.loads(run("shapes", SPEC, "--json").stdout)
     assert set(document) == {
+        "command",
         "input_shape",
         "output_shape",
         "layers",
@@ -128,10 +124,11 @@ def test_calculator_fills_in_the_formula():
 
 def test_calculator_warns_about_left_over_rows():
     result = run("shapes", "--size", "28", "--kernel", "5", "--stride", "2", "--json")
-    assert json.loads(result.stdout) == {"output_size": 12, "exact": False, "left_over": 1}
+    expected = {"command": "shapes", "output_size": 12, "exact": False, "left_over": 1}
+    assert json.loads(result.stdout) == expected
     assert "1 input row is left over" in result.stderr
     tiled = run("shapes", "--size", "29", "--kernel", "5", "--stride", "2", "--json")
-    assert json.loads(tiled.stdout) == {"output_size": 13, "exact": True, "left_over": 0}
+    assert json.loads(tiled.stdout) == {"command": "shapes", "output_size": 13, "exact": True, "left_over": 0}
 
 
 def test_calculator_transposed_ceil_and_asymmetric_padding():
@@ -186,9 +183,9 @@ def test_solver_lists_exact_then_flooring():
         "stride",
         "--json",
     )
-    assert json.loads(result.stdout) == {"solutions": [], "inexact": [2]}
+    assert json.loads(result.stdout) == {"command": "shapes", "solutions": [], "inexact": [2]}
     result = run("shapes", "--size", "28", "--out", "24", "--solve", "kernel", "--json")
-    assert json.loads(result.stdout) == {"solutions": [5], "inexact": []}
+    assert json.loads(result.stdout) == {"command": "shapes", "solutions": [5], "inexact": []}
     human = run(
         "shapes", "--size", "28", "--kernel", "3", "--stride", "2", "--out", "14", "--solve", "padding"
     )

@@ -8,16 +8,11 @@ import zipfile
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from commands import run
 from PIL import Image
 
-from convcli.cli import cli
 from convcli.errors import InputError
 from convcli.nn.model import load_model
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def one_error_line(result) -> str:
@@ -58,8 +53,9 @@ def test_train_json_document_and_model_file(stripes, tmp_path):
     result = run(*train_args(stripes, out, "--json", "--quiet"))
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert set(doc) == {"epochs", "train_accuracy", "val_accuracy", "test_accuracy", "seconds",
-                        "samples_per_second", "params", "model", "history"}
+    assert set(doc) == {"command", "model", "epochs", "train_accuracy", "val_accuracy", "test_accuracy",
+                        "seconds", "samples_per_second", "total_params", "history"}
+    assert doc["command"] == "train" and doc["seconds"] == round(doc["seconds"], 4)
     assert doc["epochs"] == 4 and len(doc["history"]) == 4
     assert set(doc["history"][0]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert doc["test_accuracy"] > 0.9
@@ -90,6 +86,30 @@ def test_same_seed_gives_identical_model_files(stripes, tmp_path):
     a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
     for key in ("conv1.weight", "linear1.weight", "linear1.bias"):
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_the_python_api_trains_the_model_the_command_line_trains(stripes, tmp_path):
+    """convcli.nn.train.train needs no CLI: the same data, recipe and seed give the same weights,
+    history and file; bad settings are named as the Python caller wrote them."""
+    from convcli.nn.train import TrainConfig, train
+
+    spec = "Conv2d(1,4,3); ReLU(); Dropout(0.2); Flatten(); LazyLinear(2)"
+    assert run(*train_args(stripes, tmp_path / "cli.npz", "--seed", "3", "--model", spec)).exit_code == 0
+    epochs = []
+    config = TrainConfig(epochs=4, batch_size=16, lr=0.01, seed=3)
+    model = train(stripes, spec=spec, config=config, output=tmp_path / "api.npz", on_epoch=epochs.append)
+    assert [record["epoch"] for record in epochs] == [1, 2, 3, 4]
+    from_cli = load_model(tmp_path / "cli.npz")
+    for saved in (from_cli, load_model(tmp_path / "api.npz")):
+        for layer_cli, layer_api in zip(saved.network.layers, model.network.layers, strict=True):
+            for name in layer_cli.params:
+                np.testing.assert_array_equal(layer_cli.params[name], layer_api.params[name])
+    assert [r["loss"] for r in from_cli.history] == [r["loss"] for r in model.history]
+    with np.load(stripes) as data:
+        accuracy = (model.predict(data["x_test"]).argmax(axis=1) == data["y_test"]).mean()
+    assert accuracy > 0.9
+    with pytest.raises(ValueError, match="^batch_size must be >= 1, got 0$"):
+        train(stripes, config=TrainConfig(batch_size=0))
 
 
 def test_resume_continues_to_the_same_model(stripes, tmp_path):

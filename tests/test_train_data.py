@@ -11,7 +11,6 @@ from convcli.nn.data import (
     ReadOptions,
     channel_stats,
     load_dataset,
-    parse_size,
     split_validation,
     standardize,
 )
@@ -46,7 +45,7 @@ def test_audio_folder_with_length_and_mono(tmp_path):
         (tmp_path / name).mkdir()
         for i, frames in enumerate((900, 1100)):
             soundfile.write(tmp_path / name / f"{i}.wav", rng.uniform(-0.5, 0.5, (frames, 2)), 8000)
-    with pytest.raises(InputError, match="--length"):
+    with pytest.raises(InputError, match="use length"):
         load_dataset(tmp_path)
     train, _ = load_dataset(tmp_path, ReadOptions(length=1000, mono=True))
     assert train.x.shape == (4, 1, 1000) and train.kind == "audio"
@@ -74,14 +73,16 @@ def test_validation_split_and_statistics():
     mean, std = channel_stats(train.x)
     z = standardize(train.x, mean, std)
     assert abs(z.mean()) < 1e-6 and abs(z.std() - 1) < 1e-5
-    with pytest.raises(ValueError, match="--val-split"):
+    with pytest.raises(ValueError, match="^val_split "):
         split_validation(data, 1.0, np.random.default_rng(0))
 
 
-def test_size_parsing():
-    assert parse_size("32x24") == (32, 24)
-    with pytest.raises(ValueError, match="--size"):
-        parse_size("32")
+def test_read_options_are_checked_by_their_parameter_names():
+    ReadOptions(size=(32, 24), length=8, sample_rate=8000).check()
+    for options, name in ((ReadOptions(size=(32, 0)), "size"), (ReadOptions(length=0), "length"),
+                          (ReadOptions(sample_rate=0), "sample_rate")):
+        with pytest.raises(ValueError, match=f"^{name} "):
+            options.check()
 
 
 def test_first_layer_decides_the_sample_layout():

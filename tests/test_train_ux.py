@@ -13,18 +13,13 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from commands import run
 
-from convcli.cli import cli
 from convcli.nn.model import load_model, save_model
 from convcli.nn.train import TrainConfig, resume_optimizer
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 EPOCH_HEADER = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "samples/s"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def warning_lines(result) -> list[str]:

@@ -9,16 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner
+from commands import run
 from PIL import Image
 
-from convcli.cli import cli
-
 RNG = np.random.default_rng(11)
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
 
 
 # ---------------------------------------------------------------- audio stride
@@ -482,7 +476,7 @@ def test_feature_maps_are_budgeted_before_they_are_computed(trained, tmp_path):
         "-o",
         str(tmp_path / "a.npy"),
     ]
-    result = CliRunner().invoke(cli, args, env={"CONVCLI_MAX_MEMORY": "60k"})
+    result = run(*args, env={"CONVCLI_MAX_MEMORY": "60k"})
     assert result.exit_code == 2 and "activations up to conv2" in result.output
     assert not (tmp_path / "a.npy").exists()
-    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert run(*args).exit_code == 0

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import signal
+import sys
 import threading
 import warnings
 
 import click
 
 from convcli import __version__
-from convcli.errors import ConvcliError, ExitStatus, exit_status_for
+from convcli.cli import output
+from convcli.errors import ConvcliError, ExitStatus, ParameterWarning, error_line, exit_status_for
 
 # command name -> "module:attribute". Add a line here only when the command is built.
 COMMANDS: dict[str, str] = {
@@ -33,7 +36,36 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# Click 8.2+ shows a group's help for a bare 'convcli' (exit 2) by raising this usage error
+NO_ARGUMENTS = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class LazyGroup(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """The one exit path of every command (httpie's style): each outcome becomes an
+        :class:`ExitStatus` here, returned (``standalone_mode=False``) or exited with."""
+        status = self._status(args, prog_name, complete_var, **extra)
+        if standalone_mode:
+            sys.exit(status)
+        return status
+
+    def _status(self, args, prog_name, complete_var, **extra) -> int:
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as error:  # Click's own: one line in the house style, exit 2
+            if isinstance(error, NO_ARGUMENTS):  # 'convcli' alone: its help, as Click shows it
+                error.show()
+            else:
+                output.error(usage_line(error))
+            return ExitStatus.USAGE_ERROR
+        except click.ClickException as error:
+            output.error(" ".join(error.format_message().split()))
+            return error.exit_code
+        except click.Abort:  # Ctrl-C while Click itself was parsing or prompting
+            output.interrupted()
+            return ExitStatus.INTERRUPTED
+        return ExitStatus.OK if result is None else int(result)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -52,7 +84,7 @@ class LazyGroup(click.Group):
 
             if args and args[0] not in COMMANDS and not args[0].startswith("-"):
                 hint = did_you_mean(args[0], COMMANDS)
-                raise click.UsageError(f"No such command {args[0]!r}{hint}.", ctx) from error
+                raise click.UsageError(f"no such command {args[0]!r}{hint}", ctx) from error
             raise
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -62,7 +94,8 @@ class LazyGroup(click.Group):
             args = ["--debug", *(a for i, a in enumerate(args) if a != "--debug" or i >= end)]
         return super().parse_args(ctx, args)
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> int | None:
+        """The command's own status, or the status its exception stands for (one line on stderr)."""
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -70,16 +103,26 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             if debug_enabled(ctx):
                 raise
-            click.echo("convcli: interrupted", err=True)
-            ctx.exit(ExitStatus.INTERRUPTED)
+            output.interrupted()
+            return ExitStatus.INTERRUPTED
         except Exception as error:  # noqa: BLE001 - this is the one place errors become exit codes
             if debug_enabled(ctx):
                 raise
             status = exit_status_for(error)
-            click.echo(f"convcli: error: {error_line(error)}", err=True)
+            output.error(error_line(error, output.flag))
             if status == ExitStatus.PROCESSING_ERROR and not isinstance(error, (ConvcliError, OSError)):
-                click.echo("convcli: (run with --debug for the traceback)", err=True)
-            ctx.exit(status)
+                output.note("run with --debug for the traceback")
+            return status
+
+
+def usage_line(error: click.UsageError) -> str:
+    """Click's three-line usage error as one line: the problem, then where the help is."""
+    text = " ".join(error.format_message().split()).rstrip(".")
+    text = re.sub(r"\.\s+\(?Did you mean (?:one of: )?(.+?)\?\)?$", r" (did you mean \1?)", text)
+    text = text[:1].lower() + text[1:]
+    if error.ctx is not None:
+        text += f" (see '{error.ctx.command_path} --help')"
+    return text
 
 
 def debug_enabled(ctx: click.Context | None = None) -> bool:
@@ -90,17 +133,7 @@ def debug_enabled(ctx: click.Context | None = None) -> bool:
     return bool(root is not None and isinstance(root.obj, dict) and root.obj.get("debug"))
 
 
-def error_line(error: BaseException) -> str:
-    """One line for a user: the message, folded onto a single line."""
-    if isinstance(error, FileNotFoundError) and error.filename:
-        return f"{error.filename}: no such file"
-    if isinstance(error, OSError) and error.filename and error.strerror:
-        return f"{error.filename}: {error.strerror}"
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("convcli", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="convcli")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.pass_context
@@ -121,7 +154,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Library warnings (resampled IRs, dropped alpha...) as one plain line on stderr."""
-    click.echo(f"convcli: warning: {message}", err=True)
+    output.warn(message.render(output.flag) if isinstance(message, ParameterWarning) else str(message))
 
 
 def run(argv: list[str]) -> int:
@@ -134,13 +167,12 @@ def run(argv: list[str]) -> int:
         for name in ("SIGTERM", "SIGHUP"):
             signal.signal(getattr(signal, name), _interrupt)
     try:
-        cli.main(args=list(argv), prog_name="convcli", standalone_mode=True)
-    except SystemExit as exit:
+        return cli.main(args=list(argv), prog_name="convcli", standalone_mode=False)
+    except SystemExit as exit:  # Click's own exits: a broken pipe, shell completion
         return _exit_status(exit.code)
-    except KeyboardInterrupt:
-        click.echo("convcli: interrupted", err=True)
+    except KeyboardInterrupt:  # between Click's handlers, at the very start or end
+        output.interrupted()
         return ExitStatus.INTERRUPTED
-    return ExitStatus.OK
 
 
 def _interrupt(signum, frame) -> None:

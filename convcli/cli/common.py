@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import functools
 import glob
-import json
-import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import click
 
+from convcli.cli.output import error, flag, print_json, warn
 from convcli.errors import ExitStatus, InputError, UsageError
-from convcli.executors import EXECUTORS, BatchOptions, Job, Record, check_stop
+from convcli.executors import EXECUTORS, BatchOptions, Job, Record, check_stop, run_batch
 from convcli.io.files import STDIO, check_can_write, kind_of
+from convcli.text import ARROW, shape_text
 
 
 def expand_inputs(
@@ -191,59 +191,69 @@ def save_output(job: Job, media, *, force: bool, policy: str) -> int:
         return write_media(temp, media, extension=job.extension, policy=policy)
 
 
+def run_files(jobs: list[Job], process: Callable[[Job], Record], batch: BatchOptions, *, force: bool = False,
+              quiet: bool = False):
+    """:func:`convcli.executors.run_batch` with the library's parameter names shown as flags."""
+    return run_batch(jobs, process, batch, force=force, quiet=quiet, name=flag)
+
+
 def finish(
     records: list[Record],
     *,
     command: str,
     as_json: bool,
     quiet: bool,
-    describe: Callable[[Record], str],
+    describe: Callable[[Record], str] | None = None,
     extra: dict | None = None,
-) -> int:
-    """Print per-file errors (stderr), the report (human or one JSON document); return exit status.
+) -> ExitStatus:
+    """Print per-file errors and warnings (stderr), the report (a line per file, or one JSON
+    document); return the exit status.
 
     A single failed input exits with its own status (2 for a usage error); with several inputs
     any failure exits 1 while the other results are still written.
     """
     failed = [r for r in records if r.get("error")]
     for record in failed:
-        click.echo(f"convcli: error: {record['error']}", err=True)
+        error(record["error"])
+    for record in records:
+        if record.get("clipped") and not quiet:
+            warn(f"{record['input']}: {record['clipped']} values clipped to the output range (see --range)")
     to_stdout = any(r.get("output") == STDIO for r in records)
     if as_json:
-        document = {
-            "command": command,
-            **(extra or {}),
-            "files": records,
-            "ok": len(records) - len(failed),
-            "failed": len(failed),
-        }
-        click.echo(json_text(document, indent=2), err=to_stdout)
-    elif not quiet:
+        counts = {"ok": len(records) - len(failed), "failed": len(failed)}
+        print_json(command, {**(extra or {}), "files": records, **counts}, err=to_stdout)
+    elif not quiet and describe is not None:
         for record in records:
             if not record.get("error"):
                 click.echo(describe(record), err=to_stdout)
+    return batch_status(records)
+
+
+def batch_status(records: list[Record]) -> ExitStatus:
+    """OK; a single input's own status (2 for a usage error); 1 when any of several inputs failed."""
+    failed = [r for r in records if r.get("error")]
     if not failed:
         return ExitStatus.OK
     if len(records) == 1:
-        return records[0].get("status", ExitStatus.PROCESSING_ERROR)
+        return ExitStatus(records[0].get("status", ExitStatus.PROCESSING_ERROR))
     return ExitStatus.PROCESSING_ERROR
 
 
-def json_text(document, **options) -> str:
-    """``json.dumps``, with NaN and ±inf (a diverged loss, an undefined precision) written as null:
-    JSON has no such numbers, and Python's ``NaN`` token makes the document invalid for every
-    other parser."""
-    return json.dumps(_finite(document), allow_nan=False, **options)
+def file_line(record: Record, work: str) -> str:
+    """A processed file, as every file command reports it:
+    ``in.png -> out.png  3x256x256 -> 3x128x128  <work>  0.05 s``."""
+    rate = f" at {record['sample_rate']} Hz" if record.get("sample_rate") else ""
+    picture = " (a grid picture of the channels)" if record.get("picture") else ""
+    return (f"{record['input']} {ARROW} {record['output']}  {shape_text(record['input_shape'])} {ARROW} "
+            f"{shape_text(record['output_shape'])}{rate}{picture}  {work}  {record['seconds']:.2f} s")
 
 
-def _finite(value):
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def given_options(ctx: click.Context) -> set[str]:
+    """The parameters set on the command line (or the environment), not left at their default."""
+    from click.core import ParameterSource
+
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
 
 
 def output_options(func: Callable) -> Callable:
@@ -315,8 +325,6 @@ def batch_settings(jobs: int, executor: str | None, scheduler_address: str | Non
         raise UsageError("give --scheduler-address or --scheduler-file, not both")
     if (scheduler_address or scheduler_file) and executor not in (None, "dask"):
         raise UsageError(f"--scheduler-address/--scheduler-file run on Dask, not --executor {executor}")
-    if jobs < 1:
-        raise UsageError(f"-j must be >= 1, got {jobs}")
     kind = "dask" if scheduler_address or scheduler_file else executor or "thread"
     return BatchOptions(jobs, kind, scheduler_address, scheduler_file, retries)
 
@@ -339,6 +347,3 @@ def non_finite_text(count: int) -> str:
     """'1 input value is' / '3 input values are' (NaN or inf), for the warnings."""
     return f"{count} input value is" if count == 1 else f"{count} input values are"
 
-
-def warn(message: str) -> None:
-    click.echo(f"convcli: warning: {message}", err=True)

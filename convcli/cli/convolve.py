@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 
 from convcli.cli.common import (
     AXIS_NAMES,
     Job,
+    file_line,
     finish,
+    given_options,
     load_input,
     non_finite_text,
     output_options,
     plan_outputs,
+    run_files,
     save_output,
     uncovered_text,
-    warn,
 )
-from convcli.errors import UsageError
+from convcli.cli.output import warn
+from convcli.errors import ExitStatus, UsageError
 from convcli.sizes import MAX_SIZE
+from convcli.text import shape_text
 
 HELP = """Apply hand-crafted, file-based or learned kernels to images, audio and arrays.
 
@@ -172,7 +177,7 @@ def parse_padding(text: str | None):
     type=click.Choice(["auto", "direct", "separable", "fft"]),
     default="auto",
     show_default=True,
-    help="Engine method; auto picks from an operation-count model.",
+    help="Engine method; auto picks the cheapest by a measured cost model.",
 )
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--explain", is_flag=True, help="Print the resolved kernel, the method and why (stderr).")
@@ -212,10 +217,10 @@ def convolve(
     range_policy,
     as_json,
     quiet,
-) -> None:
+) -> ExitStatus:
     from convcli.cli.common import expand_inputs
     from convcli.engine.boundary import normalize_boundary
-    from convcli.executors import check_stdio, run_batch
+    from convcli.executors import check_stdio
     from convcli.kernels.apply import Geometry
 
     if boundary is None and cval != 0:
@@ -231,13 +236,13 @@ def convolve(
         method=method,
     )
     feature_maps = _check_specs(kernels, geometry)
-    if feature_maps and _left_at_default("range_policy"):
+    if feature_maps and "range_policy" not in given_options(click.get_current_context()):
         range_policy = "normalize"  # activations have no fixed range: show them all on one scale
     names = expand_inputs(inputs, recursive=recursive)
     check_stdio(names, output, batch)
     plans = plan_outputs(names, output, tag="convolved", force=force)
     settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size, grid)
-    result = run_batch(plans, functools.partial(convolve_file, settings=settings), batch, force=force,
+    result = run_files(plans, functools.partial(convolve_file, settings=settings), batch, force=force,
                        quiet=quiet)
     records = result.records
     for record in records:
@@ -246,34 +251,17 @@ def convolve(
         if record.get("non_finite"):
             warn(f"{record['input']}: {non_finite_text(record['non_finite'])} NaN or inf: the outputs within "
                  "the kernel's reach of them are not finite")
-        if record.get("clipped") and not quiet:
-            warn(f"{record['input']}: {record['clipped']} values clipped to the output range (see --range)")
         if explain and not record.get("error"):
-            click.echo(record["explain"], err=True)
-    status = finish(
-        records,
-        command="convolve",
-        as_json=as_json,
-        quiet=quiet,
-        describe=_describe,
-        extra={"kernels": list(kernels), **result.info},
-    )
-    if status:
-        raise SystemExit(int(status))
-
-
-def _left_at_default(name: str) -> bool:
-    from click.core import ParameterSource
-
-    source = click.get_current_context().get_parameter_source(name)
-    return source in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+            click.echo(record.pop("explain"), err=True)
+    return finish(records, command="convolve", as_json=as_json, quiet=quiet,
+                  describe=functools.partial(_describe, kernels),
+                  extra={"kernels": list(kernels), **result.info})
 
 
 def _check_specs(specs: tuple[str, ...], geometry) -> bool:
     """Bad kernels fail before any file is touched; rate-dependent designs wait for the input.
     Returns whether a kernel is a model's feature map."""
     from convcli.kernels import resolve_kernel
-    from convcli.kernels.apply import check_feature_geometry
 
     feature_maps = False
     for spec in specs:
@@ -284,9 +272,32 @@ def _check_specs(specs: tuple[str, ...], geometry) -> bool:
                 raise
             continue
         if kernel.role == "model":
-            check_feature_geometry(kernel, geometry)
+            _check_feature_geometry(kernel, geometry)
             feature_maps = True
     return feature_maps
+
+
+def _check_feature_geometry(kernel, geometry) -> None:
+    """A feature map is computed with the layers' own geometry: options that would change it are refused."""
+    given = [
+        text
+        for text, changed in (
+            (f"--mode {geometry.mode}", geometry.mode != "same"),
+            (f"--boundary {geometry.boundary}", geometry.boundary is not None),
+            ("--padding", geometry.padding is not None),
+            (f"--stride {geometry.stride}", geometry.stride not in (1, (1,), (1, 1))),
+            (f"--dilation {geometry.dilation}", geometry.dilation not in (1, (1,), (1, 1))),
+        )
+        if changed
+    ]
+    if given:
+        from convcli.nn.model import array_name
+
+        raw = f"{kernel.feature.path}:{array_name(kernel.feature.layer, 'weight')}"
+        raise UsageError(
+            f"{kernel.spec} is the model's feature map, computed with its layers' own stride, padding and "
+            f"dilation: leave out {', '.join(given)} (for the stored kernel with your geometry use -k {raw})"
+        )
 
 
 def convolve_file(job: Job, settings: Settings) -> dict:
@@ -297,20 +308,21 @@ def convolve_file(job: Job, settings: Settings) -> dict:
 
     from convcli.io.files import AUDIO_EXTENSIONS
     from convcli.io.ranges import count_non_finite
-    from convcli.kernels import resolve_kernel
     from convcli.kernels.apply import apply_chain, follow_alpha, strided_sample_rate
+    from convcli.kernels.stream import can_stream
 
-    streamed = _maybe_stream(job, settings)
-    if streamed is not None:
-        return streamed
-    media = load_input(job)
-    rate = media.sample_rate
-    kernels = [resolve_kernel(spec, sample_rate=rate) for spec in settings.specs]
-    data = media.data.astype(np.dtype(settings.dtype))
+    audio = _long_audio(job, settings)  # its header only: such a file may go through in blocks
+    media = load_input(job) if audio is None else None
+    kernels = _kernels(settings.specs, audio.sample_rate if audio is not None else media.sample_rate)
     feature_maps = any(kernel.role == "model" for kernel in kernels)
-    geometry = settings.geometry.for_media(media.kind, feature_maps=feature_maps)
+    kind = "audio" if audio is not None else media.kind
+    geometry = settings.geometry.for_media(kind, feature_maps=feature_maps)
+    if audio is not None and can_stream(kernels, geometry):
+        return _convolve_blocks(job, audio, kernels[0], geometry, settings)
+    media = media or load_input(job)
+    data = media.data.astype(np.dtype(settings.dtype))
     result, plans = apply_chain(data, media.kind, kernels, geometry)
-    record = _record(media.data.shape, result.shape, kernels, plans, 0, settings, geometry)
+    record = _record(media.data.shape, result.shape, kernels, plans, settings, geometry)
     record["non_finite"] = count_non_finite(media.data)
     if _as_grid(job, result, settings.grid):
         _save_grid(job, result, kernels, force=settings.force)
@@ -324,6 +336,13 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     if output.audio is not None:
         record["sample_rate"] = output.audio.sample_rate
     return record
+
+
+def _kernels(specs: tuple[str, ...], sample_rate: float | None) -> list:
+    """The kernels of one file (FIR designs are made at its sample rate)."""
+    from convcli.kernels import resolve_kernel
+
+    return [resolve_kernel(spec, sample_rate=sample_rate) for spec in specs]
 
 
 def _as_grid(job: Job, result, asked: bool) -> bool:
@@ -345,54 +364,91 @@ def _save_grid(job: Job, maps, kernels, *, force: bool) -> None:
     name = f"{last.feature.layer}" if last.feature is not None else "channel"
     first = 0 if last.feature is None or last.feature.index is None else last.feature.index
     labels = [f"{name}[{first + c}]" for c in range(len(maps))]
-    title = f"{job.input}: {' then '.join(k.spec for k in kernels)} ({'x'.join(map(str, maps.shape))})"
+    title = f"{job.input}: {' then '.join(k.spec for k in kernels)} ({shape_text(maps.shape)})"
     target = stdout_output(job.extension) if job.output is None else atomic_output(job.output, force=force)
     with target as temp:
         plot_feature_maps(maps, temp, labels=labels, title=title)
 
 
-def _maybe_stream(job: Job, settings: Settings) -> dict | None:
-    """Long audio file to audio output: overlap-add in blocks (bounded memory)."""
-    from convcli.io.files import AUDIO_EXTENSIONS, input_is_audio_file
-    from convcli.kernels.stream import STREAM_MIN_SAMPLES, stream_file
+# below this many samples (frames × channels) an audio file is simply convolved in memory
+STREAM_MIN_SAMPLES = 1 << 23
+
+
+def _long_audio(job: Job, settings: Settings):
+    """The :class:`~convcli.io.audio.AudioInfo` of a long audio file bound for an audio output (one
+    that may be convolved in blocks, in bounded memory), else None."""
+    from convcli.io.audio import audio_info
+    from convcli.io.files import AUDIO_EXTENSIONS, check_input_file, input_is_audio_file
 
     if not input_is_audio_file(job.input) or job.extension not in AUDIO_EXTENSIONS or job.output is None:
         return None
     if settings.dtype != "float32":
         return None
-    geometry = settings.geometry.for_media("audio")
-    outcome = stream_file(
-        job.input,
-        job.output,
-        settings.specs,
-        geometry,
-        policy=settings.policy,
-        force=settings.force or job.overwrite,
-        run_id=job.run_id,
-        block=settings.block_size,
-        min_samples=1 if settings.block_size else STREAM_MIN_SAMPLES,
-    )
-    if outcome is None:
-        return None
-    from convcli.io.audio import audio_info
-
-    shape_in, shape_out, kernels, plans, clipped, non_finite = outcome
-    record = _record(shape_in, shape_out, kernels, plans, clipped, settings, geometry)
-    record["sample_rate"] = audio_info(job.input).sample_rate  # blocks run at stride 1: the rate is kept
-    return record | {"non_finite": non_finite}
+    path = Path(job.input)
+    check_input_file(path)
+    info = audio_info(path, name=job.input)
+    least = 1 if settings.block_size else STREAM_MIN_SAMPLES
+    return info if info.frames * info.channels >= least else None
 
 
-def _record(shape_in, shape_out, kernels, plans, clipped: int, settings: Settings, geometry) -> dict:
+def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> dict:
+    """Convolve an audio file into an audio file block by block (overlap-add; bounded memory).
+    ``normalize`` makes two passes: the first finds the peak, the second writes with that gain."""
+    import numpy as np
+
+    from convcli.engine.convolve import plan
+    from convcli.executors import check_stop
+    from convcli.io.audio import AudioWriter, read_audio_blocks
+    from convcli.io.files import atomic_output
+    from convcli.io.ranges import count_non_finite, peak_normalize_gain
+    from convcli.kernels.stream import DEFAULT_BLOCK, block_method, overlap_add, stream_taps
+
+    block = settings.block_size or max(DEFAULT_BLOCK, 4 * kernel.array.shape[-1])
+    pairs, taps = stream_taps(kernel, info.channels, geometry.correlate)
+    how = plan((min(block, info.frames),), taps[0], mode="full", method=block_method(geometry))
+    non_finite = 0
+
+    def counted(blocks):
+        nonlocal non_finite
+        non_finite = 0  # normalize reads the file twice
+        for data in blocks:
+            non_finite += count_non_finite(data)
+            yield data
+
+    def pieces():
+        blocks = counted(read_audio_blocks(Path(job.input), block, name=job.input))
+        return overlap_add(blocks, info.frames, kernel, geometry, info.channels)
+
+    gain = None
+    if settings.policy == "normalize" and not info.is_float:
+        gain = peak_normalize_gain(np.array([np.max(np.abs(p)) for p in pieces()] or [0.0]), 1.0)
+    frames = 0
+    check_stop(job.run_id)
+    with atomic_output(job.output, force=settings.force or job.overwrite, run_id=job.run_id) as temp:
+        with AudioWriter(temp, sample_rate=info.sample_rate, channels=len(pairs), info=info,
+                         policy=settings.policy, gain=gain) as writer:
+            for piece in pieces():
+                check_stop(job.run_id)  # a long file stops at the next block when its batch is interrupted
+                writer.write(piece)
+                frames += piece.shape[1]
+            clipped = writer.clipped
+    reason = f"block-wise overlap-add, {block} frames per block; per block: {how.reason}"
+    plans = [{"method": how.method, "reason": reason}]
+    record = _record((info.channels, info.frames), (len(pairs), frames), [kernel], plans, settings, geometry)
+    # blocks run at stride 1: the rate is kept
+    return record | {"clipped": clipped, "non_finite": non_finite, "sample_rate": info.sample_rate}
+
+
+def _record(input_shape, output_shape, kernels, plans, settings: Settings, geometry) -> dict:
     from convcli.kernels.show import explain_text
 
     record = {
-        "shape_in": list(shape_in),
-        "shape": list(shape_out),
-        "kernel": [k.spec for k in kernels],
+        "input_shape": list(input_shape),
+        "output_shape": list(output_shape),
         "boundary": geometry.boundary,
         "method": [p["method"] for p in plans],
         "reason": [p["reason"] for p in plans],
-        "clipped": clipped,
+        "clipped": 0,
         "notes": [n for k in kernels for n in k.notes] + _stride_notes(kernels, plans),
     }
     if settings.explain:
@@ -410,11 +466,5 @@ def _stride_notes(kernels, plans) -> list[str]:
     return notes
 
 
-def _describe(record: dict) -> str:
-    shape_in = "x".join(map(str, record["shape_in"]))
-    shape_out = "x".join(map(str, record["shape"]))
-    steps = ", ".join(f"{k} [{m}]" for k, m in zip(record["kernel"], record["method"], strict=True))
-    where = f"{record['input']} -> {record['output']}"
-    rate = f" at {record['sample_rate']} Hz" if record.get("sample_rate") else ""
-    picture = " (a grid picture of the channels)" if record.get("picture") else ""
-    return f"{where}  {shape_in} -> {shape_out}{rate}{picture}  {steps}  {record['seconds']:.2f} s"
+def _describe(specs: tuple[str, ...], record: dict) -> str:
+    return file_line(record, ", ".join(f"{k} [{m}]" for k, m in zip(specs, record["method"], strict=True)))

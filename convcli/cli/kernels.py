@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import click
+
+from convcli.cli.output import console, print_json
+from convcli.text import shape_text
 
 EXAMPLES = """
 
@@ -18,12 +20,8 @@ Examples:
 """
 
 
-class KernelsGroup(click.Group):
-    """'convcli kernels' alone lists the library; 'convcli kernels show NAME' prints one."""
-
-
+# 'convcli kernels' alone lists the library; 'convcli kernels show NAME' prints one
 @click.group(
-    cls=KernelsGroup,
     invoke_without_command=True,
     help="List the built-in kernel library (name, parameters, shape, description, convention)." + EXAMPLES,
 )
@@ -42,16 +40,14 @@ def kernels(ctx: click.Context, as_json: bool) -> None:
             {
                 "name": name,
                 "parameters": entry.params,
-                "shape": shape,
+                "kernel_shape": shape,
                 "description": entry.description,
                 "convention": entry.convention,
             }
         )
     if as_json:
-        click.echo(json.dumps({"command": "kernels", "kernels": rows}, indent=2))
+        print_json("kernels", {"kernels": rows})
         return
-    from convcli.cli.shapes import console
-
     out = console()
     out.print(kernel_table(rows, out.width))
     if out.width < WIDE:
@@ -74,7 +70,7 @@ def kernel_table(rows: list[dict], width: int):
         column.overflow = "fold"
     for row in rows:
         params = ", ".join(f"{k}={v}" for k, v in row["parameters"].items()) or "-"
-        shape = "x".join(map(str, row["shape"])) if row["shape"] else "by parameters"
+        shape = shape_text(row["kernel_shape"]) if row["kernel_shape"] else "by parameters"
         cells = [row["name"], params, shape, row["description"], row["convention"]]
         table.add_row(*cells[: len(headers)])
     return table
@@ -98,7 +94,8 @@ def _default_shape(name: str, entry, designs) -> list[int] | None:
     "or inline matrix)." + EXAMPLES,
 )
 @click.argument("spec")
-@click.option("--rate", type=float, default=None, help="Sample rate in Hz for FIR designs (lowpass...).")
+@click.option("--sample-rate", "--rate", "rate", type=float, default=None,
+              help="Sample rate in Hz for FIR designs (lowpass...).")
 @click.option("--json", "as_json", is_flag=True, help="The matrix as JSON.")
 def show(spec: str, rate: float | None, as_json: bool) -> None:
     from convcli import budget
@@ -109,22 +106,11 @@ def show(spec: str, rate: float | None, as_json: bool) -> None:
     if as_json:
         # every value as JSON text: ~25 bytes each, and a Python float (32 bytes) while it is made
         budget.check("memory", 64 * math.prod(kernel.shape), f"the matrix of {spec!r} as JSON")
-        click.echo(
-            json.dumps(
-                {
-                    "command": "kernels show",
-                    "spec": spec,
-                    "shape": list(kernel.shape),
-                    "description": kernel.description,
-                    "matrix": kernel.array.tolist(),
-                }
-            )
-        )
+        print_json("kernels show", {"spec": spec, "kernel_shape": list(kernel.shape),
+                                    "description": kernel.description, "matrix": kernel.array.tolist()})
         return
-    click.echo(
-        f"{spec}: {kernel.description}; shape {'x'.join(map(str, kernel.shape))}, "
-        f"sum {kernel_sum(kernel):.6g}"
-    )
+    click.echo(f"{spec}: {kernel.description}; shape {shape_text(kernel.shape)}, "
+               f"sum {kernel_sum(kernel):.6g}")
     click.echo(format_matrix(kernel.matrix, kernel.factors))
     entry = entries().get(spec.partition(":")[0].strip().lower())
     if entry is not None and entry.convention:

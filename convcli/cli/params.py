@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import click
 
-from convcli.cli.shapes import console, human_bytes, load_network, print_model_list
-
-FLOAT32_BYTES = 4
+from convcli.cli.network import load_network, print_model_list
+from convcli.cli.output import console, human_bytes, print_json, table
+from convcli.sizes import FLOAT32_BYTES
+from convcli.text import shape_text
 
 
 def dense_cost(layer) -> int:
@@ -19,18 +19,14 @@ def dense_cost(layer) -> int:
 
 
 def print_params_table(network, compare_dense: bool) -> None:
-    from rich.table import Table
-
     from convcli.nn.layers import _ConvNd
 
     rows = network.summary()
-    table = Table(title=f"input {'x'.join(map(str, network.input_shape))}", title_justify="left")
     headers = ["#", "name", "layer", "params", "formula", "buffers"]
     if compare_dense:
         headers += ["dense equivalent", "saving"]
-    for header in headers:
-        justify = "right" if header in ("#", "params", "buffers", "dense equivalent", "saving") else "left"
-        table.add_column(header, justify=justify)
+    drawn = table(*headers, numeric=("#", "params", "buffers", "dense equivalent", "saving"),
+                  title=f"input {shape_text(network.input_shape)}", title_justify="left")
     for layer, row in zip(network.layers, rows, strict=True):
         cells = [
             str(row["index"]),
@@ -46,11 +42,11 @@ def print_params_table(network, compare_dense: bool) -> None:
                 cells += [f"{dense:,}", f"{dense / row['params']:,.0f}x"]
             else:
                 cells += ["", ""]
-        table.add_row(*cells)
-    table.add_section()
-    table.add_row("", "total", "", f"{network.num_params:,}", "", f"{network.num_buffers:,}")
+        drawn.add_row(*cells)
+    drawn.add_section()
+    drawn.add_row("", "total", "", f"{network.num_params:,}", "", f"{network.num_buffers:,}")
     out = console()
-    out.print(table)
+    out.print(drawn)
     out.print(
         f"total {network.num_params:,} parameters: {network.trainable_params:,} trainable, "
         f"{network.num_params - network.trainable_params:,} non-trainable; "
@@ -90,10 +86,10 @@ def params(spec, input_shape, model, list_models, compare_dense, as_json):
       convcli params --list-models
     """
     if list_models:
-        print_model_list(as_json)
+        print_model_list("params", as_json)
         return
     network = load_network(spec, input_shape, model)
     if as_json:
-        click.echo(json.dumps(network.to_json()))
+        print_json("params", network.to_json())
         return
     print_params_table(network, compare_dense)

@@ -15,19 +15,20 @@ from convcli.cli.common import (
     AXIS_NAMES,
     Job,
     expand_inputs,
+    file_line,
     finish,
     load_input,
     non_finite_text,
     output_options,
     plan_outputs,
+    run_files,
     save_output,
     uncovered_text,
-    warn,
 )
-from convcli.errors import UsageError
-
-OPS = ("max", "min", "avg", "sum", "lp")
-ADAPTIVE_OPS = ("max", "min", "avg", "sum")
+from convcli.cli.output import flag, warn
+from convcli.errors import ExitStatus, UsageError
+from convcli.pool_windows import ADAPTIVE_OPS, OPS, check_window
+from convcli.text import parse_shape, shape_text
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,10 @@ class PoolSettings:
 
 
 def parse_sizes(text: str | None, option: str) -> tuple[int, ...] | None:
-    """'3' -> (3,), '3x2' or '3,2' -> (3, 2) (height then width)."""
+    """'3' -> (3,), '3x2' or '3,2' -> (3, 2) (height then width); the window rules check the values."""
     if text is None:
         return None
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        values = tuple(int(part) for part in parts)
-    except ValueError:
-        raise UsageError(f"{option} {text!r}: expected an integer or HxW, e.g. 2 or 3x2") from None
-    if len(values) > 2:
-        raise UsageError(f"{option} {text!r}: at most two values (HxW)")
-    return values
+    return parse_shape(text, option, low=0, lengths=(1, 2), forms="K or HxW", example="3x2")
 
 
 def fit_axes(values: tuple[int, ...] | None, dims: int, option: str) -> int | tuple[int, ...] | None:
@@ -69,7 +63,7 @@ def fit_axes(values: tuple[int, ...] | None, dims: int, option: str) -> int | tu
     if values is None or len(values) == 1:
         return None if values is None else values[0]
     if len(values) != dims:
-        raise UsageError(f"{option} {'x'.join(map(str, values))}: this input has {dims} pooled axis (--dims)")
+        raise UsageError(f"{option} {shape_text(values)}: this input has {dims} pooled axis (--dims)")
     return values
 
 
@@ -88,7 +82,6 @@ def check_settings(settings: PoolSettings) -> None:
     if settings.output_size is not None:
         return
     from convcli.engine.boundary import normalize_boundary
-    from convcli.engine.pooling import check_window
 
     if normalize_boundary(settings.boundary) != "constant" and settings.op in ("max", "min"):
         raise UsageError(f"--boundary {settings.boundary} applies to avg, sum and lp; max/min pad with ∓inf")
@@ -100,10 +93,10 @@ def check_settings(settings: PoolSettings) -> None:
     for axis in range(max(map(len, values))):
         try:
             check_window(*(value[min(axis, len(value) - 1)] for value in values))
-        except ValueError as error:  # the library names its parameters; here they are flags
+        except ValueError as error:  # the window rules name pool parameters; here they are flags
             message = str(error)
             for name in ("size", "stride", "padding", "dilation"):
-                message = message.replace(f"pool {name}", f"--{name}")
+                message = message.replace(f"pool {name}", flag(name))
             raise UsageError(message) from None
 
 
@@ -118,7 +111,8 @@ def pool_file(job: Job, settings: PoolSettings) -> dict:
     dims = pooled_dims(media, settings.dims)
     data = np.abs(media.data) if settings.magnitude else media.data
     if data.ndim < dims:
-        raise UsageError(f"{job.input}: data of shape {data.shape} has fewer than {dims} axes to pool")
+        raise UsageError(f"{job.input}: data of shape {shape_text(data.shape)} has fewer than {dims} axes "
+                         "to pool")
     uncovered: tuple[int, ...] = (0,) * dims
     if settings.output_size is not None:
         target = fit_axes(settings.output_size, dims, "--output-size")
@@ -153,14 +147,19 @@ def pool_file(job: Job, settings: PoolSettings) -> dict:
     return record
 
 
-def describe(record: dict) -> str:
-    shape_in = "×".join(map(str, record["input_shape"]))
-    shape_out = "×".join(map(str, record["output_shape"]))
-    text = f"{record['input']} → {record['output']}: {shape_in} → {shape_out}"
-    if record.get("sample_rate"):
-        text += f" at {record['sample_rate']} Hz"
-    if record.get("clipped"):
-        text += f" ({record['clipped']} values clipped)"
+def describe(settings: PoolSettings, record: dict) -> str:
+    return file_line(record, window_text(settings))
+
+
+def window_text(settings: PoolSettings) -> str:
+    """'max 2', 'avg 3 stride 2 padding 1', 'adaptive avg 7x7': the pooling, in a report line."""
+    if settings.output_size is not None:
+        return f"adaptive {settings.op} {shape_text(settings.output_size)}"
+    text = f"{settings.op} {shape_text(settings.size)}"
+    for name in ("stride", "padding", "dilation"):
+        value, default = getattr(settings, name), (1,) if name == "dilation" else (0,)
+        if value is not None and value != default and not (name == "stride" and value == settings.size):
+            text += f" {name} {shape_text(value)}"
     return text
 
 
@@ -192,7 +191,7 @@ def warn_uncovered(records: list[dict]) -> None:
 @click.option("--boundary", default="constant", show_default=True,
               help="avg/sum/lp: what the padding holds: constant (zeros), reflect, symmetric, edge, wrap.")
 @click.option("--output-size", metavar="N|HxW", help="Adaptive pooling to this output size.")
-@click.option("--global", "global_pool", is_flag=True, help="Global pooling: adaptive to 1 (×1).")
+@click.option("--global", "global_pool", is_flag=True, help="Global pooling: adaptive to 1 (1x1).")
 @click.option("--abs", "magnitude", is_flag=True, help="Pool magnitudes |x| (e.g. an audio envelope).")
 @click.option("--dims", type=click.IntRange(1, 2),
               help="Axes pooled: 1 (last axis) or 2 (last two). Default: 2 for images and 2-D+ arrays, "
@@ -200,7 +199,7 @@ def warn_uncovered(records: list[dict]) -> None:
 @output_options
 def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, count_include_pad,
                  boundary, output_size, global_pool, magnitude, dims, output, batch, force, range_policy,
-                 as_json, quiet) -> None:
+                 as_json, quiet) -> ExitStatus:
     """Pool images (each channel), audio (each channel along time) and arrays, as PyTorch does.
 
     Windows of --size move by --stride; --op max keeps each window's largest value, avg its mean,
@@ -212,7 +211,7 @@ def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, 
 
     \b
     Examples:
-      convcli pool samples/photo.png --size 2 -o half.png     # 2×2 max: 256×256 → 128×128
+      convcli pool samples/photo.png --size 2 -o half.png     # 2x2 max: 256x256 -> 128x128
       convcli pool samples/photo.png --op avg --size 3 --stride 2 --padding 1 -o small.png
       convcli pool samples/speech.wav --op max --abs --size 160 -o envelope.wav
       convcli pool samples/photo.png --op avg --output-size 7x7 -o features.npy
@@ -235,13 +234,13 @@ def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, 
         output_size=adaptive, magnitude=magnitude, dims=dims, force=force, policy=range_policy,
     )
     check_settings(settings)
-    from convcli.executors import check_stdio, run_batch
+    from convcli.executors import check_stdio
 
     paths = expand_inputs(inputs)
     check_stdio(paths, output, batch)
     planned = plan_outputs(paths, output, tag="pool", force=force)
     task = functools.partial(pool_file, settings=settings)
-    result = run_batch(planned, task, batch, force=force, quiet=quiet)
+    result = run_files(planned, task, batch, force=force, quiet=quiet)
     records = result.records
     if not quiet:
         warn_uncovered(records)
@@ -249,6 +248,6 @@ def pool_command(inputs, op, size, stride, padding, dilation, power, ceil_mode, 
         if record.get("non_finite"):
             warn(f"{record['input']}: {non_finite_text(record['non_finite'])} NaN or inf: the windows "
                  "holding them are not finite (max/min: NaN wins, as in PyTorch)")
-    status = finish(records, command="pool", as_json=as_json, quiet=quiet, describe=describe,
-                    extra={"op": op, "adaptive": adaptive is not None, **result.info})
-    click.get_current_context().exit(status)
+    return finish(records, command="pool", as_json=as_json, quiet=quiet,
+                  describe=functools.partial(describe, settings),
+                  extra={"op": op, "adaptive": adaptive is not None, **result.info})

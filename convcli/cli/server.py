@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 
 import click
 
+from convcli.cli.output import print_json
 from convcli.server import protocol
 
 EXAMPLES = """
@@ -36,7 +36,7 @@ def server() -> None:
 def status(as_json: bool) -> None:
     report = _report()
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        print_json("server status", report)
         return
     worker = report.get("worker")
     lines = [f"enabled: {'yes' if report['enabled'] else 'no'} ({report['why']})"]

@@ -2,123 +2,39 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-
 import click
 
+from convcli.cli.network import load_network, print_model_list
+from convcli.cli.output import console, human_bytes, note, print_json, table, warn
 from convcli.errors import UsageError
-
-HUMAN_UNITS = ("B", "KB", "MB", "GB")
-
-
-def human_bytes(count: int) -> str:
-    value = float(count)
-    for unit in HUMAN_UNITS:
-        if value < 1024 or unit == HUMAN_UNITS[-1]:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
-
-
-def console():
-    """A rich console on stdout; wide when not a terminal, so piped tables are not wrapped."""
-    from rich.console import Console
-
-    width = None if sys.stdout.isatty() else 200
-    return Console(file=sys.stdout, width=width, highlight=False)
-
-
-def load_network(spec: str | None, input_shape: str | None, model: str | None):
-    """A built Network from spec text, a spec file, or a zoo model name."""
-    from convcli.nn import zoo
-    from convcli.nn.spec import parse_spec
-
-    if model and spec:
-        raise UsageError("give either a SPEC/FILE or --model, not both")
-    if model:
-        return zoo.load(model, input_shape)
-    if not spec:
-        raise UsageError("give a spec (text or file), --model NAME, or --size/--kernel for one layer")
-    if spec == "-":
-        text = sys.stdin.read()
-    elif os.path.isfile(spec):
-        with open(spec, encoding="utf-8") as handle:
-            text = handle.read()
-    elif "(" not in spec:
-        raise UsageError(f"{spec}: no such file, and not a spec (a spec looks like 'Conv2d(1, 8, 5)')")
-    else:
-        text = spec
-    return parse_spec(text, input_shape)
-
-
-def print_model_list(as_json: bool = False) -> None:
-    """The zoo: a table, or with ``as_json`` one document using the key names of ``--json``."""
-    from rich.table import Table
-
-    from convcli.nn import zoo
-
-    models = []
-    for name, (_build, description) in zoo.MODELS.items():
-        network = zoo.load(name)
-        models.append({"name": name, "total_params": network.num_params, "total_macs": network.total_macs,
-                       "input_shape": list(network.input_shape), "description": description})
-    if as_json:
-        click.echo(json.dumps({"models": models}))
-        return
-    table = Table("model")
-    for header in ("parameters", "MACs"):
-        table.add_column(header, justify="right")
-    table.add_column("input")
-    table.add_column("description")
-    for model in models:
-        table.add_row(
-            model["name"],
-            f"{model['total_params']:,}",
-            f"{model['total_macs']:,}",
-            "x".join(map(str, model["input_shape"])),
-            model["description"],
-        )
-    console().print(table)
-
-
-def _fmt(values) -> str:
-    if values is None:
-        return "-"
-    return "x".join(str(v) for v in values)
+from convcli.text import shape_text
 
 
 def print_network_table(network) -> None:
-    from rich.table import Table
-
-    from convcli.nn.layers import shape_text
-
     rows = network.summary()
-    table = Table(title=f"input {shape_text(network.input_shape)}", title_justify="left")
-    for header in ("#", "name", "layer", "output", "params", "MACs", "RF", "jump", "activations", "notes"):
-        justify = "right" if header in ("#", "params", "MACs", "activations") else "left"
-        table.add_column(header, justify=justify)
+    drawn = table("#", "name", "layer", "output", "params", "MACs", "RF", "jump", "activations", "notes",
+                  numeric=("#", "params", "MACs", "activations"),
+                  title=f"input {shape_text(network.input_shape)}", title_justify="left")
     for row in rows:
-        table.add_row(
+        drawn.add_row(
             str(row["index"]),
             row["name"],
             row["layer"],
-            _fmt(row["output_shape"]),
+            shape_text(row["output_shape"]),
             f"{row['params']:,}",
             f"{row['macs']:,}",
-            _fmt(row["receptive_field"]),
-            _fmt(row["jump"]),
+            shape_text(row["receptive_field"]),
+            shape_text(row["jump"]),
             human_bytes(row["activation_bytes"]),
             "; ".join(row["notes"]),
         )
     activations = sum(row["activation_bytes"] for row in rows)
-    table.add_section()
-    table.add_row(
+    drawn.add_section()
+    drawn.add_row(
         "",
         "total",
         "",
-        _fmt(network.output_shape),
+        shape_text(network.output_shape),
         f"{network.num_params:,}",
         f"{network.total_macs:,}",
         "",
@@ -127,7 +43,7 @@ def print_network_table(network) -> None:
         "",
     )
     out = console()
-    out.print(table)
+    out.print(drawn)
     out.print(
         f"{network.num_params:,} parameters ({network.trainable_params:,} trainable), "
         f"{network.total_macs:,} MACs per sample, "
@@ -144,7 +60,7 @@ def run_calculator(layer, out: int | None, solve: str | None, as_json: bool) -> 
             raise UsageError("--solve needs --out (the output size to reach)")
         exact, inexact = solve_for(solve, out, layer)
         if as_json:
-            click.echo(json.dumps({"solutions": exact, "inexact": inexact}))
+            print_json("shapes", {"solutions": exact, "inexact": inexact})
             return
         click.echo(f"{solve} values giving output size {out}:")
         click.echo(f"  tile exactly:      {', '.join(map(str, exact)) or 'none'}")
@@ -154,24 +70,18 @@ def run_calculator(layer, out: int | None, solve: str | None, as_json: bool) -> 
         raise UsageError("--out goes with --solve kernel|stride|padding|size")
     size, left = layer.output(), layer.left_over()
     if as_json:
-        click.echo(json.dumps({"output_size": size, "exact": layer.exact(), "left_over": left}))
+        print_json("shapes", {"output_size": size, "exact": layer.exact(), "left_over": left})
     else:
         click.echo(f"output size: {layer.formula()}")
     if left:
         rows = "1 input row is" if left == 1 else f"{left} input rows are"
-        click.echo(
-            f"warning: stride {layer.stride} does not tile the input exactly: {rows} left over (never read)",
-            err=True,
-        )
+        warn(f"stride {layer.stride} does not tile the input exactly: {rows} left over (never read)")
     elif not layer.exact():
         rounded = "rounded up: the last window hangs over the end" if layer.ceil_mode else (
             "floored: only padding is left over, every input row is read"
         )
-        click.echo(
-            f"note: stride {layer.stride} does not tile the padded input exactly ({layer.fraction()} is not "
-            f"a whole number); the size is {rounded}",
-            err=True,
-        )
+        note(f"stride {layer.stride} does not tile the padded input exactly ({layer.fraction()} is not "
+             f"a whole number); the size is {rounded}")
 
 
 def parse_padding(text: str | None):
@@ -245,7 +155,7 @@ def shapes(
       convcli shapes --size 224 --kernel 3 --stride 2 --out 112 --solve padding
     """
     if list_models:
-        print_model_list(as_json)
+        print_model_list("shapes", as_json)
         return
     calculator = size is not None or kernel is not None or solve is not None
     if calculator:
@@ -272,6 +182,6 @@ def shapes(
         return
     network = load_network(spec, input_shape, model)
     if as_json:
-        click.echo(json.dumps(network.to_json()))
+        print_json("shapes", network.to_json())
         return
     print_network_table(network)

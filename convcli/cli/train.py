@@ -9,22 +9,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
 import click
 
-from convcli.cli.common import batch_options, json_text
-from convcli.errors import ExitStatus, OutputExistsError, UsageError
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 120, highlight=False)
+from convcli.cli.common import batch_options, expand_inputs, finish, given_options, run_files
+from convcli.cli.output import console, interrupted, print_json, rounded_seconds, table
+from convcli.errors import ExitStatus, UsageError
 
 
 def _fmt(value, spec: str = ".4f") -> str:
@@ -32,12 +25,11 @@ def _fmt(value, spec: str = ".4f") -> str:
 
 
 def _read_options(size, gray, length, sample_rate, mono):
-    from convcli.nn.data import ReadOptions, parse_size
+    from convcli.nn.data import ReadOptions
+    from convcli.text import parse_shape
 
-    for name, value in (("--length", length), ("--sample-rate", sample_rate)):
-        if value is not None and value < 1:
-            raise UsageError(f"{name} must be >= 1, got {value}")
-    return ReadOptions(parse_size(size), gray, length, sample_rate, mono)
+    hw = None if size is None else parse_shape(size, "--size", lengths=(2,), forms="HxW", example="32x32")
+    return ReadOptions(hw, gray, length, sample_rate, mono)
 
 
 EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "samples/s")
@@ -184,7 +176,7 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
           schedule: str, init: str, seed: int, val_split: float, test_path: str | None,
           resume_path: str | None, size: str | None, gray: bool, length: int | None,
           sample_rate: int | None, mono: bool, plot_path: str | None, filters_path: str | None,
-          as_json: bool, quiet: bool, force: bool) -> None:
+          as_json: bool, quiet: bool, force: bool) -> ExitStatus:
     """Train a small 1-D or 2-D CNN on the CPU from an .npz (x, y[, x_test, y_test, class_names])
     or a folder with one sub-folder of images or audio files per class.
 
@@ -213,27 +205,25 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
       convcli train samples/shapes/ --size 16x16 --gray --epochs 10 -o folder.npz --plot curves.png
       convcli train samples/shapes16.npz --resume shapes.npz -o shapes.npz --epochs 10
     """
-    from convcli.nn.train import TrainConfig
+    from convcli.io.files import check_can_write
+    from convcli.nn.train import TrainConfig, prepare_run
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                          momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
                          init=init, seed=seed, val_split=val_split)
     config.check()
+    read = _read_options(size, gray, length, sample_rate, mono)
+    read.check()
     out = Path(output)
-    _refuse_overwriting_inputs([out, *(Path(p) for p in (plot_path, filters_path) if p)],
-                               [data, test_path])
+    pictures = [Path(p) for p in (plot_path, filters_path) if p]
+    _refuse_overwriting_inputs([out, *pictures], [data, test_path])
     resuming_in_place = resume_path is not None and Path(resume_path).resolve() == out.resolve()
-    if out.exists() and not force and not resuming_in_place:
-        raise OutputExistsError(f"{out}: exists (use --force to replace it)")
-    for picture in (plot_path, filters_path):
-        if picture is not None and Path(picture).exists() and not force:
-            raise OutputExistsError(f"{picture}: exists (use --force to replace it)")
-    for target in (out, *(Path(p) for p in (plot_path, filters_path) if p)):
-        if not target.parent.is_dir():
-            raise UsageError(f"{target}: folder {target.parent} does not exist")
-    run = _prepare_run(data, model_arg, config, resume_path, test_path,
-                       _read_options(size, gray, length, sample_rate, mono), _given_options(ctx))
-    _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet)
+    check_can_write(out, force or resuming_in_place)
+    for picture in pictures:
+        check_can_write(picture, force)
+    run = prepare_run(data, spec=model_arg, config=config, resume=resume_path, test=test_path, read=read,
+                      given=given_options(ctx))
+    return _run_training(run, out, plot_path, filters_path, as_json, quiet)
 
 
 def _refuse_overwriting_inputs(outputs: list[Path], inputs: list[str | None]) -> None:
@@ -245,79 +235,6 @@ def _refuse_overwriting_inputs(outputs: list[Path], inputs: list[str | None]) ->
         for target in outputs:
             if target.resolve() == source:
                 raise UsageError(f"{target}: output would overwrite the input {name}")
-
-
-def _given_options(ctx: click.Context) -> set[str]:
-    """The parameters set on the command line (or the environment), not left at their default."""
-    from click.core import ParameterSource
-
-    return {name for name in ctx.params
-            if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
-
-
-def _check_read_options(given, saved, explicit: set[str], source: str) -> None:
-    """With --resume, data options may only repeat the file's: the network's input is fixed."""
-    given, saved = given.to_json(), saved.to_json()
-
-    def shown(value) -> str:
-        if value is None or isinstance(value, bool):
-            return {None: "not set", True: "on", False: "off"}[value]
-        return "x".join(map(str, value)) if isinstance(value, list) else str(value)
-
-    differing = [f"--{name.replace('_', '-')} {shown(given[name])} (the file's: {shown(saved[name])})"
-                 for name in given if name in explicit and given[name] != saved[name]]
-    if differing:
-        raise UsageError(f"{source}: {', '.join(differing)}: the model reads its inputs as it was trained "
-                         f"to; leave {'them' if len(differing) > 1 else 'it'} out")
-
-
-def _prepare_run(data, model_arg, config, resume_path, test_path, options, explicit: set[str]) -> dict:
-    """Data, split, network and model (fresh or resumed), and the recipe, ready for the loop."""
-    import numpy as np
-
-    from convcli.nn.data import channel_stats, load_dataset, split_validation
-    from convcli.nn.model import Model, init_network, load_model
-    from convcli.nn.train import build_network, resume_config, resume_optimizer, spec_text
-
-    resumed = load_model(resume_path) if resume_path else None
-    if resumed is not None:
-        if model_arg is not None:
-            raise UsageError("--resume continues the saved network: leave out --model")
-        source = f"--resume {resume_path}"
-        _check_read_options(options, resumed.read_options, explicit, source)
-        options = resumed.read_options
-        config = resume_config(resumed, config, explicit, source)
-    train_set, test_set = load_dataset(data, options, resumed.class_names if resumed else None)
-    if test_path is not None:
-        test_set, _ = load_dataset(test_path, options, train_set.class_names)
-    classes = len(train_set.class_names)
-    for part in (train_set, test_set):
-        if part is not None and part.y.max() >= classes:
-            raise UsageError(f"label {int(part.y.max())} is out of range for {classes} classes")
-    if test_set is not None and resumed is None and "val_split" not in explicit:
-        config.val_split = 0.0  # a test set replaces the default validation part; an explicit one is kept
-    train_part, val_part = split_validation(train_set, config.val_split, np.random.default_rng(config.seed))
-    if resumed is not None:
-        model = resumed
-        done = int(model.meta.get("training", {}).get("epochs_done", len(model.history)))
-        if done >= config.epochs:
-            raise UsageError(f"{resume_path} already has {done} of its {config.epochs} epochs: ask for more "
-                             "with --epochs")
-        optimizer = resume_optimizer(model, config)
-    else:
-        spec, _ = spec_text(model_arg)
-        network = build_network(spec, train_set.x.shape[1:], classes)
-        init_network(network, config.seed, config.init)
-        x_shaped = train_part.x.reshape(len(train_part.x), *network.input_shape)
-        mean, std = channel_stats(x_shaped)
-        model = Model(network, {"class_names": train_set.class_names, "kind": train_set.kind,
-                                "normalization": {"mean": mean.tolist(), "std": std.tolist()},
-                                "read": options.to_json(), "data": str(data), "history": []})
-        done, optimizer = 0, None
-    prepared = {name: (model.prepare(part.x), part.y) if part is not None else None
-                for name, part in (("train", train_part), ("val", val_part), ("test", test_set))}
-    return {"model": model, "data": prepared, "start_epoch": done, "optimizer": optimizer, "config": config,
-            "resumed_from": resume_path}
 
 
 @contextlib.contextmanager
@@ -336,22 +253,22 @@ def _interrupts_deferred():
         raise KeyboardInterrupt
 
 
-def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> None:
+def _run_training(run, out: Path, plot_path, filters_path, as_json: bool, quiet: bool) -> ExitStatus:
     from convcli.nn.model import save_model
     from convcli.nn.train import NonFiniteLoss, evaluate_loss, fit
 
-    model, data, config = run["model"], run["data"], run["config"]
+    model, config = run.model, run.config
     shown = not as_json and not quiet
-    console = _console()
+    out_console = console()
     if shown:
-        start = run["start_epoch"]
+        start = run.start_epoch
         resumed = f", resuming at epoch {start + 1} (epochs 1-{start} done)" if start else ""
-        console.print(f"[bold]{len(data['train'][1])} training samples, "
-                      f"{model.network.num_params:,} parameters, {config.epochs} epochs{resumed}[/bold]",
-                      soft_wrap=True)
-    in_place = run["resumed_from"] is not None and Path(run["resumed_from"]).resolve() == out.resolve()
-    saved = {"epoch": run["start_epoch"] if in_place else 0}  # what the file at ``out`` holds
-    display = _TrainDisplay(console, _console(stderr=True), shown)
+        out_console.print(f"[bold]{len(run.train[1])} training samples, "
+                          f"{model.network.num_params:,} parameters, {config.epochs} epochs{resumed}[/bold]",
+                          soft_wrap=True)
+    in_place = run.resumed_from is not None and Path(run.resumed_from).resolve() == out.resolve()
+    saved = {"epoch": run.start_epoch if in_place else 0}  # what the file at ``out`` holds
+    display = _TrainDisplay(out_console, console(stderr=True), shown)
 
     def on_epoch(record: dict) -> None:
         with _interrupts_deferred():  # the file, the epoch we report and the table must agree
@@ -362,15 +279,15 @@ def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> Non
     started = time.perf_counter()
     try:
         with display:
-            fit(model, *data["train"], data["val"], config, start_epoch=run["start_epoch"],
-                optimizer=run["optimizer"], on_step=display.step, on_epoch=on_epoch)
+            fit(model, *run.train, run.val, config, start_epoch=run.start_epoch, optimizer=run.optimizer,
+                on_step=display.step, on_epoch=on_epoch)
     except KeyboardInterrupt:
-        click.echo(f"convcli: interrupted: {_kept(out, saved['epoch'])}", err=True)
-        ctx.exit(ExitStatus.INTERRUPTED)
-    except NonFiniteLoss as error:
-        raise NonFiniteLoss(f"{error}; {_kept(out, saved['epoch'])}") from None
+        interrupted(_kept(out, saved["epoch"]))
+        return ExitStatus.INTERRUPTED
+    except NonFiniteLoss as error:  # args[0]: the message with its parameters marked, for the flags
+        raise NonFiniteLoss(f"{error.args[0]}; {_kept(out, saved['epoch'])}") from None
     seconds = time.perf_counter() - started
-    trained_samples = len(data["train"][1]) * (config.epochs - run["start_epoch"])
+    trained_samples = len(run.train[1]) * (config.epochs - run.start_epoch)
     if plot_path:
         from convcli.nn.plots import plot_curves
 
@@ -379,26 +296,27 @@ def _run_training(ctx, run, out, plot_path, filters_path, as_json, quiet) -> Non
         _draw_filters(model, filters_path)
     # the final model, in evaluation mode, on the data it trained on (one batched forward pass):
     # the history's running accuracy mixes the weights of a whole epoch and has dropout on
-    train_accuracy = evaluate_loss(model, *data["train"])[1]
-    test_accuracy = evaluate_loss(model, *data["test"])[1] if data["test"] is not None else None
-    document = {"epochs": len(model.history), "train_accuracy": train_accuracy,
-                "val_accuracy": model.history[-1]["val_accuracy"], "seconds": seconds,
-                "samples_per_second": trained_samples / seconds if seconds > 0 else None,
-                "params": model.network.num_params, "model": str(out),
+    train_accuracy = evaluate_loss(model, *run.train)[1]
+    test_accuracy = evaluate_loss(model, *run.test)[1] if run.test is not None else None
+    speed = trained_samples / seconds if seconds > 0 else None
+    document = {"model": str(out), "epochs": len(model.history), "train_accuracy": train_accuracy,
+                "val_accuracy": model.history[-1]["val_accuracy"], "test_accuracy": test_accuracy,
+                "seconds": rounded_seconds(seconds),
+                "samples_per_second": None if speed is None else round(speed, 1),
+                "total_params": model.network.num_params,
                 "history": [{k: r[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
                             for r in model.history]}
-    if test_accuracy is not None:
-        document["test_accuracy"] = test_accuracy
     if as_json:
-        click.echo(json_text(document, indent=2))
+        print_json("train", document)
     elif not quiet:
         accuracies = f"train accuracy {train_accuracy:.4f}"
         if document["val_accuracy"] is not None:
             accuracies += f", val accuracy {document['val_accuracy']:.4f}"
         if test_accuracy is not None:
             accuracies += f", test accuracy {test_accuracy:.4f}"
-        speed = _fmt(document["samples_per_second"], ".0f")
-        console.print(f"saved {out} ({speed} samples/s); final model: {accuracies}", soft_wrap=True)
+        out_console.print(f"saved {out} ({_fmt(speed, '.0f')} samples/s); final model: {accuracies}",
+                          soft_wrap=True)
+    return ExitStatus.OK
 
 
 def _kept(out: Path, epoch: int) -> str:
@@ -444,24 +362,23 @@ def evaluate(model_path: str, data: str, as_json: bool) -> None:
     report = classification_report(labelled.y, predicted, model.class_names)
     report = {"model": model_path, "data": data, "split": "test" if test_set is not None else "all", **report}
     if as_json:
-        click.echo(json_text(report, indent=2))
+        print_json("evaluate", report)
         return
     _print_report(report)
 
 
 def _print_report(report: dict) -> None:
-    from rich.table import Table
-
-    console = _console()
-    console.print(f"accuracy {report['accuracy']:.4f} on {report['samples']} samples ({report['split']})")
-    table = Table("class", "precision", "recall", "support")
+    out = console()
+    out.print(f"accuracy {report['accuracy']:.4f} on {report['samples']} samples ({report['split']})")
+    per_class = table("class", "precision", "recall", "support", numeric=("precision", "recall", "support"))
     for row in report["per_class"]:
-        table.add_row(row["class"], _fmt(row["precision"]), _fmt(row["recall"]), str(row["support"]))
-    console.print(table)
-    confusion = Table("true \\ predicted", *report["class_names"])
-    for name, counts in zip(report["class_names"], report["confusion_matrix"], strict=True):
+        per_class.add_row(row["class"], _fmt(row["precision"]), _fmt(row["recall"]), str(row["support"]))
+    out.print(per_class)
+    names = report["class_names"]
+    confusion = table("true \\ predicted", *names, numeric=names)
+    for name, counts in zip(names, report["confusion_matrix"], strict=True):
         confusion.add_row(name, *(str(c) for c in counts))
-    console.print(confusion)
+    out.print(confusion)
 
 
 # ---------------------------------------------------------------- predict
@@ -471,7 +388,7 @@ def _print_report(report: dict) -> None:
 @click.option("-r", "--recursive", is_flag=True, help="Folders: also the files in their sub-folders.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @batch_options
-def predict(model_path: str, files: tuple[str, ...], recursive: bool, as_json: bool, batch) -> None:
+def predict(model_path: str, files: tuple[str, ...], recursive: bool, as_json: bool, batch) -> ExitStatus:
     """Label and class probabilities for each input: image or audio files (read as in training)
     or .npy arrays (one sample, or a batch of samples). Inputs may be files, globs and folders
     (their files; --recursive: their sub-folders' too), as for convolve. Many files run on the
@@ -485,42 +402,27 @@ def predict(model_path: str, files: tuple[str, ...], recursive: bool, as_json: b
       convcli predict shapes.npz samples/shapes/ -r
       convcli predict shapes.npz samples/shapes/ -r -j 2 --json
     """
-    import functools
-
-    from convcli.cli.common import expand_inputs
-    from convcli.executors import Job, check_stdio, run_batch
+    from convcli.executors import Job, check_stdio
     from convcli.io.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
     from convcli.nn.model import load_model
 
     model = load_model(model_path)  # a bad model fails here, once, before any file
     readable = (*IMAGE_EXTENSIONS, *AUDIO_EXTENSIONS, ".npy")
     names = expand_inputs(files, recursive=recursive, extensions=readable)
-    for name in names:
-        if not Path(name).is_file():
-            raise UsageError(f"{name}: no such file")
     check_stdio(names, None, batch)
     jobs = [Job(name, None, "") for name in names]
     task = functools.partial(predict_file, model_path=str(Path(model_path).resolve()))
-    result = run_batch(jobs, task, batch, quiet=as_json)
-    failed = [record for record in result.records if record.get("error")]
-    for record in failed:
-        click.echo(f"convcli: error: {record['error']}", err=True)
-    predictions = [p for record in result.records for p in record.get("predictions", [])]
-    if as_json:
-        click.echo(json_text({"model": model_path, **result.info, "predictions": predictions,
-                              "failed": len(failed)}, indent=2))
-    else:
-        from rich.table import Table
-
-        table = Table("file", "label", *model.class_names)
+    result = run_files(jobs, task, batch, quiet=as_json)
+    predictions = [p for record in result.records for p in record.pop("predictions", [])]
+    status = finish(result.records, command="predict", as_json=as_json, quiet=True,
+                    extra={"model": model_path, **result.info, "predictions": predictions})
+    if predictions and not as_json:
+        probabilities = table("file", "label", *model.class_names, numeric=model.class_names)
         for record in predictions:
-            shown = (f"{p:.3f}" for p in record["probabilities"].values())
-            table.add_row(record["file"], record["label"], *shown)
-        _console().print(table)
-    if failed:
-        status = failed[0].get("status", ExitStatus.PROCESSING_ERROR) if len(names) == 1 else \
-            ExitStatus.PROCESSING_ERROR
-        raise SystemExit(int(status))
+            probabilities.add_row(record["file"], record["label"],
+                                  *(f"{p:.3f}" for p in record["probabilities"].values()))
+        console().print(probabilities)
+    return status
 
 
 def predict_file(job, model_path: str) -> dict:
@@ -528,10 +430,12 @@ def predict_file(job, model_path: str) -> dict:
     import numpy as np
 
     from convcli.io.arrays import check_npy_header
+    from convcli.io.files import check_input_file
     from convcli.nn.data import read_sample
 
     model = _cached_model(model_path)
     path = Path(job.input)
+    check_input_file(path)
     if path.suffix.lower() == ".npy":
         check_npy_header(path, job.input)
         samples = np.load(path, allow_pickle=False)

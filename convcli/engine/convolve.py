@@ -1,7 +1,7 @@
 """``convcli.convolve``: 1-D/2-D convolution or correlation with modes, boundaries, stride, dilation.
 
 One code path: :func:`plan` validates the request, works out padding and output shape
-(through :func:`convcli.sizes.output_size`) and picks a method from an operation-count model;
+(through :func:`convcli.sizes.output_size`) and picks a method from a measured cost model;
 :func:`convolve` pads nothing itself and hands the plan to one of three engines:
 
 - ``direct``    (Numba) cost = N·C_out·C_in·prod(out)·prod(k) multiply-adds
@@ -9,6 +9,9 @@ One code path: :func:`plan` validates the request, works out padding and output 
 - ``fft``       (scipy.fft) cost = FFT_COST·(#transforms)·L·log2 L + N·C_out·C_in·L/2 complex
   products, with L the padded transform size (whole axis, or overlap-add blocks for 1-D);
   strided outputs cost the same as unstrided ones here, since FFT computes all positions.
+  The fft estimate is scaled by ``FFT_SCALE`` (per dimensionality), and a long 1-D transform
+  costs more per point once it leaves the cache (:func:`convcli.engine.fft.line_transform_cost`):
+  both measured.
 
 The costs are in one unit (a vectorized multiply-add of the direct loop); ``FFT_COST`` is
 the measured price of one ``n·log2 n`` step of a real FFT relative to it. ``method="auto"``
@@ -28,15 +31,27 @@ import numpy as np
 
 from convcli import budget
 from convcli.errors import UsageError, did_you_mean
-from convcli.sizes import check_range, effective_kernel, left_over, output_size, padding_pair
+from convcli.sizes import (
+    PerAxis,
+    PerAxisPadding,
+    effective_kernel,
+    left_over,
+    output_size,
+    padding_pair,
+    per_axis,
+)
+from convcli.text import shape_text
 
 MODES = ("same", "valid", "full")
 METHODS = ("auto", "direct", "separable", "fft")
 # relative price of one n·log2(n) FFT step and of one complex product, vs one direct multiply-add
 FFT_COST = 2.0
 PRODUCT_COST = 4.0
-
-PerAxis = int | Sequence[int]
+# What an FFT plan's modelled units really cost against the direct loop's multiply-adds (which
+# run as fast in 1-D as in 2-D), per dimensionality: measured by benchmarks/bench_convolve.py
+# --only crossover. 1-D: the crossover lies near 400 taps (at 441,000 and 2×2,880,000 samples),
+# where the bare model put it near 50; 2-D: between 9×9 and 15×15 on 512², near 15×15 on 2048².
+FFT_SCALE = {1: 6.5, 2: 1.7}
 
 
 @dataclass(frozen=True)
@@ -56,34 +71,8 @@ class ConvPlan:
     left_over: tuple[int, ...] = ()  # trailing input rows/samples per axis no window reads (stride)
     factors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
-    def as_dict(self) -> dict:
-        """JSON-ready summary (for --json / --explain)."""
-        return {
-            "method": self.method,
-            "reason": self.reason,
-            "output_shape": list(self.output_shape),
-            "padding": [list(p) for p in self.padding],
-            "stride": list(self.stride),
-            "dilation": list(self.dilation),
-            "channel_mixing": self.channel_mixing,
-            "rank1": self.rank1,
-            "costs": self.costs,
-            "fft_block": self.fft_block,
-            "left_over": list(self.left_over),
-        }
 
-
-def _per_axis(value: PerAxis, nd: int, name: str) -> tuple[int, ...]:
-    values = (value,) * nd if np.isscalar(value) else tuple(value)
-    if len(values) != nd:
-        raise UsageError(f"{name} needs 1 or {nd} values for a {nd}-D kernel, got {value!r}")
-    try:
-        return tuple(check_range(name, v) for v in values)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
-def _explicit_padding(padding, nd: int) -> tuple[tuple[int, int], ...]:
+def _explicit_padding(padding: PerAxisPadding, nd: int) -> tuple[tuple[int, int], ...]:
     if np.isscalar(padding):
         return (padding_pair(int(padding)),) * nd
     items = tuple(padding)
@@ -111,10 +100,10 @@ def _mode_padding(mode: str, span: int) -> tuple[int, int]:
 
 def _check_kernel(kernel: np.ndarray) -> None:
     if kernel.size == 0:
-        raise UsageError(f"empty kernel (shape {kernel.shape})")
+        raise UsageError(f"empty kernel (shape {shape_text(kernel.shape)})")
     if kernel.ndim not in (1, 2, 3, 4):
         raise UsageError(
-            f"kernel has {kernel.ndim} dimensions (shape {kernel.shape}); expected 1-D or 2-D, "
+            f"kernel has {kernel.ndim} dimensions (shape {shape_text(kernel.shape)}); expected 1-D or 2-D, "
             "or (C_out, C_in, k) / (C_out, C_in, kh, kw)"
         )
     if not np.issubdtype(kernel.dtype, np.number) or np.iscomplexobj(kernel):
@@ -132,7 +121,7 @@ def _check_factors(factors) -> tuple[np.ndarray, np.ndarray]:
     column, row = (np.asarray(f) for f in factors)
     for name, factor in (("column", column), ("row", row)):
         if factor.ndim != 1:
-            raise UsageError(f"the {name} factor must be 1-D, got shape {factor.shape}")
+            raise UsageError(f"the {name} factor must be 1-D, got shape {shape_text(factor.shape)}")
         _check_kernel(factor)
     return column, row
 
@@ -151,7 +140,7 @@ def _layout(x_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, int,
     if len(x_shape) not in (nd + 1, nd + 2):
         raise UsageError(
             f"a channel-mixing kernel {shape} needs input (C_in, ...) or (N, C_in, ...) with {nd} "
-            f"spatial axes, got shape {x_shape}"
+            f"spatial axes, got shape {shape_text(x_shape)}"
         )
     if x_shape[-nd - 1] != c_in:
         raise UsageError(
@@ -168,7 +157,7 @@ def plan(
     mode: str = "same",
     stride: PerAxis = 1,
     dilation: PerAxis = 1,
-    padding=None,
+    padding: PerAxisPadding | None = None,
     method: str = "auto",
     dtype: np.dtype | type = np.float32,
     factors: tuple[np.ndarray, np.ndarray] | None = None,
@@ -194,8 +183,10 @@ def plan(
     nd, n, c_in, c_out = _layout(x_shape, shape)
     spatial_in = x_shape[-nd:]
     ksize = shape[-nd:]
-    stride = _per_axis(stride, nd, "stride")
-    dilation = _per_axis(dilation, nd, "dilation")
+    try:
+        stride, dilation = per_axis(stride, nd, "stride"), per_axis(dilation, nd, "dilation")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     spans = tuple(effective_kernel(k, d) for k, d in zip(ksize, dilation, strict=True))
     if padding is None:
         pads = tuple(_mode_padding(mode, s) for s in spans)
@@ -224,7 +215,8 @@ def plan(
         factors = rank1_factors(kernel, np.dtype(dtype))
         rank1 = factors is not None
 
-    costs, fft_block = _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors)
+    costs, fft_block = _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors,
+                              priced=method == "fft")
     memory = {
         name: _memory(name, x_shape, output_shape, shape, spatial_out, stride, spans, fft_block,
                       np.dtype(dtype).itemsize, n * (c_in + c_out), c_in * c_out)
@@ -233,8 +225,8 @@ def plan(
     chosen, reason = _choose(method, costs, rank1, memory)
     if chosen == "fft":
         reason += f"; overlap-add, FFT blocks of {fft_block}" if fft_block else "; one FFT of the whole input"
-    budget.check_cost(costs[chosen], memory[chosen], f"convolving an input of shape {_shape(x_shape)} with a "
-                      f"{_shape(shape)} kernel ({chosen})")
+    budget.check_cost(costs[chosen], memory[chosen], f"convolving an input of shape {shape_text(x_shape)} "
+                      f"with a {shape_text(shape)} kernel ({chosen})")
     return ConvPlan(
         method=chosen,
         reason=reason,
@@ -249,10 +241,6 @@ def plan(
         left_over=left,
         factors=factors,
     )
-
-
-def _shape(shape) -> str:
-    return "x".join(map(str, shape))
 
 
 def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, spans, fft_block, itemsize,
@@ -274,38 +262,42 @@ def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, sp
     return float(arrays + extra)
 
 
-def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors):
-    """Operation counts of each applicable method (see the module doc), and the overlap-add length."""
+def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors, *, priced: bool = False):
+    """Estimated costs of each applicable method (see the module doc), and the overlap-add length.
+    ``priced``: fft will run, so plan it (block length included) even where it cannot win."""
     costs = {"direct": float(n * c_out * c_in * math.prod(spatial_out) * math.prod(ksize))}
     if factors is not None:
         w, (ho, wo), (kh, kw) = spatial_in[1], spatial_out, ksize
         costs["separable"] = float(n * c_in * ho * (w * kh + wo * kw))
     reach = [(o - 1) * s + k for o, s, k in zip(spatial_out, stride, spans, strict=True)]
     floor = _fft_cost_floor(n * (c_in + c_out), reach, spans)
-    if floor >= min(costs.values()):
+    if floor >= min(costs.values()) and not priced:
         # FFT cannot win; pricing it exactly would import scipy.fft (~0.2 s of every start-up)
         costs["fft"] = floor
         return costs, None
 
     import scipy.fft as sfft
 
-    from convcli.engine.fft import overlap_add_length, transform_cost
+    from convcli.engine.fft import line_transform_cost, overlap_add_length, transform_cost
 
     transforms = n * c_in + n * c_out + c_out * c_in
     lengths = [sfft.next_fast_len(r, real=True) for r in reach]
     size = math.prod(lengths)
-    whole = FFT_COST * transforms * transform_cost(size) + PRODUCT_COST * n * c_out * c_in * size / 2
+    if len(reach) > 1:
+        whole = FFT_COST * transforms * transform_cost(size) + PRODUCT_COST * n * c_out * c_in * size / 2
+        costs["fft"] = float(FFT_SCALE[2] * whole)
+        return costs, None
+    whole = FFT_COST * transforms * line_transform_cost(size) + PRODUCT_COST * n * c_out * c_in * size / 2
     fft_block = None
-    if len(reach) == 1:
-        block = overlap_add_length(reach[0], spans[0])
-        n_blocks = math.ceil(reach[0] / (block - spans[0] + 1))
-        blocked = (
-            FFT_COST * ((n * c_in + n * c_out) * n_blocks + c_out * c_in) * transform_cost(block)
-            + PRODUCT_COST * n * c_out * c_in * n_blocks * block / 2
-        )
-        if blocked < whole:
-            whole, fft_block = blocked, block
-    costs["fft"] = float(whole)
+    block = overlap_add_length(reach[0], spans[0])
+    n_blocks = math.ceil(reach[0] / (block - spans[0] + 1))
+    blocked = (
+        FFT_COST * ((n * c_in + n * c_out) * n_blocks + c_out * c_in) * line_transform_cost(block)
+        + PRODUCT_COST * n * c_out * c_in * n_blocks * block / 2
+    )
+    if blocked < whole:
+        whole, fft_block = blocked, block
+    costs["fft"] = float(FFT_SCALE[1] * whole)
     return costs, fft_block
 
 
@@ -315,7 +307,7 @@ def _fft_cost_floor(signals: int, reach: list[int], spans: Sequence[int]) -> flo
     padded size in 2-D and >= 2·span per overlap-add block in 1-D."""
     points = math.prod(reach)
     shortest = min(points, 2 * spans[0]) if len(reach) == 1 else points
-    return float(FFT_COST * signals * points * math.log2(max(shortest, 2)))
+    return float(FFT_SCALE[len(reach)] * FFT_COST * signals * points * math.log2(max(shortest, 2)))
 
 
 def _choose(
@@ -328,9 +320,9 @@ def _choose(
         fitting = [name for name in costs if memory[name] <= budget.limit("memory")] or list(costs)
         chosen = min(fitting, key=costs.get)
         if chosen != min(costs, key=costs.get):
-            return chosen, f"auto: {chosen} has the lowest operation count within the memory budget " \
+            return chosen, f"auto: {chosen} has the lowest estimated cost within the memory budget " \
                 f"({counts})"
-        return chosen, f"auto: {chosen} has the lowest operation count ({counts})"
+        return chosen, f"auto: {chosen} has the lowest estimated cost ({counts})"
     if method == "separable" and "separable" not in costs:
         why = "is not rank 1" if rank1 is False else "is not a 2-D single-channel kernel with both sides > 1"
         raise UsageError(f"method 'separable' needs a rank-1 2-D kernel; this kernel {why}")
@@ -352,7 +344,7 @@ def convolve(
     cval: float = 0.0,
     stride: PerAxis = 1,
     dilation: PerAxis = 1,
-    padding=None,
+    padding: PerAxisPadding | None = None,
     correlate: bool = False,
     method: str = "auto",
 ) -> np.ndarray:
@@ -382,7 +374,7 @@ def convolve_planned(
     cval: float = 0.0,
     stride: PerAxis = 1,
     dilation: PerAxis = 1,
-    padding=None,
+    padding: PerAxisPadding | None = None,
     correlate: bool = False,
     method: str = "auto",
     factors: tuple[np.ndarray, np.ndarray] | None = None,

@@ -4,8 +4,9 @@ Every op here is separable: a rectangular window is the product of one interval 
 max, min and sum reduce axis by axis; the average divisor PyTorch uses is also a product of one
 count per axis. So 2-D pooling is two 1-D passes — first down the rows (contiguous, vectorised
 over the width, and it shrinks the data), then along each row. All of PyTorch's edge rules
-(padding, ``ceil_mode`` windows that hang over the right padding, ``count_include_pad``) live in
-the per-axis :class:`AxisPlan` arrays built in Python; the Numba kernels only gather and reduce.
+(padding, ``ceil_mode`` windows that hang over the right padding, ``count_include_pad``) come
+from :mod:`convcli.pool_windows` as the per-axis :class:`AxisPlan` arrays; the Numba kernels
+only gather and reduce.
 
 Lp pooling: convcli's ``lp`` is the Lp norm of each window, ``(Σ |x|^p)^(1/p)`` (p=1: sum of
 magnitudes, p=2: L2 norm, p=inf: largest magnitude), the seeds' ``‖·‖_n`` pooling. PyTorch's
@@ -32,15 +33,12 @@ import numpy as np
 
 from convcli import budget
 from convcli.jit import njit, prange
-from convcli.sizes import check_range, left_over, output_size
-
-OPS = ("max", "min", "avg", "sum", "lp")
-ADAPTIVE_OPS = ("max", "min", "avg", "sum")
+from convcli.pool_windows import ADAPTIVE_OPS, OPS, adaptive_bounds, check_window, window_taps
+from convcli.sizes import PerAxis, check_range, left_over, output_size, per_axis
+from convcli.text import shape_text
 
 # reduction codes understood by the kernels
 _MAX, _MIN, _SUM = 0, 1, 2
-
-PerAxis = int | Sequence[int]
 
 
 @dataclass(frozen=True)
@@ -92,66 +90,27 @@ def window_plan(
 ) -> AxisPlan:
     """One axis of a sliding-window pooling (PyTorch's MaxPool/AvgPool arithmetic)."""
     check_window(k, stride, padding, dilation)
-    size_out = output_size(n, k, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
-    starts = np.arange(size_out, dtype=np.int64) * stride - padding
-    # taps start + j·d inside [0, n): j from ceil(-start/d) up to ceil((n-start)/d), within [0, k)
-    j_first = np.clip(-(starts // dilation), 0, k)
-    j_end = np.clip(-((starts - n) // dilation), 0, k)
-    count = np.maximum(j_end - j_first, 0)
-    first = starts + j_first * dilation
-    if count_include_pad:
-        # PyTorch: the window clipped to the padded input, padding included
-        divisor = np.minimum(starts + k, n + padding) - starts
-    else:
-        divisor = count
+    first, count, divisor = window_taps(n, k, stride=stride, padding=padding, dilation=dilation,
+                                        ceil_mode=ceil_mode, count_include_pad=count_include_pad)
     return AxisPlan(
         size_in=n,
         first=first,
         count=count,
         step=dilation,
         divisor=divisor.astype(np.float64),
-        uncovered=_uncovered(n, k, stride, padding, dilation, ceil_mode),
+        uncovered=left_over(n, k, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode),
     )
-
-
-def _uncovered(n: int, k: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
-    """Trailing input samples no window reaches."""
-    return left_over(n, k, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
 
 
 def adaptive_plan(n: int, size_out: int) -> AxisPlan:
     """One axis of adaptive pooling: bin i covers [floor(i·n/out), ceil((i+1)·n/out))."""
     if size_out < 1:
         raise ValueError(f"adaptive output size must be >= 1, got {size_out}")
-    index = np.arange(size_out, dtype=np.int64)
-    first = (index * n) // size_out
-    end = -((-(index + 1) * n) // size_out)
+    first, end = adaptive_bounds(np.arange(size_out, dtype=np.int64), n, size_out)
     count = end - first
     return AxisPlan(
         size_in=n, first=first, count=count, step=1, divisor=count.astype(np.float64), uncovered=0
     )
-
-
-def check_window(k: int, stride: int, padding: int, dilation: int) -> None:
-    """Refuse, naming the value, a window PyTorch would refuse (whatever the input's size)."""
-    check_range("pool size", k)
-    check_range("pool stride", stride)
-    check_range("pool dilation", dilation)
-    check_range("pool padding", padding, 0)
-    if 2 * padding > k:
-        raise ValueError(
-            f"pool padding {padding} is more than half the window size {k} (PyTorch: padding <= size/2)"
-        )
-
-
-def _per_axis(name: str, value: PerAxis, ndim: int) -> tuple[int, ...]:
-    """An int, or one int per pooled axis."""
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * ndim
-    values = tuple(value)
-    if len(values) != ndim or not all(isinstance(v, (int, np.integer)) for v in values):
-        raise ValueError(f"{name} must be an int or {ndim} ints (one per pooled axis), got {value!r}")
-    return tuple(int(v) for v in values)
 
 
 def _check_ndim(x: np.ndarray, ndim: int) -> None:
@@ -189,10 +148,7 @@ def pool_plan(
         raise ValueError(f"ndim must be 1 (signals) or 2 (images), got {ndim}")
     if op not in OPS:
         raise ValueError(f"unknown pooling op {op!r}; choose one of {', '.join(OPS)}")
-    sizes = _per_axis("size", size, ndim)
-    strides = sizes if stride is None else _per_axis("stride", stride, ndim)
-    paddings = _per_axis("padding", padding, ndim)
-    dilations = _per_axis("dilation", dilation, ndim)
+    sizes, strides, paddings, dilations = _window_axes(size, stride, padding, dilation, ndim)
     if op not in ("max", "min") and any(d != 1 for d in dilations):
         raise ValueError(f"dilation {dilation!r} applies only to max and min pooling (as in PyTorch), "
                          f"not {op}")
@@ -277,12 +233,18 @@ def adaptive_pool(x: np.ndarray, output_size: PerAxis | Sequence[int | None], *,
     return _run(x, PoolPlan(tuple(axes)), op, ndim)
 
 
+def _window_axes(size: PerAxis, stride: PerAxis | None, padding: PerAxis, dilation: PerAxis,
+                 ndim: int) -> tuple[tuple[int, ...], ...]:
+    """Size, stride (default: the size), padding and dilation, one int per pooled axis each."""
+    sizes = per_axis(size, ndim, "pool size")
+    strides = sizes if stride is None else per_axis(stride, ndim, "pool stride")
+    paddings = per_axis(padding, ndim, "pool padding", 0)
+    return sizes, strides, paddings, per_axis(dilation, ndim, "pool dilation")
+
+
 def _check_window_cost(x, size, stride, padding, dilation, ceil_mode, ndim, padded) -> None:
     """The budget check of a window pooling, from sizes alone (before padding or planning)."""
-    sizes = _per_axis("size", size, ndim)
-    strides = sizes if stride is None else _per_axis("stride", stride, ndim)
-    paddings = _per_axis("padding", padding, ndim)
-    dilations = _per_axis("dilation", dilation, ndim)
+    sizes, strides, paddings, dilations = _window_axes(size, stride, padding, dilation, ndim)
     for k, s, q, d in zip(sizes, strides, paddings, dilations, strict=True):
         check_window(k, s, q, d)
     out = [output_size(n, k, stride=s, padding=q, dilation=d, ceil_mode=ceil_mode)
@@ -304,8 +266,8 @@ def _check_cost(x: np.ndarray, out: list[int], taps: list[int], *, copied: bool,
     if copied:
         padded = [n + 2 * q for n, q in zip(x.shape[-ndim:], padding, strict=True)]
         memory += x.itemsize * lead * math.prod(padded)
-    budget.check_cost(operations, memory, f"pooling an input of shape {'x'.join(map(str, x.shape))} to "
-                      f"{'x'.join(map(str, out))}")
+    budget.check_cost(operations, memory, f"pooling an input of shape {shape_text(x.shape)} to "
+                      f"{shape_text(out)}")
 
 
 def _pad_by_boundary(x: np.ndarray, boundary: str, padding: PerAxis, op: str, ndim: int):
@@ -314,7 +276,7 @@ def _pad_by_boundary(x: np.ndarray, boundary: str, padding: PerAxis, op: str, nd
     from convcli.engine.boundary import pad as pad_boundary
 
     mode = normalize_boundary(boundary)
-    paddings = _per_axis("padding", padding, ndim)
+    paddings = per_axis(padding, ndim, "pool padding", 0)
     if mode == "constant" or not any(paddings):
         return x, padding
     if op in ("max", "min"):

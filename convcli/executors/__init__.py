@@ -20,7 +20,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from convcli.errors import ExitStatus, OutputExistsError, UsageError, exit_status_for
+from convcli.errors import (
+    ConvcliError,
+    ExitStatus,
+    UsageError,
+    at_least,
+    error_line,
+    exit_status_for,
+    one_of,
+)
 
 Record = dict
 STDIO = "-"
@@ -54,6 +62,11 @@ class BatchOptions:
     scheduler_file: str | None = None
     retries: int = 0
 
+    def __post_init__(self) -> None:
+        at_least("workers", self.workers, 1)
+        at_least("retries", self.retries, 0)
+        one_of("executor", self.executor, EXECUTORS)
+
 
 @dataclass
 class Batch:
@@ -86,18 +99,12 @@ class Executor(Protocol):
 def check_stdio(inputs: list[str], output: str | None, options: BatchOptions) -> None:
     """'-' (stdin/stdout) needs the client's own process: refused in dask mode, before stdin is read."""
     if options.executor == "dask" and (STDIO in inputs or output == STDIO):
-        raise UsageError("'-' (stdin/stdout) cannot be used with --executor dask: tasks run in other "
+        raise UsageError("'-' (stdin/stdout) cannot be used with `executor` dask: tasks run in other "
                          "processes, possibly on other machines; give file paths")
 
 
 def choose_executor(options: BatchOptions, jobs: list[Job]) -> Executor:
     """The executor the options ask for (``-j 1`` with threads runs in the calling thread)."""
-    if options.workers < 1:
-        raise UsageError(f"-j must be >= 1, got {options.workers}")
-    if options.retries < 0:
-        raise UsageError(f"--retries must be >= 0, got {options.retries}")
-    if options.executor not in EXECUTORS:
-        raise UsageError(f"--executor {options.executor!r}: choose from {', '.join(EXECUTORS)}")
     if options.executor == "dask":
         from convcli.executors.distributed import DaskExecutor
 
@@ -117,25 +124,31 @@ def run_batch(
     *,
     force: bool = False,
     quiet: bool = False,
+    name: Callable[[str], str] = str,
 ) -> Batch:
     """Run ``process`` on every job with the chosen executor; a failure becomes a record with
-    ``error`` set, and the other files are still processed.
+    ``error`` set (one line; ``name`` shows the parameters it names), and the other files are
+    still processed.
 
-    ``process`` must be picklable (a module-level function or a functools.partial of one) for the
-    process and dask executors. Existing outputs (without ``force``) are refused here, once.
+    ``process`` (and ``name``) must be picklable (a module-level function or a functools.partial
+    of one) for the process and dask executors. Existing outputs (without ``force``) are refused
+    here, once.
     """
     executor = choose_executor(options, jobs)
     run_id = secrets.token_hex(4)
     records: dict[int, Record] = {}
     pending: list[int] = []
+    from convcli.io.files import check_can_write
+
     for index, job in enumerate(jobs):
-        if job.output is not None and job.output.exists() and not force:
-            error = OutputExistsError(f"{job.output}: output exists (use --force to replace it)")
-            records[index] = failed_record(job, error)
-        else:
+        try:
+            if job.output is not None:
+                check_can_write(job.output, force)
             pending.append(index)
+        except ConvcliError as error:
+            records[index] = failed_record(job, error, name)
     submitted = [replace(jobs[i], run_id=run_id, overwrite=executor.at_least_once) for i in pending]
-    task = _Task(process, options.retries)
+    task = _Task(process, options.retries, name=name)
     if not submitted:  # every output exists: nothing to start a pool or a cluster for
         return Batch([records[i] for i in range(len(jobs))], executor.info)
     if len(jobs) > 1:
@@ -196,6 +209,7 @@ class _Task:
 
     process: Callable[[Job], Record]
     retries: int
+    name: Callable[[str], str] = str  # how a message shows the parameters it names
 
     def __call__(self, job: Job) -> Record:
         start = time.perf_counter()
@@ -213,7 +227,7 @@ class _Task:
                 if is_transient(error) and attempt < self.retries:
                     attempt += 1
                     continue
-                record.update(failed_record(job, error))
+                record.update(failed_record(job, error, self.name))
                 break
         record["seconds"] = round(time.perf_counter() - start, 4)
         return record
@@ -225,17 +239,14 @@ def shown_output(job: Job) -> str | None:
     return STDIO if job.extension else None
 
 
-def failed_record(job: Job, error: BaseException | str) -> Record:
+def failed_record(job: Job, error: BaseException | str, name: Callable[[str], str] = str) -> Record:
     """The record of a file that failed: one error line naming the input, and its exit status."""
-    text = error if isinstance(error, str) else _error_line(job.input, error)
+    text = error if isinstance(error, str) else _labelled(job.input, error_line(error, name))
     status = ExitStatus.PROCESSING_ERROR if isinstance(error, str) else exit_status_for(error)
     return {"input": job.input, "output": shown_output(job), "error": text, "status": int(status)}
 
 
-def _error_line(name: str, error: BaseException) -> str:
-    from convcli.cli import error_line
-
-    text = error_line(error)
+def _labelled(name: str, text: str) -> str:
     label = "stdin" if name == STDIO else name
     return text if text.startswith(label) else f"{label}: {text}"
 

@@ -47,7 +47,7 @@ from convcli.executors import (
     stop_run,
 )
 
-INSTALL_HINT = "--executor dask needs the optional extra: pip install 'convcli[dask]'"
+INSTALL_HINT = "`executor` dask needs the optional extra: pip install 'convcli[dask]'"
 PREFLIGHT_INPUTS = 3  # the first inputs every worker must see
 DEATHS_POLL_SECONDS = 1.0  # how often the scheduler is asked how many workers died under each task
 GROUP_FILES = 16  # at most this many files in one task: Dask's cost per task shared 16 ways
@@ -270,7 +270,7 @@ def _connect(distributed, options: BatchOptions):
     timeout = dask.config.get("distributed.comm.timeouts.connect")
     if options.scheduler_file:
         if not Path(options.scheduler_file).is_file():
-            raise UsageError(f"--scheduler-file {options.scheduler_file}: no such file")
+            raise UsageError(f"`scheduler_file` {options.scheduler_file}: no such file")
         where = f"in {options.scheduler_file}"
         connect = {"scheduler_file": options.scheduler_file}
     else:

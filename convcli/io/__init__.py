@@ -16,6 +16,7 @@ from convcli.io.arrays import read_array, write_array
 from convcli.io.audio import AudioInfo, read_audio, write_audio
 from convcli.io.files import kind_of
 from convcli.io.image import ImageInfo, read_image, write_image
+from convcli.text import shape_text
 
 __all__ = ["Media", "read_media", "write_media", "kind_of"]
 
@@ -64,7 +65,8 @@ def write_media(path: Path, media: Media, *, extension: str | None = None, polic
         return 0
     if kind == "audio":
         if data.ndim > 2:
-            raise ValueError(f"a result of shape {data.shape} cannot be written as audio; use .npy")
+            raise ValueError(f"a result of shape {shape_text(data.shape)} cannot be written as audio; "
+                             "use .npy")
         rate = media.sample_rate or 44100
         return write_audio(path, data, sample_rate=rate, info=media.audio, policy=policy)
     if data.ndim == 2:

@@ -10,6 +10,7 @@ from typing import IO
 import numpy as np
 
 from convcli.errors import InputError, UsageError
+from convcli.text import shape_text
 
 Source = Path | IO[bytes]
 
@@ -60,7 +61,8 @@ def check_npy_header(source: Source, label: str) -> None:
             stream.seek(start)
         else:
             stream.close()
-    budget.check("memory", math.prod(shape) * dtype.itemsize, f"{label}: reading an array of shape {shape}")
+    budget.check("memory", math.prod(shape) * dtype.itemsize,
+                 f"{label}: reading an array of shape {shape_text(shape)}")
 
 
 def _single_npz_array(source: Source, label: str) -> np.ndarray:
@@ -85,7 +87,8 @@ def write_array(path: Path, array: np.ndarray, extension: str) -> None:
     elif extension in (".csv", ".txt"):
         if array.ndim > 2:
             raise UsageError(
-                f"a {array.ndim}-D result {array.shape} cannot be written as {extension}; use .npy"
+                f"a {array.ndim}-D result {shape_text(array.shape)} cannot be written as {extension}; "
+                "use .npy"
             )
         np.savetxt(path, np.atleast_1d(array), delimiter="," if extension == ".csv" else " ", fmt="%.9g")
     else:
@@ -111,7 +114,7 @@ def npz_member(archive: zipfile.ZipFile, name: str, label: str, *, max_bytes: fl
         if dtype.hasobject:
             raise InputError(f"{label}: array {name!r} needs pickle (object data); refused for safety")
         if math.prod(shape) * dtype.itemsize > max_bytes:
-            raise InputError(f"{label}: array {name!r} declares shape {shape} of {dtype}, more than the "
-                             f"{int(max_bytes):,} bytes it can hold")
+            raise InputError(f"{label}: array {name!r} declares shape {shape_text(shape)} of {dtype}, more "
+                             f"than the {int(max_bytes):,} bytes it can hold")
     with archive.open(info) as stream:
         return np.lib.format.read_array(stream, allow_pickle=False)

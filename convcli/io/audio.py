@@ -6,6 +6,7 @@ bounded; see :mod:`convcli.kernels.stream` for the block-wise convolution.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,15 @@ from convcli.io.files import AUDIO_EXTENSIONS
 from convcli.io.ranges import fit_range, peak_normalize_gain
 
 FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
+# 16-bit PCM is converted here, not by libsndfile: its float conversions of 16-bit frames cost
+# 5x (read) and 4x (write) what numpy's take, with the transpose to channels-first on top.
+# As libsndfile 1.2 does: a sample s reads as s / 32768 (the same floats), and a value x writes to
+# WAV as floor(32768·x) clipped to the 16-bit range, NaN as -32768; libsndfile's own arithmetic
+# lands one step higher for values within ~3e-5 of a step (tests/test_io.py pins both). FLAC's
+# encoder rounds another way, so FLAC output stays with libsndfile.
+PCM16 = "PCM_16"
+PCM16_SCALE = 32768.0
+PCM16_WRITTEN_HERE = {"WAV"}
 
 
 @dataclass(frozen=True)
@@ -62,13 +72,32 @@ def read_audio(source: Path | IO[bytes], *, name: str | None = None) -> tuple[np
 
         budget.check("memory", 4 * info.frames * info.channels,
                      f"{label}: decoding {info.frames} frames of {info.channels} channel(s)")
-        try:
-            data = handle.read(dtype="float32", always_2d=True)
-        except RuntimeError as error:
-            raise InputError(f"{label}: corrupt audio data ({error})") from error
-    if data.shape[0] == 0:
+        data = _read_frames(handle, -1, label)
+    if data.shape[1] == 0:
         raise InputError(f"{label}: audio file has no samples")
-    return np.ascontiguousarray(data.T), info
+    return data, info
+
+
+def _read_frames(handle, frames: int, label: str) -> np.ndarray:
+    """Up to ``frames`` frames (-1: the rest) as channels-first float32."""
+    pcm16 = handle.subtype == PCM16
+    try:
+        data = handle.read(frames, dtype="int16" if pcm16 else "float32", always_2d=True)
+    except RuntimeError as error:
+        raise InputError(f"{label}: corrupt audio data ({error})") from error
+    if not pcm16:
+        return np.ascontiguousarray(data.T)
+    samples = np.empty(data.shape[::-1], dtype=np.float32)
+    np.multiply(data.T, np.float32(1.0 / PCM16_SCALE), out=samples)
+    return samples
+
+
+def pcm16_frames(block: np.ndarray) -> np.ndarray:
+    """(C, n) float samples as (n, C) 16-bit frames, converted as libsndfile converts them."""
+    scaled = np.floor(np.multiply(block, np.float32(PCM16_SCALE), dtype=np.float32))
+    np.fmax(scaled, -PCM16_SCALE, out=scaled)  # fmax: NaN becomes the floor, as in libsndfile
+    np.minimum(scaled, PCM16_SCALE - 1, out=scaled)
+    return scaled.T.astype(np.int16)
 
 
 def read_audio_blocks(
@@ -78,13 +107,10 @@ def read_audio_blocks(
     label = name or str(source)
     with _open(source, label) as handle:
         while True:
-            try:
-                data = handle.read(block, dtype="float32", always_2d=True)
-            except RuntimeError as error:
-                raise InputError(f"{label}: corrupt audio data ({error})") from error
-            if data.shape[0] == 0:
+            data = _read_frames(handle, block, label)
+            if data.shape[1] == 0:
                 return
-            yield np.ascontiguousarray(data.T)
+            yield data
 
 
 def output_subtype(info: AudioInfo | None, extension: str) -> tuple[str, str | None]:
@@ -118,7 +144,7 @@ class AudioWriter:
         self.policy = policy
         self.gain = gain
         self.clipped = 0
-        self._handle = soundfile.SoundFile(
+        self._handle = _unsynced(soundfile.SoundFile)(
             path, "w", samplerate=sample_rate, channels=channels, subtype=self.subtype, format=self.format
         )
 
@@ -131,7 +157,10 @@ class AudioWriter:
         if not self.is_float:
             block, clipped = fit_range(block, self.policy, -1.0, 1.0, gain=self.gain)
             self.clipped += clipped
-        self._handle.write(np.ascontiguousarray(block.T))
+        if self.subtype == PCM16 and self.format in PCM16_WRITTEN_HERE:
+            self._handle.write(pcm16_frames(block))
+        else:
+            self._handle.write(np.ascontiguousarray(block.T))
 
     def close(self) -> None:
         self._handle.close()
@@ -141,6 +170,20 @@ class AudioWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@functools.cache
+def _unsynced(sound_file: type) -> type:
+    """``SoundFile`` closing without an fsync. Its close() flushes with ``sf_write_sync``, which
+    fsyncs: 8 ms for a minute of stereo, on every file. convcli's writes are atomic against a
+    failed or killed process (temp file, rename), not against a power cut, like every other
+    format it writes and like SoX and ImageMagick."""
+
+    class Unsynced(sound_file):
+        def flush(self) -> None:
+            pass  # libsndfile has nothing buffered to flush: sf_write_sync only fsyncs
+
+    return Unsynced
 
 
 def write_audio(

@@ -107,11 +107,12 @@ def check_input_file(path: Path) -> None:
 
 
 def check_can_write(path: Path, force: bool) -> None:
-    """Refuse an existing output without --force, before any work is done."""
+    """Refuse an output in a folder that does not exist (a usage error) or an existing output
+    without ``force``, before any work is done."""
     if path.exists() and not force:
-        raise OutputExistsError(f"{path}: output exists (use --force to replace it)")
+        raise OutputExistsError(f"{path}: output exists (use `force` to replace it)")
     if not path.parent.is_dir():
-        raise InputError(f"{path.parent}: output folder does not exist")
+        raise UsageError(f"{path}: output folder {path.parent} does not exist")
 
 
 @contextlib.contextmanager
@@ -132,7 +133,7 @@ def atomic_output(path: Path, *, force: bool = False, run_id: str | None = None)
         yield temp
         os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         if path.exists() and not force:
-            raise OutputExistsError(f"{path}: output appeared while writing (use --force to replace it)")
+            raise OutputExistsError(f"{path}: output appeared while writing (use `force` to replace it)")
         os.replace(temp, path)
     except Exception as error:
         _name_target(error, temp, str(path))

@@ -5,7 +5,7 @@ apart so it can pass through unfiltered. 16-bit images stay 16-bit when the outp
 hold it (PNG, TIFF). Pillow has no 16-bit colour modes (it would decode 48/64-bit RGB(A) to 8
 bits), so 16-bit colour TIFF goes through imagecodecs, imported only then. PNG (the common case,
 and the slow one) is read by imagecodecs' libpng (1.2× faster than Pillow on a 4K RGB PNG, and
-every bit depth) and written by :func:`convcli.io.pixels.encode_png` (rows filtered in parallel, libdeflate:
+every bit depth) and written by :func:`convcli.io.png.encode_png` (rows filtered in parallel, libdeflate:
 0.37 s where libpng takes 0.86 s and Pillow 1.2 s); palette and below-8-bit PNGs
 are read by Pillow.
 """
@@ -24,11 +24,10 @@ import numpy as np
 from convcli.errors import InputError, UsageError
 from convcli.io.files import IMAGE_EXTENSIONS
 from convcli.io.ranges import fit_range
+from convcli.text import shape_text
 
 SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
 FLOAT_BITS = 32  # ImageInfo.bits of a float image (float TIFF): values kept as they are
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB, RGBA (no palette)
 _TIFF_RGB, _TIFF_UNASSOCIATED_ALPHA, _TIFF_SEPARATE_PLANES = 2, 2, 2
 
 
@@ -49,7 +48,9 @@ def read_image(
         encoded = source.read_bytes() if isinstance(source, Path) else source.read()
     except OSError as error:
         raise InputError(f"{label}: cannot read ({error.strerror or error})") from error
-    depth = _plain_png_depth(encoded)
+    from convcli.io.png import png_depth
+
+    depth = png_depth(encoded)
     if depth is not None:
         check_pixels(*struct.unpack(">II", encoded[16:24]), label)
         return _decode_png(encoded, depth, label)
@@ -106,7 +107,7 @@ def _decode_tiff(encoded: bytes, label: str) -> tuple[np.ndarray, np.ndarray | N
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if pixels.ndim != 3 or pixels.shape[2] > 4:
-        raise InputError(f"{label}: TIFF of shape {pixels.shape} is not a gray or RGB(A) image")
+        raise InputError(f"{label}: TIFF of shape {shape_text(pixels.shape)} is not a gray or RGB(A) image")
     if pixels.dtype.kind == "f":
         return _float_image(np.moveaxis(pixels, -1, 0))
     return _split_alpha(_sixteen_bits(pixels, label), bits=16)
@@ -184,14 +185,6 @@ def _split_alpha(pixels: np.ndarray, *, bits: int) -> tuple[np.ndarray, np.ndarr
     return colour, alpha, ImageInfo("L" if colour.shape[0] == 1 else "RGB", bits)
 
 
-def _plain_png_depth(encoded: bytes) -> int | None:
-    """Bit depth (8 or 16) of a gray/RGB(A) PNG from its IHDR, or None for anything else."""
-    if len(encoded) < 29 or not encoded.startswith(PNG_SIGNATURE) or encoded[12:16] != b"IHDR":
-        return None
-    depth, colour_type = struct.unpack(">BB", encoded[24:26])
-    return depth if depth in (8, 16) and colour_type in PNG_COLOUR_TYPE.values() else None
-
-
 def _decode_png(encoded: bytes, depth: int, label: str) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
     import imagecodecs
 
@@ -232,7 +225,7 @@ def _decode_sixteen_bit(image) -> tuple[np.ndarray, np.ndarray | None, ImageInfo
         raise ValueError(f"16-bit TIFF data: {error}") from error
     width, height = image.size
     if pixels.dtype != np.uint16 or pixels.shape[:2] != (height, width):
-        raise ValueError(f"16-bit TIFF decoded as {pixels.dtype} {pixels.shape}")
+        raise ValueError(f"16-bit TIFF decoded as {pixels.dtype} {shape_text(pixels.shape)}")
     return _split_alpha(pixels, bits=16)
 
 
@@ -254,7 +247,8 @@ def write_image(
         raise UsageError(f"not an image extension {extension!r}")
     if colour.ndim != 3 or colour.shape[0] not in (1, 3):
         raise UsageError(
-            f"a result of shape {colour.shape} is not a gray or RGB image; write it as .npy instead"
+            f"a result of shape {shape_text(colour.shape)} is not a gray or RGB image; "
+            "write it as .npy instead"
         )
     if bits == FLOAT_BITS:
         if fmt == "TIFF":  # float in, float out: never clipped
@@ -315,7 +309,7 @@ def _write_deep_or_png(path: Path, fmt: str, pixels: np.ndarray) -> None:
     (C = 2, 3 or 4; imagecodecs)."""
     channels = pixels.shape[2]
     if fmt == "PNG":
-        from convcli.io.pixels import encode_png
+        from convcli.io.png import encode_png
 
         encoded = encode_png(pixels)
     else:

@@ -13,11 +13,8 @@ import numpy as np
 
 from convcli.errors import UsageError
 from convcli.kernels import Kernel
-from convcli.sizes import output_size
-
-PerAxis = int | tuple[int, ...]
-Padding = int | tuple[tuple[int, int], ...] | None
-
+from convcli.sizes import PerAxis, PerAxisPadding, output_size, per_axis
+from convcli.text import shape_text
 
 # What lies outside the input when the command line does not say. Images: reflect (d c b | a b c d,
 # OpenCV's default BORDER_REFLECT_101) invents no frame: a flat image stays flat under any normalized
@@ -36,7 +33,7 @@ class Geometry:
     cval: float = 0.0
     stride: PerAxis = 1
     dilation: PerAxis = 1
-    padding: Padding = None
+    padding: PerAxisPadding | None = None
     correlate: bool = False
     method: str = "auto"
 
@@ -70,45 +67,22 @@ class Geometry:
         return self.padding is None and self.mode == "same" and all(s == 1 for s in strides)
 
 
-def check_feature_geometry(kernel: Kernel, geometry: Geometry) -> None:
-    """A feature map is computed with the layers' own geometry: options that would change it are refused."""
-    given = [
-        text
-        for text, changed in (
-            (f"--mode {geometry.mode}", geometry.mode != "same"),
-            (f"--boundary {geometry.boundary}", geometry.boundary is not None),
-            ("--padding", geometry.padding is not None),
-            (f"--stride {geometry.stride}", geometry.stride not in (1, (1,), (1, 1))),
-            (f"--dilation {geometry.dilation}", geometry.dilation not in (1, (1,), (1, 1))),
-        )
-        if changed
-    ]
-    if given:
-        from convcli.nn.model import array_name
-
-        raw = f"{kernel.feature.path}:{array_name(kernel.feature.layer, 'weight')}"
-        raise UsageError(
-            f"{kernel.spec} is the model's feature map, computed with its layers' own stride, padding and "
-            f"dilation: leave out {', '.join(given)} (for the stored kernel with your geometry use -k {raw})"
-        )
-
-
 def signal_ndim(kind: str, data: np.ndarray, kernel: Kernel) -> int:
     """How many trailing axes the kernel slides over: audio 1, images 2, arrays as the kernel."""
     want = kernel.spatial_ndim
     have = 1 if kind == "audio" else 2 if kind == "image" else data.ndim
-    described = f"{kind} of shape {tuple(data.shape)}"
+    described = f"{kind} of shape {shape_text(data.shape)}"
     if kind == "image" and want == 1 and kernel.role == "filter":
         return 2  # a 1-D kernel on an image is applied as a row (1, k)
     if kernel.role == "mix" and want != have and kind != "array":
         layout = "(C_out, C_in, k)" if have == 1 else "(C_out, C_in, kh, kw)"
         raise UsageError(
-            f"kernel {kernel.spec!r} {tuple(kernel.array.shape)} mixes channels of {want}-D signals, but the "
-            f"input is {described}: a channel-mixing kernel for it is {layout}"
+            f"kernel {kernel.spec!r} {shape_text(kernel.array.shape)} mixes channels of {want}-D signals, "
+            f"but the input is {described}: a channel-mixing kernel for it is {layout}"
         )
     if want > have or (kind != "array" and want != have):
         raise UsageError(
-            f"kernel {kernel.spec!r} is {want}-D {kernel.shape} but the input is "
+            f"kernel {kernel.spec!r} is {want}-D {shape_text(kernel.shape)} but the input is "
             f"{have}-D ({described}); use a {have}-D kernel"
         )
     return want
@@ -118,8 +92,8 @@ def check_fits(data: np.ndarray, kernel_shape: tuple[int, ...], geometry: Geomet
     """A message naming the kernel when it is larger than the input in valid mode (the engine checks
     explicit padding itself)."""
     ndim = len(kernel_shape)
-    strides = _per_axis(geometry.stride, ndim, "stride")
-    dilations = _per_axis(geometry.dilation, ndim, "dilation")
+    strides = _option_axes(geometry.stride, ndim, "stride")
+    dilations = _option_axes(geometry.dilation, ndim, "dilation")
     if geometry.mode != "valid" or geometry.padding is not None:
         return
     for n, k, s, d in zip(data.shape[-ndim:], kernel_shape, strides, dilations, strict=True):
@@ -127,21 +101,17 @@ def check_fits(data: np.ndarray, kernel_shape: tuple[int, ...], geometry: Geomet
             output_size(n, k, stride=s, dilation=d)
         except ValueError as error:
             raise UsageError(
-                f"kernel {spec!r} {tuple(kernel_shape)} does not fit the input "
-                f"{tuple(data.shape[-ndim:])} in valid mode: {error}"
+                f"kernel {spec!r} {shape_text(kernel_shape)} does not fit the input "
+                f"{shape_text(data.shape[-ndim:])} in valid mode: {error}"
             ) from error
 
 
-def _per_axis(value: PerAxis, ndim: int, name: str) -> tuple[int, ...]:
-    values = value if isinstance(value, tuple) else (value,) * ndim
-    if len(values) != ndim:
-        raise UsageError(
-            f"--{name} {','.join(map(str, values))}: give 1 or {ndim} values for a {ndim}-D kernel"
-        )
-    for v in values:
-        if v < 1:
-            raise UsageError(f"--{name} must be >= 1, got {v}")
-    return tuple(values)
+def _option_axes(value: PerAxis, ndim: int, name: str) -> tuple[int, ...]:
+    """:func:`convcli.sizes.per_axis`; a bad value is a usage error naming the parameter."""
+    try:
+        return per_axis(value, ndim, f"`{name}`")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry) -> tuple[np.ndarray, dict]:
@@ -152,8 +122,8 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
         maps = kernel.feature.apply(data, kind)
         return maps, {"method": "model", "reason": "the model's own forward pass", "left_over": []}
     ndim = signal_ndim(kind, data, kernel)
-    _per_axis(geometry.stride, ndim, "stride")
-    _per_axis(geometry.dilation, ndim, "dilation")
+    _option_axes(geometry.stride, ndim, "stride")
+    _option_axes(geometry.dilation, ndim, "dilation")
     if kernel.role == "ir":
         return _apply_ir(data, kernel, geometry)
     if kernel.role == "mix":
@@ -177,7 +147,7 @@ def check_channels(data: np.ndarray, kernel: Kernel, ndim: int) -> None:
     have, want = data.shape[-ndim - 1], kernel.array.shape[1]
     if have != want:
         raise UsageError(
-            f"kernel {kernel.spec!r} {tuple(kernel.array.shape)} mixes {want} input channel(s) into "
+            f"kernel {kernel.spec!r} {shape_text(kernel.array.shape)} mixes {want} input channel(s) into "
             f"{kernel.array.shape[0]}, but the input has {have}"
         )
 

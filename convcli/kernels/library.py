@@ -225,7 +225,7 @@ def _fir(kind: str):
         if sample_rate is None:
             raise UsageError(
                 f"kernel {kind!r} is designed in Hz and needs a sample rate: use it on audio input "
-                f"(or give --rate to 'convcli kernels show')"
+                "(or give a `sample_rate`)"
             )
         nyquist = sample_rate / 2
         taps = _taps(kind, "taps", _odd_size(kind, "taps", params["taps"]))

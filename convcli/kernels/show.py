@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from convcli.text import shape_text
+
 MAX_SHOWN = 25  # values per axis printed in full; longer kernels are summarised
 
 
@@ -76,12 +78,12 @@ def explain_text(kernels, plans: list[dict], geometry) -> str:
         if kernel.role == "model":
             lines.append(f"kernel {step}: {kernel.spec} = {kernel.description}")
             if kernel.array.size:
-                lines.append(f"layer weight {tuple(kernel.array.shape)}:")
+                lines.append(f"layer weight {shape_text(kernel.array.shape)}:")
                 lines.append(format_matrix(kernel.array))
             continue
         applied = "correlation" if geometry.correlate else "convolution (kernel flipped)"
         lines.append(
-            f"kernel {step}: {kernel.spec} = {kernel.description}; shape {kernel.shape}, "
+            f"kernel {step}: {kernel.spec} = {kernel.description}; shape {shape_text(kernel.shape)}, "
             f"sum {kernel_sum(kernel):.6g}; applied as {applied}"
         )
         lines.append(channel_rule(kernel))

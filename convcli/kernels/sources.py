@@ -11,6 +11,7 @@ import numpy as np
 
 from convcli.errors import InputError, UsageError
 from convcli.kernels.library import parse_kernel_text, parse_scale, rows_to_matrix
+from convcli.text import shape_text
 
 # numbers (nan and inf included, so a non-finite inline kernel is refused as such, not as a name)
 _INLINE_TOKEN = r"(?:[\s\d.,;eE+\-/]|(?i:nan|inf(?:inity)?))"
@@ -42,7 +43,8 @@ def finite(matrix: np.ndarray, label: str, *, max_ndim: int = 2) -> np.ndarray:
     """Refuse NaN/inf, empty kernels and too many dimensions."""
     if matrix.ndim > max_ndim:
         raise UsageError(
-            f"{label}: kernel has {matrix.ndim} dimensions {matrix.shape}; at most {max_ndim} allowed"
+            f"{label}: kernel has {matrix.ndim} dimensions {shape_text(matrix.shape)}; "
+            f"at most {max_ndim} allowed"
         )
     if matrix.size == 0:
         raise UsageError(f"{label}: empty kernel")
@@ -118,10 +120,10 @@ class FeatureMap:
         return network.layers[: self.model.layer_index(self.layer) + 1]
 
     def describe(self) -> str:
-        norm = self.model.meta["normalization"]
+        mean, std = self.model.normalization
         chain = " -> ".join(f"{layer.name} {layer.source}" for layer in self.layers)
         return (f"feature map of layer {self.layer} of {Path(self.path).name}: the input read as the model "
-                f"reads it, standardized with mean {_numbers(norm['mean'])} and std {_numbers(norm['std'])}, "
+                f"reads it, standardized with mean {_numbers(mean)} and std {_numbers(std)}, "
                 f"then {chain} (evaluation mode; each layer's own stride, padding, dilation, groups "
                 f"and bias)" + ("" if self.index is None else f"; output channel {self.index}"))
 
@@ -142,7 +144,9 @@ def learned(spec: str, sample_rate: float | None = None) -> tuple[FeatureMap | N
     if not Path(path).is_file():
         raise UsageError(f"{path}: no such model file")
     try:  # a bad -k value is a usage error, whatever the file says
-        if "." in layer:  # an array by its name in the file
+        from convcli.nn.model import is_array_name
+
+        if is_array_name(layer):
             return None, *_stored_kernel(path, layer, index, spec)
         return _feature_map(path, layer, index, sample_rate)
     except InputError as error:
@@ -172,7 +176,7 @@ def _feature_map(path: str, layer: str, index: int | None, sample_rate: float | 
 def _channel_mixing(weight: np.ndarray, label: str) -> np.ndarray:
     if weight.ndim not in (3, 4):
         raise UsageError(
-            f"{label}: an array of shape {weight.shape} is not a channel-mixing kernel "
+            f"{label}: an array of shape {shape_text(weight.shape)} is not a channel-mixing kernel "
             f"(C_out, C_in, k) or (C_out, C_in, kh, kw)"
         )
     return finite(weight, label, max_ndim=4)

@@ -3,7 +3,8 @@
 Each block of ``block`` frames is convolved in full with the kernel (through the engine); the
 last K−1 samples of each block's result overlap the next block and are added to it. The
 stitched stream equals the full convolution of the whole signal; 'same' keeps the window
-[(K−1)//2, (K−1)//2 + N) of it, exactly as the in-memory 'same' does.
+[(K−1)//2, (K−1)//2 + N) of it, exactly as the in-memory 'same' does. Pure: blocks in, pieces
+out; reading and writing the files is the caller's (``convcli convolve``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def overlap_add(
             else None
         )
 
-    method = _block_method(geometry)
+    method = block_method(geometry)
     for block in blocks:
         n = block.shape[1]
         full = np.stack([convolve(block[c], taps[i], mode="full", method=method) for c, i in pairs])
@@ -86,87 +87,9 @@ def overlap_add(
         yield piece
 
 
-# below this many samples (frames × channels) a file is simply convolved in memory
-STREAM_MIN_SAMPLES = 1 << 23
-DEFAULT_BLOCK = 1 << 18
+DEFAULT_BLOCK = 1 << 18  # frames per block (at least four kernel lengths)
 
 
-def stream_file(
-    source: str,
-    target,
-    specs: tuple[str, ...],
-    geometry: Geometry,
-    *,
-    policy: str,
-    force: bool,
-    run_id: str | None = None,
-    block: int | None = None,
-    min_samples: int = STREAM_MIN_SAMPLES,
-):
-    """Convolve an audio file into an audio file block by block, or return None when the request
-    needs the whole signal (several kernels, other boundaries, strides...) or the file is short.
-
-    Returns (input shape, output shape, kernels, plans, clipped count, non-finite input count).
-    ``normalize`` makes two passes: the first finds the peak, the second writes with that gain.
-    """
-    from pathlib import Path
-
-    from convcli.engine.convolve import plan
-    from convcli.executors import check_stop
-    from convcli.io.audio import AudioWriter, audio_info, read_audio_blocks
-    from convcli.io.files import atomic_output, check_input_file
-    from convcli.io.ranges import count_non_finite, peak_normalize_gain
-    from convcli.kernels import resolve_kernel
-
-    path = Path(source)
-    check_input_file(path)
-    info = audio_info(path, name=source)
-    if info.frames * info.channels < min_samples:
-        return None
-    kernels = [resolve_kernel(spec, sample_rate=info.sample_rate) for spec in specs]
-    if not can_stream(kernels, geometry):
-        return None
-    kernel = kernels[0]
-    block = block or max(DEFAULT_BLOCK, 4 * kernel.array.shape[-1])
-    pairs, taps = stream_taps(kernel, info.channels, geometry.correlate)
-    how = plan((min(block, info.frames),), taps[0], mode="full", method=_block_method(geometry))
-    reason = f"block-wise overlap-add, {block} frames per block; per block: {how.reason}"
-
-    non_finite = [0]
-
-    def counted(blocks):
-        for data in blocks:
-            non_finite[0] += count_non_finite(data)
-            yield data
-
-    def pieces():
-        non_finite[0] = 0  # normalize reads the file twice
-        return overlap_add(
-            counted(read_audio_blocks(path, block, name=source)), info.frames, kernel, geometry, info.channels
-        )
-
-    gain = None
-    if policy == "normalize" and not info.is_float:
-        gain = peak_normalize_gain(np.array([np.max(np.abs(p)) for p in pieces()] or [0.0]), 1.0)
-    frames_out = 0
-    with atomic_output(target, force=force, run_id=run_id) as temp:
-        with AudioWriter(
-            temp, sample_rate=info.sample_rate, channels=len(pairs), info=info, policy=policy, gain=gain
-        ) as writer:
-            for piece in pieces():
-                check_stop(run_id)  # a long file stops at the next block when its batch is interrupted
-                writer.write(piece)
-                frames_out += piece.shape[1]
-            clipped = writer.clipped
-    return (
-        (info.channels, info.frames),
-        (len(pairs), frames_out),
-        kernels,
-        [{"method": how.method, "reason": reason}],
-        clipped,
-        non_finite[0],
-    )
-
-
-def _block_method(geometry: Geometry) -> str:
+def block_method(geometry: Geometry) -> str:
+    """The engine method for each block's full convolution (a 1-D kernel has no separable form)."""
     return geometry.method if geometry.method != "separable" else "auto"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from convcli.errors import ConvcliError, UsageError
+from convcli.errors import ConvcliError, UsageError, at_least, one_of
 from convcli.sizes import Padding, effective_kernel, left_over, output_size, padding_pair, stride_remainder
 
 UNKNOWNS = ("kernel", "stride", "padding", "size")
@@ -142,10 +142,8 @@ def solve(unknown: str, target: int, layer: LayerSize) -> tuple[list[int], list[
     one run of consecutive values, found by bisection: the search costs a few dozen evaluations
     however large the sizes (an hour of 48 kHz audio is 172,800,000 samples).
     """
-    if unknown not in UNKNOWNS:
-        raise ValueError(f"--solve must be one of {', '.join(UNKNOWNS)}, got {unknown!r}")
-    if target < 1:
-        raise ValueError(f"--out must be >= 1, got {target}")
+    one_of("unknown", unknown, UNKNOWNS)
+    at_least("target", target, 1)
     candidates = _candidates(unknown, target, layer)
     low, high = candidates.start, candidates.stop - 1
 

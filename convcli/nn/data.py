@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convcli.errors import InputError, UsageError
+from convcli.errors import InputError, UsageError, at_least
 from convcli.io.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from convcli.text import shape_text
 
 
 @dataclass
@@ -28,6 +29,21 @@ class ReadOptions:
     length: int | None = None              # audio: crop or zero-pad to this many samples
     sample_rate: int | None = None         # audio: resample to this rate
     mono: bool = False                     # audio: mix the channels down
+
+    def check(self) -> None:
+        """UsageError naming the first bad setting (sizes must be positive and resizing fit the
+        pixel budget)."""
+        if self.size is not None:
+            if len(self.size) != 2 or min(self.size) < 1:
+                raise UsageError(f"`size` must be two positive sizes (height, width), got {self.size}")
+            from convcli import budget
+
+            budget.check("pixels", self.size[0] * self.size[1],
+                         f"`size` {shape_text(self.size)}: resizing every image")
+        for name in ("length", "sample_rate"):
+            value = getattr(self, name)
+            if value is not None:
+                at_least(name, value, 1)
 
     def to_json(self) -> dict:
         return {"size": list(self.size) if self.size else None, "gray": self.gray, "length": self.length,
@@ -55,27 +71,10 @@ class Dataset:
         return Dataset(self.x[index], self.y[index], self.class_names, self.kind)
 
 
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """'32x32' -> (32, 32)."""
-    if text is None:
-        return None
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        size = tuple(int(p) for p in parts)
-    except ValueError:
-        size = ()
-    if len(size) != 2 or min(size) < 1:
-        raise UsageError(f"--size must be HxW with positive integers (e.g. 32x32), got {text!r}")
-    from convcli import budget
-
-    budget.check("pixels", size[0] * size[1], f"--size {text}: resizing every image")
-    return size
-
-
 # ---------------------------------------------------------------- .npz
 def _labels(y: np.ndarray, n: int, label: str) -> np.ndarray:
     if y.ndim != 1:
-        raise InputError(f"{label}: labels must be a 1-D array, got shape {y.shape}")
+        raise InputError(f"{label}: labels must be a 1-D array, got shape {shape_text(y.shape)}")
     if len(y) != n:
         raise InputError(f"{label}: {len(y)} labels for {n} samples")
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
@@ -98,7 +97,7 @@ def _samples(x: np.ndarray, label: str) -> np.ndarray:
         raise InputError(f"{label}: samples must be numbers, got dtype {x.dtype}")
     if x.ndim < 2 or x.ndim > 4:
         raise InputError(f"{label}: samples must be (N, L), (N, C, L), (N, H, W) or (N, C, H, W), "
-                         f"got shape {x.shape}")
+                         f"got shape {shape_text(x.shape)}")
     if len(x) == 0:
         raise InputError(f"{label}: no samples")
     x = to_float32(x)
@@ -246,10 +245,10 @@ def read_folder(path: Path, options: ReadOptions, class_names: list[str] | None 
         for file in members:
             sample, kind = read_sample(file, options)
             if samples and sample.shape != samples[0].shape:
-                hint = " (use --size HxW and/or --gray)" if kind == "image" else \
-                    " (use --length, --sample-rate and/or --mono)"
-                raise InputError(f"{file}: sample shape {_text(sample.shape)} differs from {files[0]}'s "
-                                 f"{_text(samples[0].shape)}{hint}")
+                hint = " (use `size` and/or `gray`)" if kind == "image" else \
+                    " (use `length`, `sample_rate` and/or `mono`)"
+                raise InputError(f"{file}: sample shape {shape_text(sample.shape)} differs from {files[0]}'s "
+                                 f"{shape_text(samples[0].shape)}{hint}")
             samples.append(sample)
             labels.append(class_names.index(folder.name))
             files.append(str(file))
@@ -257,10 +256,6 @@ def read_folder(path: Path, options: ReadOptions, class_names: list[str] | None 
     if len(kinds) > 1:
         raise InputError(f"{path}: mixes images and audio files")
     return Dataset(np.stack(samples), np.array(labels, np.int64), list(class_names), kinds.pop(), files)
-
-
-def _text(shape) -> str:
-    return "x".join(str(s) for s in shape)
 
 
 def load_dataset(path: str | Path, options: ReadOptions | None = None,
@@ -282,12 +277,12 @@ def split_validation(data: Dataset, fraction: float,
                      rng: np.random.Generator) -> tuple[Dataset, Dataset | None]:
     """Hold out ``fraction`` of the samples (shuffled with ``rng``); 0 holds out nothing."""
     if not 0 <= fraction < 1:
-        raise UsageError(f"--val-split must be in [0, 1), got {fraction}")
+        raise UsageError(f"`val_split` must be in [0, 1), got {fraction}")
     held = int(round(len(data) * fraction))
     if fraction == 0 or held == 0:
         return data, None
     if held >= len(data):
-        raise UsageError(f"--val-split {fraction} leaves no training samples out of {len(data)}")
+        raise UsageError(f"`val_split` {fraction} leaves no training samples out of {len(data)}")
     order = rng.permutation(len(data))
     return data.subset(order[held:]), data.subset(order[:held])
 

@@ -1,4 +1,5 @@
-"""The numeric ops of training: each forward next to its backward.
+"""The numeric ops of training: each forward next to its backward (the simple activations'
+math stands in their layer classes, :mod:`convcli.nn.layers.activation`).
 
 Arrays are channels first. 1-D ops run as 2-D ops on a height-1 image, so there is one
 implementation of each convolution and pooling. Convolution is im2col (a strided view,
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from convcli.jit import config, njit
+from convcli.pool_windows import adaptive_bounds, ceil_overhang, window_taps
 from convcli.sizes import output_size
 
 Pair = tuple[int, int]
@@ -92,9 +94,11 @@ def _pad(x: np.ndarray, padding: PadPair, extra: Pair = (0, 0), value: float = 0
     return np.pad(x, widths, mode="constant", constant_values=value)
 
 
-def _ceil_extra(size: int, out: int, kernel: int, stride: int, dilation: int, padded: int) -> int:
-    """Rows beyond the padded input that the last ceil-mode window reaches."""
-    return max(0, (out - 1) * stride + dilation * (kernel - 1) + 1 - padded)
+def _overhang(hw: Pair, kernel: Pair, stride: Pair, padding: PadPair, dilation: Pair,
+              ceil_mode: bool) -> Pair:
+    """Rows and columns beyond the padded input that the last ceil-mode windows reach."""
+    return tuple(ceil_overhang(n, k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode)
+                 for n, k, s, p, d in zip(hw, kernel, stride, padding, dilation, strict=True))
 
 
 def _windows(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair) -> np.ndarray:
@@ -253,8 +257,15 @@ def conv_transpose2d_backward(dy: np.ndarray,
     weight, groups = conv_cache["weight"], conv_cache["groups"]
     dx, col_cache = conv2d_forward(dy, weight, None, conv_cache["stride"], conv_cache["padding"],
                                    conv_cache["dilation"], groups)
+    cols, (h, w) = col_cache["cols"], cache["x"].shape[2:]
+    if dx.shape[2:] != (h, w):
+        # output_padding >= stride (possible when dilation > stride): the convolution of dy has
+        # windows past the last input's; the first h×w are the input's gradient
+        dx = np.ascontiguousarray(dx[:, :, :h, :w])
+        cols = cols.reshape(*cols.shape[:3], *col_cache["out_hw"])[..., :h, :w]
+        cols = cols.reshape(*cols.shape[:3], h * w)
     x_mat = _per_group(np.ascontiguousarray(cache["x"]), groups)
-    dweight = np.matmul(x_mat, col_cache["cols"].transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
+    dweight = np.matmul(x_mat, cols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
     dbias = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     return dx, dweight, dbias
 
@@ -284,8 +295,7 @@ def max_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: PadPa
     """
     n, c, h, w = x.shape
     out_hw = _out_hw(h, w, kernel, stride, padding, dilation, ceil_mode)
-    extra = tuple(_ceil_extra(s, o, k, st, d, s + sum(p)) for s, o, k, st, d, p in
-                  zip((h, w), out_hw, kernel, stride, dilation, padding, strict=True))
+    extra = _overhang((h, w), kernel, stride, padding, dilation, ceil_mode)
     xp = np.ascontiguousarray(_pad(x, padding, extra, value=-np.inf))
     y = np.empty((n, c, *out_hw), dtype=x.dtype)
     where = np.empty((n, c, *out_hw), dtype=np.int64)
@@ -398,24 +408,17 @@ def _max_unpool_kernel(dy, where, dxp):  # pragma: no cover - compiled
 
 def avg_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: PadPair = ((0, 0), (0, 0)),
                        ceil_mode: bool = False, count_include_pad: bool = True) -> tuple[np.ndarray, Cache]:
-    """Average pooling as torch.nn.AvgPool2d.
-
-    The divisor of each window counts the input and (with ``count_include_pad``) the
-    padding it covers, but never the ceil-mode overhang beyond the padding.
-    """
+    """Average pooling as torch.nn.AvgPool2d: each window's sum over the divisor
+    :func:`convcli.pool_windows.window_taps` gives (the one rule the engine's pooling uses too)."""
     n, c, h, w = x.shape
     dilation = (1, 1)
     out_hw = _out_hw(h, w, kernel, stride, padding, dilation, ceil_mode)
-    extra = tuple(_ceil_extra(s, o, k, st, 1, s + sum(p)) for s, o, k, st, p in
-                  zip((h, w), out_hw, kernel, stride, padding, strict=True))
-    xp = _pad(x, padding, extra)
+    xp = _pad(x, padding, _overhang((h, w), kernel, stride, padding, dilation, ceil_mode))
     win = _windows(xp, kernel, stride, dilation, out_hw)
-    mask = np.zeros((1, 1, *xp.shape[2:]), dtype=x.dtype)
-    if count_include_pad:
-        mask[:, :, :h + sum(padding[0]), :w + sum(padding[1])] = 1
-    else:
-        mask[:, :, padding[0][0]:padding[0][0] + h, padding[1][0]:padding[1][0] + w] = 1
-    divisor = _windows(mask, kernel, stride, dilation, out_hw).sum(axis=(-2, -1))
+    rows, cols = (window_taps(size, k, stride=s, padding=p, ceil_mode=ceil_mode,
+                              count_include_pad=count_include_pad)[2]
+                  for size, k, s, p in zip((h, w), kernel, stride, padding, strict=True))
+    divisor = np.multiply.outer(rows, cols).astype(x.dtype)
     y = win.sum(axis=(-2, -1)) / divisor
     cache = {"divisor": divisor, "x_shape": x.shape, "padded_hw": xp.shape[2:], "kernel": kernel,
              "stride": stride, "padding": padding}
@@ -431,15 +434,11 @@ def avg_pool2d_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
     return np.ascontiguousarray(_crop(dxp, cache["padding"], cache["x_shape"][2:]))
 
 
-def adaptive_bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
-    """PyTorch's adaptive bins [floor(i·In/Out), ceil((i+1)·In/Out))."""
-    return [((i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)) for i in range(n_out)]
-
-
 def adaptive_pool2d_forward(x: np.ndarray, out_hw: Pair, op: str = "avg") -> tuple[np.ndarray, Cache]:
     """Adaptive average or max pooling to ``out_hw`` (torch.nn.AdaptiveAvgPool2d / AdaptiveMaxPool2d)."""
     n, c, h, w = x.shape
-    rows, cols = adaptive_bins(h, out_hw[0]), adaptive_bins(w, out_hw[1])
+    rows, cols = ([adaptive_bounds(i, size, out) for i in range(out)]
+                  for size, out in zip((h, w), out_hw, strict=True))
     y = np.empty((n, c, *out_hw), dtype=x.dtype)
     where = {}
     for i, (r0, r1) in enumerate(rows):
@@ -550,36 +549,6 @@ def relu_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
     over_batch(lambda lo, hi: np.multiply(dy[lo:hi], positive[lo:hi], out=dx[lo:hi]), len(dx),
                dx.size * NS_PER_ELEMENT)
     return dx
-
-
-def leaky_relu_forward(x: np.ndarray, slope: float = 0.01) -> tuple[np.ndarray, Cache]:
-    positive = x > 0
-    return np.where(positive, x, x * x.dtype.type(slope)), {"positive": positive, "slope": slope}
-
-
-def leaky_relu_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
-    return np.where(cache["positive"], dy, dy * dy.dtype.type(cache["slope"]))
-
-
-def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
-    y = np.tanh(x)
-    return y, {"y": y}
-
-
-def tanh_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
-    return dy * (1 - cache["y"] ** 2)
-
-
-def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
-    # split by sign so exp never overflows
-    e = np.exp(-np.abs(x))
-    y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-    return y, {"y": y}
-
-
-def sigmoid_backward(dy: np.ndarray, cache: Cache) -> np.ndarray:
-    y = cache["y"]
-    return dy * y * (1 - y)
 
 
 # ---------------------------------------------------------------- loss

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from convcli.errors import InputError, UsageError
+from convcli.errors import InputError, UsageError, one_of
 from convcli.nn.data import ReadOptions, standardize, to_float32
-from convcli.nn.spec import FLOAT32_BYTES, Network, parse_spec
+from convcli.nn.spec import Network, parse_spec
+from convcli.sizes import FLOAT32_BYTES
+from convcli.text import shape_text
 
 FORMAT = "convcli-model"
 VERSION = 1
@@ -28,20 +30,19 @@ INIT_SCHEMES = ("pytorch", "he")
 
 
 # ---------------------------------------------------------------- the network's trainable state
-def check_trainable(network: Network) -> None:
+def check_training_support(network: Network) -> None:
     """Refuse, by name, layers that only ``shapes``/``params`` support (3-D, composite blocks...)."""
     for layer in network.layers:
-        if not layer.trainable:
+        if not layer.supports_training:
             raise UsageError(f"layer {layer.name} ({type(layer).__name__}) cannot be trained by convcli; "
-                             "trainable: Conv1d/2d, ConvTranspose1d/2d, Linear, Max/Avg/Adaptive pooling, "
+                             "it trains Conv1d/2d, ConvTranspose1d/2d, Linear, Max/Avg/Adaptive pooling, "
                              "BatchNorm1d/2d, Dropout, Flatten and activations")
 
 
 def init_network(network: Network, seed: int, scheme: str = "pytorch", dtype: str = "float32") -> None:
     """Fresh parameters for every layer, from one seeded generator (same seed, same model)."""
-    if scheme not in INIT_SCHEMES:
-        raise UsageError(f"unknown --init {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
-    check_trainable(network)
+    one_of("init", scheme, INIT_SCHEMES)
+    check_training_support(network)
     from convcli import budget
 
     # parameters, their gradients and two optimizer moments, in float32 or float64
@@ -56,6 +57,11 @@ def init_network(network: Network, seed: int, scheme: str = "pytorch", dtype: st
 def array_name(layer: str, param: str) -> str:
     """The name of a layer's parameter or buffer in a model file (``conv1.weight``)."""
     return f"{layer}.{param}"
+
+
+def is_array_name(name: str) -> bool:
+    """Whether ``name`` names a stored array (``conv1.weight``) rather than a layer (``conv1``)."""
+    return "." in name
 
 
 def check_batch_memory(network: Network, batch_size: int) -> None:
@@ -124,6 +130,12 @@ class Model:
     def read_options(self) -> ReadOptions:
         return ReadOptions.from_json(self.meta.get("read", {}))
 
+    @property
+    def normalization(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-channel (mean, std) of the training data, which every input is standardized with."""
+        norm = self.meta["normalization"]
+        return np.array(norm["mean"], np.float32), np.array(norm["std"], np.float32)
+
     def prepare(self, x: np.ndarray) -> np.ndarray:
         """Raw samples -> the standardized (N, *input_shape) float32 batch the network was trained on
         (uint8/uint16 arrays are images: scaled to [0, 1] first, as in training)."""
@@ -132,19 +144,18 @@ class Model:
         x = to_float32(x)
         per_sample = int(np.prod(self.input_shape))
         if x.ndim < 2:
-            raise UsageError(f"samples must come as a batch (N, ...), got shape {_text(x.shape)}")
+            raise UsageError(f"samples must come as a batch (N, ...), got shape {shape_text(x.shape)}")
         if len(x) == 0:
-            raise UsageError(f"no samples to predict (a batch of shape {_text(x.shape)})")
+            raise UsageError(f"no samples to predict (a batch of shape {shape_text(x.shape)})")
         bad = x.size - np.count_nonzero(np.isfinite(x))
         if bad:  # a NaN sample would get a label anyway (argmax of NaN probabilities is 0)
             raise InputError(f"samples hold {bad} non-finite value(s) (NaN or inf); no prediction made")
         if x.shape[1:] != self.input_shape:
             if int(np.prod(x.shape[1:])) != per_sample:
-                raise UsageError(f"samples of shape {_text(x.shape[1:])} do not fit the model's input "
-                                 f"{_text(self.input_shape)}")
+                raise UsageError(f"samples of shape {shape_text(x.shape[1:])} do not fit the model's input "
+                                 f"{shape_text(self.input_shape)}")
             x = x.reshape(len(x), *self.input_shape)
-        norm = self.meta["normalization"]
-        return standardize(x, np.array(norm["mean"], np.float32), np.array(norm["std"], np.float32))
+        return standardize(x, *self.normalization)
 
     def layer_index(self, name: str) -> int:
         """Position of the layer called ``name`` (UsageError naming the layers when there is none)."""
@@ -174,11 +185,10 @@ class Model:
         """What the network computes at ``layer`` for one conformed sample (C, ...): standardized with
         the stored mean/std, then every layer up to and including ``layer`` in evaluation mode; the
         same operations as ``predict``. Convolution and pooling prefixes take any spatial size."""
-        norm = self.meta["normalization"]
-        mean, std = np.array(norm["mean"], np.float32), np.array(norm["std"], np.float32)
+        mean, std = self.normalization
         if sample.ndim != len(self.input_shape) or sample.shape[0] != len(mean):
             raise UsageError(f"the model takes samples of {len(mean)} channel(s) shaped like "
-                             f"{_text(self.input_shape)}; this input is {_text(sample.shape)}")
+                             f"{shape_text(self.input_shape)}; this input is {shape_text(sample.shape)}")
         prefix = self.network.layers[: self.layer_index(layer) + 1]
         _check_activation_memory(prefix, sample.shape, layer)
         x = standardize(sample[None], mean, std)
@@ -187,7 +197,7 @@ class Model:
                 x = current.forward(x, False)
             except (ValueError, UsageError) as error:
                 raise UsageError(f"layer {current.name} ({current.source}) cannot take the input at this "
-                                 f"size ({_text(x.shape[1:])}): {error}") from error
+                                 f"size ({shape_text(x.shape[1:])}): {error}") from error
         return x[0]
 
     def logits(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -222,13 +232,9 @@ def _check_activation_memory(layers: list, shape: tuple[int, ...], layer: str) -
             shape = current.output_shape(shape)
         except ValueError as error:
             raise UsageError(f"layer {current.name} ({current.source}) cannot take the input at this size "
-                             f"({_text(shape)}): {error}") from error
+                             f"({shape_text(shape)}): {error}") from error
         total += math.prod(shape)
     budget.check("memory", 2 * FLOAT32_BYTES * total, f"the activations up to {layer} for this input")
-
-
-def _text(shape) -> str:
-    return "x".join(str(s) for s in shape)
 
 
 def save_model(model: Model, path: str | Path) -> None:
@@ -340,7 +346,7 @@ def _network(meta: dict, path: Path) -> Network:
             meta[key]  # noqa: B018 - presence check
     except (KeyError, ValueError, TypeError) as error:
         raise InputError(f"{path}: malformed model ({error})") from error
-    check_trainable(network)
+    check_training_support(network)
     return network
 
 
@@ -356,7 +362,8 @@ def _stored(archive: zipfile.ZipFile, name: str, shape: tuple[int, ...], path: P
         raise InputError(f"{path}: malformed model: {name} does not match the spec's {shape} "
                          f"({error})") from None
     if stored.shape != tuple(shape):
-        raise InputError(f"{path}: malformed model: {name} has shape {stored.shape}, the spec says {shape}")
+        raise InputError(f"{path}: malformed model: {name} has shape {shape_text(stored.shape)}, "
+                         f"the spec says {shape_text(shape)}")
     if stored.dtype.kind not in "biuf":
         raise InputError(f"{path}: malformed model: {name} has dtype {stored.dtype}, not numbers")
     bad = np.size(stored) - np.count_nonzero(np.isfinite(stored))
@@ -387,7 +394,7 @@ def _check_meta(meta: dict, network: Network, path: Path) -> None:
     outputs = network.output_shape[-1] if len(network.output_shape) == 1 else None
     if outputs != len(names):
         raise InputError(f"{path}: malformed model: {len(names)} class names for a network with output "
-                         f"{_text(network.output_shape)}")
+                         f"{shape_text(network.output_shape)}")
     norm = meta["normalization"]
     channels = network.input_shape[0]  # standardization is per index of axis 1 of the batch
     try:

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from convcli.errors import UsageError, one_of
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.01}
@@ -22,18 +24,17 @@ class Optimizer:
     def __init__(self, kind: str, lr: float | None = None, *, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float | None = None, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8) -> None:
-        if kind not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
+        one_of("optimizer", kind, OPTIMIZERS)
         lr = DEFAULT_LR[kind] if lr is None else lr
         weight_decay = DEFAULT_WEIGHT_DECAY[kind] if weight_decay is None else weight_decay
         if not 0 < lr < math.inf:  # NaN fails every comparison
-            raise ValueError(f"--lr must be a finite number > 0, got {lr}")
+            raise UsageError(f"`lr` must be a finite number > 0, got {lr}")
         if not 0 <= weight_decay < math.inf:
-            raise ValueError(f"--weight-decay must be a finite number >= 0, got {weight_decay}")
+            raise UsageError(f"`weight_decay` must be a finite number >= 0, got {weight_decay}")
         if not 0 <= momentum < 1:
-            raise ValueError(f"--momentum must be in [0, 1), got {momentum}")
+            raise UsageError(f"`momentum` must be in [0, 1), got {momentum}")
         if nesterov and (kind != "sgd" or momentum == 0):
-            raise ValueError("--nesterov needs --optimizer sgd with a --momentum > 0")
+            raise UsageError("`nesterov` needs `optimizer` sgd with a `momentum` > 0")
         self.kind, self.lr, self.base_lr = kind, lr, lr
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
         self.betas, self.eps = betas, eps

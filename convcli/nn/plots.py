@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convcli.text import shape_text
+
 DIVERGING = "RdBu_r"  # negative blue, 0 white, positive red
 CURVES = {  # history key -> (panel, label, style)
     "loss": ("loss", "training (running mean over the epoch)", "-"),
@@ -113,7 +115,7 @@ def plot_filters(weight: np.ndarray, path: str | Path, *, layer: str = "conv1") 
     if image is not None:
         figure.colorbar(image, ax=axes, shrink=0.8, label="weight (0 = white)")
     figure.suptitle(f"{layer}: {weight.shape[0]} output x {weight.shape[1]} input channel(s), "
-                    f"kernel {'x'.join(map(str, weight.shape[2:]))}")
+                    f"kernel {shape_text(weight.shape[2:])}")
     _save(figure, path)
 
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from convcli.errors import UsageError, did_you_mean
-from convcli.nn.layers import GLOBAL, LAYERS, Layer, Shape, _ConvNd, _PoolNd, shape_text
-from convcli.sizes import left_over
+from convcli.nn.layers import GLOBAL, LAYERS, Layer, Shape, _ConvNd, _PoolNd
+from convcli.sizes import FLOAT32_BYTES, left_over
+from convcli.text import parse_shape, shape_text
 
-FLOAT32_BYTES = 4
 # Parser limits: the largest zoo network (ResNet-50) is ~5,000 characters with brackets 2 deep;
 # beyond these, Python's own parser would fail with a MemoryError or a RecursionError
 MAX_SPEC_CHARS = 200_000
@@ -51,14 +51,7 @@ class Statement:
 
 def parse_input_shape(text: str) -> Shape:
     """``'1x28x28'`` / ``'1,28,28'`` / ``'784'`` -> a shape of positive ints."""
-    parts = str(text).replace(",", "x").replace("×", "x").lower().split("x")
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
-    if not shape or any(s < 1 for s in shape) or len(shape) > 4:
-        raise UsageError(f"bad input shape {text!r}: write positive sizes as CxHxW, CxL or N (e.g. 1x28x28)")
-    return shape
+    return parse_shape(text, "bad input shape")
 
 
 # ------------------------------------------------------------------------------------------
@@ -283,12 +276,12 @@ def parse_spec(text: str, input_shape: Sequence[int] | str | None = None) -> Net
             raise SpecError("Input(...) must be the first line of the spec", statement.line, statement.column)
     if declared is not None and input_shape is not None and tuple(input_shape) != declared:
         raise UsageError(
-            f"--input {shape_text(input_shape)} disagrees with the spec's "
+            f"`input_shape` {shape_text(input_shape)} disagrees with the spec's "
             f"Input({', '.join(map(str, declared))})"
         )
     shape = tuple(input_shape) if input_shape is not None else declared
     if shape is None:
-        raise UsageError("no input shape: start the spec with Input(C, H, W) or give --input CxHxW")
+        raise UsageError("no input shape: start the spec with Input(C, H, W) or give an `input_shape`")
     if not statements:
         raise UsageError("the spec has no layers")
     layers = [make_layer(statement) for statement in statements]
@@ -319,7 +312,7 @@ class Network:
         self.layers = list(layers)
         self.input_shape: Shape = tuple(int(s) for s in input_shape)
         if not self.input_shape or any(s < 1 for s in self.input_shape):
-            raise UsageError(f"bad input shape {self.input_shape}: sizes must be positive")
+            raise UsageError(f"bad input shape {shape_text(self.input_shape)}: sizes must be positive")
         self.spec = spec
         self._name_layers()
         shape = self.input_shape

@@ -1,10 +1,16 @@
-"""The training loop, the choice of network for a data set, and evaluation metrics.
+"""Training: a run prepared from data, the loop, the choice of network, evaluation metrics.
 
 Minibatch SGD-family training of a :class:`~convcli.nn.spec.Network` with softmax
 cross-entropy. Every source of randomness is derived from ``seed`` and the epoch number
-(initialization, shuffling, dropout), so two runs with one seed give identical models and
-``--resume`` continues exactly where a run stopped: the model file records the recipe
+(initialization, shuffling, dropout), so two runs with one seed give identical models and a
+resumed run continues exactly where a run stopped: the model file records the recipe
 (:class:`TrainConfig`), and :func:`resume_config` continues with it unless told otherwise.
+
+From Python, :func:`train` does what ``convcli train`` does::
+
+    model = train("samples/shapes16.npz", config=TrainConfig(epochs=5), output="model.npz")
+
+:func:`prepare_run` and :func:`fit` are its two halves, for callers that show progress.
 """
 
 from __future__ import annotations
@@ -18,12 +24,22 @@ from pathlib import Path
 
 import numpy as np
 
-from convcli.errors import ConvcliError, ExitStatus, UsageError
+from convcli.errors import (
+    ConvcliError,
+    ExitStatus,
+    InputError,
+    ParameterWarning,
+    UsageError,
+    at_least,
+    one_of,
+)
 from convcli.nn import functional as F
+from convcli.nn.data import ReadOptions
 from convcli.nn.model import Model, backward, check_batch_memory, forward, named_grads, named_params
 from convcli.nn.optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS, SCHEDULES, Optimizer, scheduled_lr
 from convcli.nn.spec import Network, parse_spec, split_statements
 from convcli.process import collect_cycles
+from convcli.text import shape_text
 
 
 class NonFiniteLoss(ConvcliError):
@@ -47,24 +63,17 @@ class TrainConfig:
     val_split: float = 0.1  # held out (drawn with ``seed``); with a test set only when asked for
 
     def check(self) -> None:
-        if self.epochs < 1:
-            raise UsageError(f"--epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UsageError(f"unknown --optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"unknown --schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if self.seed < 0:
-            raise UsageError(f"--seed must be >= 0, got {self.seed}")
-        self.make_optimizer()  # --lr, --momentum, --weight-decay: refused before any data is read
+        """UsageError naming the first bad setting, before any data is read."""
+        at_least("epochs", self.epochs, 1)
+        at_least("batch_size", self.batch_size, 1)
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        one_of("schedule", self.schedule, SCHEDULES)
+        at_least("seed", self.seed, 0)
+        self.make_optimizer()  # lr, momentum, nesterov, weight decay
 
     def make_optimizer(self) -> Optimizer:
-        try:
-            return Optimizer(self.optimizer, self.lr, momentum=self.momentum, nesterov=self.nesterov,
-                             weight_decay=self.weight_decay)
-        except ValueError as error:
-            raise UsageError(str(error)) from error
+        return Optimizer(self.optimizer, self.lr, momentum=self.momentum, nesterov=self.nesterov,
+                         weight_decay=self.weight_decay)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -92,7 +101,10 @@ def spec_text(model: str | None) -> tuple[str | None, Path | None]:
     if path.suffix.lower() == ".npz" and "(" not in model:
         from convcli.nn.model import load_model
 
-        return load_model(path).network.spec, path
+        try:
+            return load_model(path).network.spec, path
+        except InputError as error:  # the network to build is named wrongly, as a bad spec is
+            raise UsageError(str(error)) from error
     if "(" in model:
         return model, None
     if path.is_file():
@@ -126,7 +138,8 @@ def build_network(spec: str | None, sample_shape: tuple[int, ...], classes: int)
         if len(sample_shape) == 1 or (len(sample_shape) == 2 and _looks_like_image(sample_shape)):
             sample_shape = (1, *sample_shape)
         if len(sample_shape) not in (2, 3):
-            raise UsageError(f"no default network for samples of shape {_text(sample_shape)}: give --model")
+            raise UsageError(f"no default network for samples of shape {shape_text(sample_shape)}: "
+                                 "give a `spec`")
         spec = default_spec(sample_shape, classes)
         network = parse_spec(spec, sample_shape)
     else:
@@ -134,7 +147,7 @@ def build_network(spec: str | None, sample_shape: tuple[int, ...], classes: int)
         if declared is not None:
             if math.prod(declared) != math.prod(sample_shape):
                 raise UsageError(f"the spec's Input({', '.join(map(str, declared))}) does not fit samples of "
-                                 f"shape {_text(sample_shape)}")
+                                 f"shape {shape_text(sample_shape)}")
             network = parse_spec(spec)
         else:
             ndim = _first_ndim(spec)
@@ -143,8 +156,8 @@ def build_network(spec: str | None, sample_shape: tuple[int, ...], classes: int)
             network = parse_spec(spec, sample_shape)
     outputs = network.output_shape
     if outputs != (classes,):
-        raise UsageError(f"the network gives outputs of shape {_text(outputs)} but the data has {classes} "
-                         f"classes: end the spec with Linear(..., {classes})")
+        raise UsageError(f"the network gives outputs of shape {shape_text(outputs)} but the data has "
+                         f"{classes} classes: end the spec with Linear(..., {classes})")
     return network
 
 
@@ -160,8 +173,114 @@ def _declared_input(spec: str) -> tuple[int, ...] | None:
     return _input_statement(statements[0]) if statements else None
 
 
-def _text(shape) -> str:
-    return "x".join(str(s) for s in shape)
+# ---------------------------------------------------------------- a run
+@dataclass
+class Run:
+    """A run ready for :func:`fit`: the model (fresh or resumed), the prepared (standardized)
+    parts of the data as (x, y), where the loop starts, and the recipe it follows."""
+
+    model: Model
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray] | None
+    config: TrainConfig
+    start_epoch: int = 0
+    optimizer: Optimizer | None = None  # a resumed run's, with its moments
+    resumed_from: str | None = None
+
+
+def prepare_run(data: str | Path, *, spec: str | None = None, config: TrainConfig | None = None,
+                resume: str | Path | None = None, test: str | Path | None = None,
+                read: ReadOptions | None = None, given: Collection[str] = ()) -> Run:
+    """Read the data, split it, build the network and the model (or resume one); nothing is trained.
+
+    ``data``/``test``: an .npz or a class folder. ``spec``: the network (spec text, a spec file, a
+    zoo name or a model file's architecture); None: a small CNN for the data. ``resume``: a model
+    file to continue, with the recipe it recorded, except the settings named in ``given`` (field
+    names of ``config`` and ``read`` the caller chose). Bad values raise UsageError naming them.
+    """
+    from convcli.nn.data import channel_stats, load_dataset, split_validation
+    from convcli.nn.model import Model, init_network, load_model
+
+    config = config if config is not None else TrainConfig()
+    read = read if read is not None else ReadOptions()
+    config.check()
+    read.check()
+    resumed = load_model(resume) if resume is not None else None
+    if resumed is not None:
+        if spec is not None:
+            raise UsageError("`resume` continues the saved network: leave out `spec`")
+        source = f"`resume` {resume}"
+        _same_reading(read, resumed.read_options, given, source)
+        read = resumed.read_options
+        config = resume_config(resumed, config, given, source)
+    train_set, test_set = load_dataset(data, read, resumed.class_names if resumed else None)
+    if test is not None:
+        test_set, _ = load_dataset(test, read, train_set.class_names)
+    classes = len(train_set.class_names)
+    for part in (train_set, test_set):
+        if part is not None and part.y.max() >= classes:
+            raise UsageError(f"label {int(part.y.max())} is out of range for {classes} classes")
+    if test_set is not None and resumed is None and "val_split" not in given:
+        config.val_split = 0.0  # a test set replaces the default validation part; an explicit one is kept
+    train_part, val_part = split_validation(train_set, config.val_split, np.random.default_rng(config.seed))
+    if resumed is not None:
+        model = resumed
+        done = int(model.meta.get("training", {}).get("epochs_done", len(model.history)))
+        if done >= config.epochs:
+            raise UsageError(f"{resume} already has {done} of its {config.epochs} epochs: ask for more "
+                                 "with `epochs`")
+        optimizer = resume_optimizer(model, config)
+    else:
+        network = build_network(spec_text(spec)[0], train_set.x.shape[1:], classes)
+        init_network(network, config.seed, config.init)
+        x_shaped = train_part.x.reshape(len(train_part.x), *network.input_shape)
+        mean, std = channel_stats(x_shaped)
+        model = Model(network, {"class_names": train_set.class_names, "kind": train_set.kind,
+                                "normalization": {"mean": mean.tolist(), "std": std.tolist()},
+                                "read": read.to_json(), "data": str(data), "history": []})
+        done, optimizer = 0, None
+    prepared = [None if part is None else (model.prepare(part.x), part.y)
+                for part in (train_part, val_part, test_set)]
+    return Run(model, *prepared, config=config, start_epoch=done, optimizer=optimizer,
+               resumed_from=None if resume is None else str(resume))
+
+
+def _same_reading(given: ReadOptions, saved: ReadOptions, explicit: Collection[str], source: str) -> None:
+    """A resumed run reads its files as the saved model did: the network's input is fixed."""
+    given, saved = given.to_json(), saved.to_json()
+
+    def shown(value) -> str:
+        if value is None or isinstance(value, bool):
+            return {None: "not set", True: "on", False: "off"}[value]
+        return shape_text(value) if isinstance(value, list) else str(value)
+
+    differing = [f"`{name}` {shown(given[name])} (the file's: {shown(saved[name])})"
+                 for name in given if name in explicit and given[name] != saved[name]]
+    if differing:
+        raise UsageError(f"{source}: {', '.join(differing)}: the model reads its inputs as it was "
+                             f"trained to; leave {'them' if len(differing) > 1 else 'it'} out")
+
+
+def train(data: str | Path, *, spec: str | None = None, config: TrainConfig | None = None,
+          output: str | Path | None = None, resume: str | Path | None = None, test: str | Path | None = None,
+          read: ReadOptions | None = None, given: Collection[str] = (),
+          on_epoch: Callable[[dict], None] | None = None) -> Model:
+    """Train a model as ``convcli train`` does (:func:`prepare_run`, then :func:`fit`), saving it
+    to ``output`` after every epoch when given; returns the trained model."""
+    from convcli.nn.model import save_model
+
+    run = prepare_run(data, spec=spec, config=config, resume=resume, test=test, read=read, given=given)
+
+    def epoch_done(record: dict) -> None:
+        if output is not None:
+            save_model(run.model, output)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    fit(run.model, *run.train, run.val, run.config, start_epoch=run.start_epoch, optimizer=run.optimizer,
+        on_epoch=epoch_done)
+    return run.model
 
 
 # ---------------------------------------------------------------- the loop
@@ -220,7 +339,7 @@ def _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_ep
             loss, cache = F.cross_entropy_forward(logits, y[index])
             if not math.isfinite(loss):
                 raise NonFiniteLoss(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}: "
-                                    f"lower --lr (now {optimizer.lr:g})")
+                                    f"lower `lr` (now {optimizer.lr:g})")
             backward(network, F.cross_entropy_backward(cache).astype(logits.dtype, copy=False))
             optimizer.step(params, named_grads(network))
             total_loss += loss * len(index)
@@ -279,7 +398,7 @@ def resume_config(model: Model, given: TrainConfig, explicit: Collection[str], s
         if name not in explicit:
             continue
         value, old = _effective(name, value, given.optimizer), _effective(name, old, saved.get("optimizer"))
-        option = f"--{name.replace('_', '-')} {_shown(value)}"
+        option = f"`{name}` {_shown(value)}"
         if value == old:
             continue
         if name == "init":
@@ -287,11 +406,11 @@ def resume_config(model: Model, given: TrainConfig, explicit: Collection[str], s
         elif name != "epochs":
             notes.append(f"{option} replaces {_shown(old)}{_RESUME_CONSEQUENCES.get(name, '')}")
     if merged["epochs"] != saved.get("epochs", merged["epochs"]) and merged["schedule"] != "constant":
-        notes.append(f"--epochs {merged['epochs']} reshapes the {merged['schedule']} schedule planned for "
+        notes.append(f"`epochs` {merged['epochs']} reshapes the {merged['schedule']} schedule planned for "
                      f"{saved['epochs']} epochs")
     if notes:
-        warnings.warn(f"{source}: options differ from the file's recipe: {'; '.join(notes)}", UserWarning,
-                      stacklevel=2)
+        message = f"{source}: options differ from the file's recipe: {'; '.join(notes)}"
+        warnings.warn(ParameterWarning(message), stacklevel=2)
     config = TrainConfig(**merged)
     config.check()
     return config
@@ -299,7 +418,7 @@ def resume_config(model: Model, given: TrainConfig, explicit: Collection[str], s
 
 _OPTIMIZER_SETTINGS = ("lr", "momentum", "nesterov", "weight_decay")
 _RESUME_CONSEQUENCES = {
-    "optimizer": " (fresh moments; its --lr, --momentum, --weight-decay: given or its defaults)",
+    "optimizer": " (fresh moments; its `lr`, `momentum`, `weight_decay`: given or its defaults)",
     "seed": " (a new shuffle and, without a test set, a new validation part that may hold samples "
             "already trained on)",
     "val_split": " (a new validation part that may hold samples already trained on)",

@@ -11,8 +11,6 @@ from collections.abc import Callable, Sequence
 from convcli.errors import UsageError, closest
 from convcli.nn.spec import Network, parse_spec
 
-CLASSIFIER_1000 = "Linear({features}, 1000)"
-
 
 def lenet5() -> str:
     """LeNet-5 (LeCun et al. 1998) with tanh and average pooling, on 1x32x32."""

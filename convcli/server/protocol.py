@@ -245,10 +245,11 @@ def _private(path: str, uid: int) -> bool:
 
 
 def worker_paths(folder: str, key: str) -> dict[str, str]:
-    """The files of the worker for ``key``: its socket, its start lock, and the reason it cannot
-    run here when it found one (clients then stop starting it)."""
+    """The files of the worker for ``key``: its socket, its start lock, the reason it cannot
+    run here when it found one (clients then stop starting it), and its warm-up folder."""
     stem = os.path.join(folder, f"worker-{key}")
-    return {"socket": stem + ".sock", "lock": stem + ".lock", "unsupported": stem + ".unsupported"}
+    return {"socket": stem + ".sock", "lock": stem + ".lock", "unsupported": stem + ".unsupported",
+            "rehearsal": stem + ".warm"}
 
 
 def socket_is_ours(path: str) -> bool:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import selectors
+import shutil
 import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 from convcli.server import child, protocol, warmup
 
@@ -40,6 +43,8 @@ class Worker:
         self.listener: socket.socket | None = None
         self.selector: selectors.BaseSelector | None = None
         self.wakeup: tuple[int, int] | None = None
+        self.spare: tuple[int, socket.socket] | None = None  # a child forked ahead of its call
+        self.spare_ready = False  # it has rehearsed and waits for the call
 
     # ------------------------------------------------------------ life
 
@@ -54,13 +59,14 @@ class Worker:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.paths["socket"])
+            shutil.rmtree(self.paths["rehearsal"], ignore_errors=True)
 
     def _serve(self) -> int:
         self.listener = self._bind()  # before the warm-up: a full or broken folder fails fast
         nice = os.getpriority(os.PRIO_PROCESS, 0)
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, nice + WARM_NICE)
-        reason = warmup.warm_up()
+        reason = warmup.warm_up(self._rehearsal_folder())
         if reason:
             self._write(self.paths["unsupported"], reason)
             return 0
@@ -74,6 +80,14 @@ class Worker:
         self.listener.listen(128)
         self._loop()
         return 0
+
+    def _rehearsal_folder(self) -> Path:
+        """The warm-up's inputs, kept for the spare children's rehearsals (private: the runtime
+        folder is the user's own, 0700)."""
+        folder = Path(self.paths["rehearsal"])
+        shutil.rmtree(folder, ignore_errors=True)  # a killed worker's
+        folder.mkdir(mode=0o700)
+        return folder
 
     def _bind(self) -> socket.socket:
         path = self.paths["socket"]
@@ -120,6 +134,8 @@ class Worker:
         self.selector.register(read_end, selectors.EVENT_READ, "signal")
         next_check = time.monotonic() + CHECK_EVERY
         while not (self.stopping and not self.children):
+            if self.spare is None and not self.stopping:
+                self._fork_spare()
             timeout = self._idle_left()
             if timeout <= 0:
                 self._stop()
@@ -154,6 +170,7 @@ class Worker:
         self.stopping = True
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.paths["socket"])
+        self._dismiss_spare()
         if self.selector is not None and self.listener is not None:
             self.selector.unregister(self.listener)
             self.listener.close()
@@ -194,7 +211,7 @@ class Worker:
             if refusal:
                 self._answer(connection, {"refused": refusal})
             else:
-                self._fork(connection, request, fds)
+                self._dispatch(connection, request, fds)
         else:
             self._answer(connection, {"refused": f"unknown request {op!r}"})
 
@@ -212,7 +229,22 @@ class Worker:
             protocol.send(connection, message)
         connection.close()
 
-    def _fork(self, connection: socket.socket, request: dict, fds: list[int]) -> None:
+    def _dispatch(self, connection: socket.socket, request: dict, fds: list[int]) -> None:
+        """Hand the call to the spare child, forked and rehearsed while the worker waited: a fork
+        of the warm process costs ~4 ms, and the copy-on-write faults after it several more, none
+        of which the caller should wait for. A spare still rehearsing would make the call wait
+        for its rehearsal: then fork now, and keep the spare for the next call."""
+        if self.spare is not None and self._spare_ready():
+            (pid, channel), self.spare = self.spare, None
+            try:
+                protocol.send(channel, request, fds=[*fds, connection.fileno()])
+            except OSError:
+                self._end_spare(pid, channel)
+            else:
+                channel.close()
+                self.served += 1
+                self.children[pid] = connection
+                return
         try:
             pid = os.fork()
         except OSError as error:
@@ -223,12 +255,54 @@ class Worker:
         self.served += 1
         self.children[pid] = connection
 
+    def _spare_ready(self) -> bool:
+        """Whether the spare has said it is done rehearsing (a spare that died is let go)."""
+        if not self.spare_ready and select.select([self.spare[1]], [], [], 0)[0]:
+            try:
+                message = protocol.receive(self.spare[1])[0]
+            except (OSError, protocol.ProtocolError):
+                message = None
+            if message is None or "ready" not in message:
+                self._dismiss_spare()
+                return False
+            self.spare_ready = True
+        return self.spare_ready
+
+    def _fork_spare(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            child.wait_for_request(theirs, self._inherited_fds(), Path(self.paths["rehearsal"]))  # no return
+        theirs.close()
+        self.spare, self.spare_ready = (pid, ours), False
+
+    def _dismiss_spare(self) -> None:
+        if self.spare is not None:
+            self._end_spare(*self.spare)
+            self.spare = None
+
+    def _end_spare(self, pid: int, channel: socket.socket) -> None:
+        """Closing its channel ends a waiting spare; the kill covers one that is not waiting."""
+        channel.close()
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
     def _inherited_fds(self) -> list[int]:
         """What the child must close: the listener, the selector and the wakeup pipe."""
         fds = [self.listener.fileno(), *self.wakeup]
         if hasattr(self.selector, "fileno"):
             fds.append(self.selector.fileno())
         fds.extend(c.fileno() for c in self.children.values())
+        if self.spare is not None:
+            fds.append(self.spare[1].fileno())
         return fds
 
     def _reap(self) -> None:
@@ -240,6 +314,10 @@ class Worker:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and pid == self.spare[0]:
+                self.spare[1].close()  # died waiting (an OOM kill, a stray signal): fork another
+                self.spare = None
+                continue
             connection = self.children.pop(pid, None)
             self.last_active = time.monotonic()
             if connection is None:
@@ -263,24 +341,28 @@ class Worker:
             "served": self.served,
             "running": sorted(self.children),
             "idle_seconds": 0.0 if self.children else round(time.monotonic() - self.last_active, 1),
-            "memory": _memory(),
+            "memory": _memory(self.spare[0] if self.spare else None),
             "threading_layer": warmup.threading_layer(),
         }
 
 
-def _memory() -> dict:
-    """Resident and proportional set sizes in bytes (PSS counts pages shared with children once)."""
-    sizes = {}
-    for path, fields in (
-        ("/proc/self/status", {"VmRSS": "rss"}),
-        ("/proc/self/smaps_rollup", {"Pss": "pss"}),
-    ):
-        with contextlib.suppress(OSError), open(path, encoding="ascii") as file:
-            for line in file:
-                name, _, value = line.partition(":")
-                if name in fields:
-                    sizes[fields[name]] = int(value.split()[0]) * 1024
-    return sizes
+def _memory(spare: int | None) -> dict:
+    """The worker's resident set size, and the proportional set size of the worker and its
+    waiting spare together in bytes (PSS counts each page shared between them once)."""
+    sizes = {"rss": _proc_field("self", "status", "VmRSS")}
+    for process in ("self", spare):
+        if process is not None:
+            sizes["pss"] = sizes.get("pss", 0) + _proc_field(process, "smaps_rollup", "Pss")
+    return {name: size for name, size in sizes.items() if size}
+
+
+def _proc_field(process: int | str, table: str, field: str) -> int:
+    with contextlib.suppress(OSError), open(f"/proc/{process}/{table}", encoding="ascii") as file:
+        for line in file:
+            name, _, value = line.partition(":")
+            if name == field:
+                return int(value.split()[0]) * 1024
+    return 0
 
 
 def _detach_stdio() -> None:
