@@ -2,6 +2,7 @@
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,13 @@ def test_transient_errors_are_retried_a_corrupt_input_is_not():
             raise InputError("corrupt: not a readable image")
         return {"value": 1}
 
-    record = _Task(flaky, retries=2, raise_transient=False)(Job("nfs", None, ""))
+    record = _Task(flaky, retries=2)(Job("nfs", None, ""))
     assert record["error"] is None and len(calls) == 3
     calls.clear()
-    record = _Task(flaky, retries=2, raise_transient=False)(Job("corrupt", None, ""))
+    record = _Task(flaky, retries=2)(Job("corrupt", None, ""))
     assert "not a readable image" in record["error"] and len(calls) == 1
     calls.clear()
-    record = _Task(flaky, retries=1, raise_transient=False)(Job("nfs", None, ""))
+    record = _Task(flaky, retries=1)(Job("nfs", None, ""))
     assert "Stale file handle" in record["error"] and len(calls) == 2
 
 
@@ -129,3 +130,42 @@ def test_predict_runs_many_files_on_the_executor_and_reports_a_bad_one(tmp_path)
     document = json_of(result.output)
     assert [p["file"] for p in document["predictions"]] == [str(p) for p in images]
     assert document["failed"] == 1 and document["executor"] == "thread"
+
+
+def test_dask_groups_are_guided_large_first_single_files_last_within_their_limits(tmp_path):
+    from convcli.executors.distributed import GROUP_BYTES, GROUP_FILES, plan_groups
+
+    sizes = [600_000] * 150 + [GROUP_BYTES // 3] * 20 + [40_000] * 30  # 512² PNGs, big files, small ones
+    jobs = []
+    for index, size in enumerate(sizes):
+        path = tmp_path / f"f{index:03d}.png"
+        path.write_bytes(b"\0" * size)
+        jobs.append(Job(str(path), tmp_path / "out" / path.name, ".png"))
+    groups = plan_groups(jobs, threads=2)
+    assert [p for group in groups for p in group] == list(range(len(jobs)))  # every file once, in order
+    assert len(groups[0]) == GROUP_FILES and len(groups) < len(jobs) // 4
+    assert all(len(group) == 1 or sum(sizes[p] for p in group) <= GROUP_BYTES for group in groups)
+    assert max(len(g) for g in groups if sizes[g[0]] == GROUP_BYTES // 3) == 3  # the byte budget binds
+    tail = [len(group) for group in groups if sizes[group[0]] == 40_000]
+    assert tail == sorted(tail, reverse=True) and tail[-4:] == [1, 1, 1, 1]  # the workers finish together
+    assert plan_groups(jobs[:3], threads=8) == [[0], [1], [2]]
+    unreadable = [Job(str(tmp_path / "gone.png"), tmp_path / "out" / "gone.png", ".png")]
+    assert plan_groups(jobs[:2] + unreadable + jobs[2:4], threads=1) == [[0, 1], [2], [3], [4]]
+    predictions = [replace(job, output=None) for job in jobs]  # no output folder to mark attempts in
+    assert plan_groups(predictions, threads=2) == [[p] for p in range(len(jobs))]
+
+
+def test_a_group_marks_its_attempt_so_a_rerun_after_a_worker_death_is_known(tmp_path):
+    from convcli.executors.distributed import _first_attempt
+
+    group = [Job(f"in{i}", tmp_path / f"o{i}.npy", ".npy", run_id="abc123") for i in range(3)]
+    with _first_attempt(group) as first:
+        assert first and [p.name for p in tmp_path.iterdir()] == [".o0.npy.abc123.group.part"]
+    assert list(tmp_path.iterdir()) == []  # an attempt that ended removes its marker
+    with pytest.raises(SystemExit), _first_attempt(group) as first:  # the worker dies mid-group
+        raise SystemExit
+    with _first_attempt(group) as first:
+        assert not first  # the rerun: the client runs the files one per task instead
+    with _first_attempt(group[:1]) as first:
+        assert first  # a single file has nothing to split
+    assert sweep_temporaries(tmp_path, "abc123") == 1 and list(tmp_path.iterdir()) == []

@@ -5,6 +5,7 @@ Skipped only when the optional extra (convcli[dask]) is not installed."""
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,8 +95,9 @@ def test_a_worker_killed_mid_batch_is_survived_every_output_complete(client, tmp
     killer.join()
     assert result.exit_code == 0, result.output
     document = json_of(result.output)
-    assert document["ok"] == 16 and sum(r["worker_deaths"] for r in document["files"]) >= 1
-    assert hidden(out) == []  # the killed attempt's temporary file was swept
+    # killed mid-group (the first groups hold several files): every file of it carries the death
+    assert document["ok"] == 16 and sum(r["worker_deaths"] >= 1 for r in document["files"]) >= 2
+    assert hidden(out) == []  # the killed attempt's temporary file and group marker were swept
     from convcli import convolve
 
     for path in inputs.iterdir():
@@ -104,7 +106,7 @@ def test_a_worker_killed_mid_batch_is_survived_every_output_complete(client, tmp
 
 
 class Poison(distributed.WorkerPlugin):
-    """Makes a file named poison* kill its worker process, as a decoder crash would (a plugin is
+    """Makes a file named *poison* kill its worker process, as a decoder crash would (a plugin is
     set up again in every restarted worker)."""
 
     name = "convcli-test-poison"
@@ -115,31 +117,52 @@ class Poison(distributed.WorkerPlugin):
         original = command.load_input
 
         def load_input(job):
-            if Path(job.input).name.startswith("poison"):
+            if "poison" in Path(job.input).name:
                 os._exit(1)
             return original(job)
 
         command.load_input = load_input
 
 
-def test_a_poison_file_ends_as_one_failed_record_the_others_complete(client, tmp_path):
-    inputs = arrays(tmp_path / "in", 4, RNG)
-    np.save(inputs / "poison.npy", np.ones((8, 8), dtype=np.float32))
+def poisoned_batch(client, inputs: Path, out: Path):
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
     client.register_plugin(Poison())
     try:
-        result = run("convolve", inputs, "-k", "box:3", "-o", f"{tmp_path}/out/", "--json",
-                     "--scheduler-address", client.scheduler.address)
+        return run("convolve", inputs, "-k", "box:3", "-o", f"{out}/", "--json",
+                   "--scheduler-address", client.scheduler.address)
     finally:
         client.unregister_worker_plugin(Poison.name)
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_a_poison_file_ends_as_one_failed_record_the_others_complete(client, tmp_path):
+    inputs = arrays(tmp_path / "in", 4, RNG)
+    np.save(inputs / "poison.npy", np.ones((8, 8), dtype=np.float32))  # last: it runs alone
+    result = poisoned_batch(client, inputs, tmp_path / "out")
     assert result.exit_code == 1, result.output
     document = json_of(result.output)
     failed = [r for r in document["files"] if r["error"]]
     assert [Path(r["input"]).name for r in failed] == ["poison.npy"]
-    assert "the worker died 2 times while processing this file" in failed[0]["error"]
-    assert "allowed-failures" in failed[0]["error"] and failed[0]["worker_deaths"] == 2
+    assert "the worker died 2 times while processing this file (Dask's" in failed[0]["error"]
+    assert "allowed-failures is 1" in failed[0]["error"] and failed[0]["worker_deaths"] == 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"f{i:02d}.npy" for i in range(4)]
+
+
+def test_a_poison_file_in_a_group_dies_alone_after_its_group_is_split(client, tmp_path):
+    inputs = arrays(tmp_path / "in", 12, RNG)
+    np.save(inputs / "f00-poison.npy", np.ones((8, 8), dtype=np.float32))  # first: in the first group
+    out = tmp_path / "out"
+    result = poisoned_batch(client, inputs, out)
+    assert result.exit_code == 1, result.output
+    records = json_of(result.output)["files"]
+    [poison] = [r for r in records if r["error"]]
+    assert Path(poison["input"]).name == "f00-poison.npy" and poison["worker_deaths"] == 3
+    group = int(re.search(r"died 3 times while processing this file \(1 in a group of (\d+) files, then 2 "
+                          r"alone; Dask's distributed.scheduler.allowed-failures is 1\)", poison["error"])[1])
+    # its group ran once, died with it, and its files ran again one per task: each carries that death
+    assert [r["worker_deaths"] for r in records[1:group]] == [1] * (group - 1) and group > 1
+    assert all(r["worker_deaths"] == 0 for r in records[group:])
+    assert sorted(p.name for p in out.iterdir()) == [f"f{i:02d}.npy" for i in range(12)]  # marker swept
 
 
 def test_an_unreachable_scheduler_is_one_clear_line(tmp_path):
@@ -209,7 +232,7 @@ def test_a_client_of_another_version_is_refused_before_any_task(client, tmp_path
     assert "runs convcli 0.1.0, this client 99.0" in result.output and not (tmp_path / "y.npy").exists()
 
 
-def test_transient_errors_are_retried_by_dask_a_corrupt_input_is_not(client, tmp_path):
+def test_transient_errors_are_retried_on_the_worker_a_corrupt_input_is_not(client, tmp_path):
     from convcli.errors import InputError
     from convcli.executors import BatchOptions, Job, run_batch
 
@@ -246,5 +269,5 @@ def test_each_task_gives_numba_its_share_of_the_host(client):
         return {"threads": numba.get_num_threads()}
 
     host = next(iter(client.scheduler_info()["workers"].values()))["host"]
-    record = client.submit(_OnWorker(threads, {host: 2}), Job("x", None, ""), pure=False).result()
+    [record] = client.submit(_OnWorker(threads, {host: 2}), [Job("x", None, "")], pure=False).result()
     assert record["threads"] == max(1, cores() // 2) and record["worker"].startswith("tcp://")

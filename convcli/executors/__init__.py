@@ -1,4 +1,4 @@
-"""Batches: one task per file, run by a thread pool, a process pool or a Dask cluster.
+"""Batches: one task per file on a thread or process pool, one per group of files on a Dask cluster.
 
 The client side (this module) refuses existing outputs once, before any task, gives every batch a
 run id (its temporary files carry it and are swept at the end), drives the progress bar, and turns
@@ -148,7 +148,7 @@ def run_batch(
         except ConvcliError as error:
             records[index] = failed_record(job, error, name)
     submitted = [replace(jobs[i], run_id=run_id, overwrite=executor.at_least_once) for i in pending]
-    task = _Task(process, options.retries, raise_transient=executor.at_least_once, name=name)
+    task = _Task(process, options.retries, name=name)
     if not submitted:  # every output exists: nothing to start a pool or a cluster for
         return Batch([records[i] for i in range(len(jobs))], executor.info)
     if len(jobs) > 1:
@@ -205,11 +205,10 @@ def check_stop(run_id: str | None = None) -> None:
 
 @dataclass(frozen=True)
 class _Task:
-    """``process`` on one job as a record: timed, failures caught (transient ones retried)."""
+    """``process`` on one job as a record: timed, failures caught (transient ones retried in place)."""
 
     process: Callable[[Job], Record]
     retries: int
-    raise_transient: bool  # dask: let a transient error fail the task, so Dask retries it elsewhere
     name: Callable[[str], str] = str  # how a message shows the parameters it names
 
     def __call__(self, job: Job) -> Record:
@@ -228,8 +227,6 @@ class _Task:
                 if is_transient(error) and attempt < self.retries:
                     attempt += 1
                     continue
-                if is_transient(error) and self.raise_transient:
-                    raise
                 record.update(failed_record(job, error, self.name))
                 break
         record["seconds"] = round(time.perf_counter() - start, 4)

@@ -1,25 +1,32 @@
-"""The Dask executor: one task per file on a Dask cluster (``--executor dask``).
+"""The Dask executor: a batch's files in groups, one task per group, on a Dask cluster
+(``--executor dask``).
 
 Where it runs, in Dask's own terms: ``--scheduler-address`` or ``--scheduler-file`` (each implies
 dask), else Dask's config ``scheduler-address`` (``DASK_SCHEDULER_ADDRESS``) when ``--executor dask``
 was asked for, else a ``LocalCluster`` of ``-j`` worker processes × 1 thread. The connect timeout is
 Dask's ``distributed.comm.timeouts.connect``.
 
+Why groups: Dask's own cost per task (client, scheduler, the worker's wait for its next task)
+measured 3-5 ms of CPU on a 2-core machine, a sixth of the work of a 512² PNG. Groups are planned
+once on the client (:func:`plan_groups`), large first, single files last, so the workers finish together.
+
 Dask runs a task at least once: a worker that dies mid-task is restarted by its nanny and the task
 reruns elsewhere. So the client refuses existing outputs before submitting, tasks replace their own
-earlier attempt, temporary files carry the run id and are swept at the end, and a file whose task
-killed its worker ``allowed-failures + 1`` times ends as one failed record.
+earlier attempt, temporary files carry the run id and are swept at the end. A group whose worker
+died is not run again as a group: its files run one per task, so a file that kills its worker
+every time dies alone and ends, after ``allowed-failures + 1`` deaths, as one failed record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -43,6 +50,15 @@ from convcli.executors import (
 INSTALL_HINT = "`executor` dask needs the optional extra: pip install 'convcli[dask]'"
 PREFLIGHT_INPUTS = 3  # the first inputs every worker must see
 DEATHS_POLL_SECONDS = 1.0  # how often the scheduler is asked how many workers died under each task
+GROUP_FILES = 16  # at most this many files in one task: Dask's cost per task shared 16 ways
+GROUP_BYTES = 16 * 2**20  # and at most this much input: a 4K PNG (12 MB) goes alone
+GROUPS_PER_THREAD = 2  # a group takes at most 1/(2 × worker threads) of the files still to plan
+# glibc malloc in the workers of the LocalCluster convcli starts. Dask's nanny sets
+# MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's adaptive mmap threshold: every array
+# over 128 KiB is mmapped, page-faulted in and unmapped again (a 512² PNG: ~4,600 page faults,
+# +10 ms of CPU, measured). These are the values glibc's adaptation itself ends at (mmap threshold
+# 32 MiB, trim threshold twice that): freed arrays are reused, and a worker keeps at most 64 MiB free.
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 64 * 2**20}
 
 
 class DaskExecutor:
@@ -121,46 +137,124 @@ class DaskExecutor:
     def run(self, jobs: list[Job], task: Task, done: Done) -> None:
         from distributed import as_completed
 
-        remote = _OnWorker(task, self.host_threads)
-        run_id = jobs[0].run_id if jobs else ""
-        keys = [f"convcli-{run_id}-{index}" for index in range(len(jobs))]
-        futures = self.client.map(remote, [_absolute(job) for job in jobs], key=keys,
-                                  retries=self.options.retries, pure=False)
-        position = {future.key: index for index, future in enumerate(futures)}
-        deaths = _DeathCount(self.client)
+        tasks = _Tasks(self.client, _OnWorker(task, self.host_threads), jobs, done)
+        groups = plan_groups(tasks.jobs, sum(self.host_threads.values()))
+        completed = as_completed(tasks.submit(groups), with_results=True, raise_errors=False,
+                                 loop=self.client.loop)
         try:
-            completed = as_completed(futures, with_results=True, raise_errors=False, loop=self.client.loop)
             for batch in completed.batches():
                 for future, result in batch:
-                    index = position[future.key]
-                    record = self._record(future, result, jobs[index])
-                    if record is not None:
-                        record.update(input=jobs[index].input, output=shown_output(jobs[index]))
-                        deaths.hold(future, record)
-                        done(index, record)
-                deaths.poll()
-            deaths.poll(force=True)
+                    completed.update(tasks.finish(future, result))
+                tasks.deaths.poll()
+            tasks.deaths.poll(force=True)
         except KeyboardInterrupt:
-            self.client.cancel(futures, force=True)
+            self.client.cancel(list(tasks.live.values()), force=True)
             # running tasks cannot be interrupted: tell them to stop at their next safe point
-            self.client.run(stop_run, run_id)
+            self.client.run(stop_run, tasks.run_id)
             raise
 
-    def _record(self, future, result, job: Job) -> Record | None:
-        """The task's record, or a failed one for a task that raised or killed its workers."""
+
+def plan_groups(jobs: list[Job], threads: int) -> list[list[int]]:
+    """The jobs' positions in groups, one task each, in the order they run: guided sizes (as
+    OpenMP's ``schedule(guided)``), each at most 1/(GROUPS_PER_THREAD × threads) of the files still
+    to plan, GROUP_FILES files and GROUP_BYTES of input, so large groups run first and single files
+    last. Jobs without an output file (``predict``) run one per task: a group marks its attempts in
+    the output folder (:func:`_first_attempt`)."""
+    if any(job.output is None for job in jobs):
+        return [[position] for position in range(len(jobs))]
+    groups: list[list[int]] = []
+    position = 0
+    while position < len(jobs):
+        size = min(GROUP_FILES, -(-(len(jobs) - position) // (GROUPS_PER_THREAD * max(1, threads))))
+        group, total = [position], _input_bytes(jobs[position])
+        position += 1
+        while len(group) < size and position < len(jobs):
+            total += _input_bytes(jobs[position])
+            if total > GROUP_BYTES:
+                break
+            group.append(position)
+            position += 1
+        groups.append(group)
+    return groups
+
+
+def _input_bytes(job: Job) -> int:
+    try:
+        return os.path.getsize(job.input)
+    except OSError:  # the task will say what is wrong with it; let it say so alone
+        return GROUP_BYTES
+
+
+class _Tasks:
+    """The batch's tasks as the client follows them: which files each holds, their records as tasks
+    end, and a group whose worker died split into one task per file."""
+
+    def __init__(self, client, remote: _OnWorker, jobs: list[Job], done: Done) -> None:
+        self.client, self.remote, self.done = client, remote, done
+        self.shown = jobs  # the paths as given, for the records
+        self.jobs = [_absolute(job) for job in jobs]
+        self.run_id = jobs[0].run_id if jobs else ""
+        self.files: dict[str, list[int]] = {}  # task key -> the positions of its jobs
+        self.live: dict[str, object] = {}  # task key -> its future, until its result is taken
+        self.carried: dict[int, tuple[int, int]] = {}  # position -> (deaths, files) of the group it left
+        self.deaths = _DeathCount(client)
+
+    def submit(self, groups: list[list[int]], kind: str = "group") -> list:
+        keys = [f"convcli-{self.run_id}-{kind}-{group[0]}" for group in groups]
+        futures = self.client.map(self.remote, [[self.jobs[p] for p in group] for group in groups],
+                                  key=keys, pure=False)
+        for future, group in zip(futures, groups, strict=True):
+            self.files[future.key] = group
+            self.live[future.key] = future
+        return futures
+
+    def finish(self, future, result) -> list:
+        """Take one task's outcome; return the tasks it leads to (its files, one per task)."""
         from distributed.scheduler import KilledWorker
 
-        if future.status == "finished":
-            return result
+        positions = self.files.pop(future.key)
+        del self.live[future.key]
         if future.cancelled():
-            return None
+            return []
+        if future.status == "finished" and result is not None:
+            for position, record in zip(positions, result, strict=True):
+                self._report(position, record)
+            self.deaths.hold(future, result)
+            return []
+        if future.status == "finished":  # None: an earlier attempt at this group died
+            died = self.deaths.count([future.key]).get(future.key, 1)
+            future.release()
+            return self._split(positions, died)
         error = future.exception()  # known to the client already: no round trip
-        if isinstance(error, KilledWorker):
-            died = error.allowed_failures + 1
-            text = (f"{job.input}: the worker died {died} times while processing this file (Dask's "
-                    f"distributed.scheduler.allowed-failures is {error.allowed_failures})")
-            return {**failed_record(job, text), "worker": error.last_worker.address, "worker_deaths": died}
-        return {**failed_record(job, error), "worker": None, "worker_deaths": 0}
+        if isinstance(error, KilledWorker) and len(positions) > 1:
+            return self._split(positions, error.allowed_failures + 1)
+        for position in positions:
+            job = self.shown[position]
+            if isinstance(error, KilledWorker):
+                record = self._killed(job, position, error)
+            else:
+                record = {**failed_record(job, error), "worker": None, "worker_deaths": 0}
+            self._report(position, record)
+        return []
+
+    def _split(self, positions: list[int], died: int) -> list:
+        for position in positions:
+            self.carried[position] = (died, len(positions))
+        return self.submit([[position] for position in positions], kind="file")
+
+    def _killed(self, job: Job, position: int, error) -> Record:
+        died = error.allowed_failures + 1
+        carried, files = self.carried.get(position, (0, 1))
+        how = f"{carried} in a group of {files} files, then {died} alone; " if carried else ""
+        text = (f"{job.input}: the worker died {died + carried} times while processing this file ({how}"
+                f"Dask's distributed.scheduler.allowed-failures is {error.allowed_failures})")
+        return {**failed_record(job, text), "worker": error.last_worker.address, "worker_deaths": died}
+
+    def _report(self, position: int, record: Record) -> None:
+        shown = self.shown[position]
+        record.update(input=shown.input, output=shown_output(shown))
+        record["worker_deaths"] += self.carried.get(position, (0, 1))[0]
+        self.done(position, record)
 
 
 def _absolute(job: Job) -> Job:
@@ -182,9 +276,7 @@ def _connect(distributed, options: BatchOptions):
     else:
         address = options.scheduler_address or dask.config.get("scheduler-address", None)
         if address is None:
-            # preload: dask_setup below, in every worker process, restarted ones included
-            cluster = distributed.LocalCluster(n_workers=options.workers, threads_per_worker=1,
-                                               processes=True, silence_logs=logging.ERROR, preload=[__name__])
+            cluster = start_local_cluster(options.workers)
             return distributed.Client(cluster), cluster
         where = f"at {address}"
         connect = {"address": address}
@@ -199,6 +291,19 @@ def _connect(distributed, options: BatchOptions):
         client.close()
         raise ExecutorError(f"the Dask scheduler {where} has no workers (waited {timeout})") from None
     return client, None
+
+
+def start_local_cluster(workers: int, **options):
+    """The LocalCluster ``--executor dask`` starts: ``workers`` processes × 1 thread, glibc's malloc
+    as WORKER_MALLOC says (unless the environment sets it), Ctrl-C left to the client."""
+    import dask
+    import distributed
+
+    malloc = {f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in WORKER_MALLOC.items()}
+    with dask.config.set(malloc):
+        # preload: dask_setup below, in every worker process, restarted ones included
+        return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                        silence_logs=logging.ERROR, preload=[__name__], **options)
 
 
 def dask_setup(worker) -> None:
@@ -216,13 +321,15 @@ def _dashboard(client) -> str | None:
 
 @dataclass(frozen=True)
 class _OnWorker:
-    """The task as it runs on a Dask worker: its share of the host's cores for Numba (the nanny
-    limits OMP/MKL/OpenBLAS threads but not Numba's), and the worker's address in the record."""
+    """A group's task as it runs on a Dask worker: its share of the host's cores for Numba (the
+    nanny limits OMP/MKL/OpenBLAS threads but not Numba's), and the worker's address in the records."""
 
     task: Callable[[Job], Record]
     host_threads: dict[str, int]
 
-    def __call__(self, job: Job) -> Record:
+    def __call__(self, group: list[Job]) -> list[Record] | None:
+        """The group's records; None when an earlier attempt at the group died (the client then runs
+        its files one per task, so a file that kills its worker dies alone)."""
         from distributed import get_worker
         from distributed.comm import get_address_host
 
@@ -230,7 +337,29 @@ class _OnWorker:
         if "NUMBA_NUM_THREADS" not in os.environ:
             host = get_address_host(worker.address)
             share_numba_threads(self.host_threads.get(host, worker.state.nthreads))
-        return {**self.task(job), "worker": worker.address, "worker_deaths": 0}
+        with _first_attempt(group) as first:
+            if not first:
+                return None
+            return [{**self.task(job), "worker": worker.address, "worker_deaths": 0} for job in group]
+
+
+@contextlib.contextmanager
+def _first_attempt(group: list[Job]) -> Iterator[bool]:
+    """Whether this is the group's first attempt. A group of several files leaves a marker in its
+    output folder while it runs (named with the run id: what a dead attempt leaves is swept at the
+    end of the batch); a rerun that finds the marker knows its worker died."""
+    if len(group) == 1:
+        yield True
+        return
+    first = group[0]
+    marker = first.output.parent / f".{first.output.name}.{first.run_id}.group.part"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        yield False
+        return
+    yield True
+    marker.unlink(missing_ok=True)  # not when the group was stopped: the sweep removes it then
 
 
 class _DeathCount:
@@ -239,28 +368,31 @@ class _DeathCount:
 
     def __init__(self, client) -> None:
         self.client = client
-        self.held: list[tuple[object, Record]] = []
+        self.held: list[tuple[object, list[Record]]] = []
         self.last = time.monotonic()
 
-    def hold(self, future, record: Record) -> None:
-        self.held.append((future, record))
+    def hold(self, future, records: list[Record]) -> None:
+        self.held.append((future, records))
 
     def poll(self, force: bool = False) -> None:
         if not self.held or (not force and time.monotonic() - self.last < DEATHS_POLL_SECONDS):
             return
-        def suspicious(dask_scheduler, keys):  # nested: sent by value, the scheduler may lack convcli
-            return {key: dask_scheduler.tasks[key].suspicious for key in keys if key in dask_scheduler.tasks}
-
-        keys = [future.key for future, _ in self.held]
-        try:
-            counts = self.client.run_on_scheduler(suspicious, keys=keys)
-        except Exception:  # noqa: BLE001 - a scheduler that cannot run it: the counts stay as they are
-            counts = {}
-        for future, record in self.held:
-            record["worker_deaths"] = max(record.get("worker_deaths") or 0, counts.get(future.key, 0))
+        counts = self.count([future.key for future, _ in self.held])
+        for future, records in self.held:
+            for record in records:
+                record["worker_deaths"] += counts.get(future.key, 0)
             future.release()
         self.held = []
         self.last = time.monotonic()
+
+    def count(self, keys: list[str]) -> dict[str, int]:
+        def suspicious(dask_scheduler, keys):  # nested: sent by value, the scheduler may lack convcli
+            return {key: dask_scheduler.tasks[key].suspicious for key in keys if key in dask_scheduler.tasks}
+
+        try:
+            return self.client.run_on_scheduler(suspicious, keys=keys)
+        except Exception:  # noqa: BLE001 - a scheduler that cannot run it: the counts stay as they are
+            return {}
 
 
 def check_worker(inputs: list[str], folders: list[str]) -> dict:
