@@ -52,6 +52,10 @@ PRODUCT_COST = 4.0
 # --only crossover. 1-D: the crossover lies near 400 taps (at 441,000 and 2×2,880,000 samples),
 # where the bare model put it near 50; 2-D: between 9×9 and 15×15 on 512², near 15×15 on 2048².
 FFT_SCALE = {1: 6.5, 2: 1.7}
+# the direct engine's tap tables, per kernel entry: the (c_in, kh, kw) index grids, each tap's
+# row and column offsets and weight, the nonzero index (measured: a 6,311,879-tap kernel peaked
+# at 530 MB, ~84 bytes a tap with the kernel's own copies)
+DIRECT_TAP_BYTES = 80
 
 
 @dataclass(frozen=True)
@@ -255,6 +259,8 @@ def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, sp
     if method == "separable":
         return float(arrays + rows + 4 * itemsize * reach[-1])
     extra = itemsize * math.prod(kernel_shape) + rows
+    if method == "direct":
+        extra += DIRECT_TAP_BYTES * math.prod(kernel_shape)
     if method == "fft":
         # overlap-add holds ~reach·block/step points per signal; one transform, about reach points
         points = math.prod(reach) if fft_block is None else 2 * (reach[0] + fft_block)
