@@ -386,12 +386,10 @@ def test_stop_ends_the_worker_and_calls_run_in_process(tmp_path, runtime):
     pid = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "a worker")["pid"]
     spares = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     assert len(spares) == 1, "a spare child waits for the next call"
-    assert list(runtime.glob("convcli/*.warm")), "the warm-up's inputs stay for the spares' rehearsals"
     result = convcli("server", "stop", env=env, text=True)
     assert result.returncode == 0 and str(pid) in result.stdout
     wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the worker to leave")
     assert not Path(f"/proc/{spares[0]}").exists()
-    assert not list(runtime.glob("convcli/*.warm")), "the worker's folder leaves with it"
     assert convcli("server", "stop", env=env, text=True).stdout.strip() == "no worker was running"
 
 
@@ -457,7 +455,7 @@ def test_a_worker_refuses_to_start_for_another_installation(tmp_path, runtime):
     assert not list(runtime.glob("convcli/*.sock"))
 
 
-def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch, tmp_path):
+def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch):
     from convcli.jit import config
     from convcli.server import warmup
 
@@ -465,7 +463,7 @@ def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch, tm
 
     monkeypatch.setattr(warmup, "_command_lines", lambda work: [])
     monkeypatch.setattr(warmup, "threading_layer", lambda: "omp")
-    reason = warmup.warm_up(tmp_path)
+    reason = warmup.warm_up()
     assert reason and "'omp'" in reason and "tbb" in reason
 
 

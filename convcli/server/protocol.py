@@ -245,11 +245,10 @@ def _private(path: str, uid: int) -> bool:
 
 
 def worker_paths(folder: str, key: str) -> dict[str, str]:
-    """The files of the worker for ``key``: its socket, its start lock, the reason it cannot
-    run here when it found one (clients then stop starting it), and its warm-up folder."""
+    """The files of the worker for ``key``: its socket, its start lock, and the reason it cannot
+    run here when it found one (clients then stop starting it)."""
     stem = os.path.join(folder, f"worker-{key}")
-    return {"socket": stem + ".sock", "lock": stem + ".lock", "unsupported": stem + ".unsupported",
-            "rehearsal": stem + ".warm"}
+    return {"socket": stem + ".sock", "lock": stem + ".lock", "unsupported": stem + ".unsupported"}
 
 
 def socket_is_ours(path: str) -> bool:

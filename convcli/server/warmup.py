@@ -10,6 +10,7 @@ a call does not use and nothing a call uses is forgotten when a command changes.
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -17,17 +18,16 @@ from pathlib import Path
 # fork-safe and thread-safe (-j N); OpenMP's GNU runtime dies in a forked child, workqueue
 # aborts when two threads launch parallel kernels
 FORK_SAFE_LAYERS = ("tbb",)
-QUIET = ["--quiet", "--force"]
 
 
-def warm_up(work: Path) -> str | None:
-    """Run the warm-up in the folder ``work`` (its inputs stay there for :func:`rehearse`); the
-    reason this worker cannot serve, or None."""
+def warm_up() -> str | None:
+    """Run the warm-up; the reason this worker cannot serve, or None."""
     from convcli.jit import config
 
     # before any parallel kernel runs: the layer must survive the fork of every call
     config.THREADING_LAYER = FORK_SAFE_LAYERS[0]
-    _quietly(_command_lines(work))
+    with tempfile.TemporaryDirectory(prefix="convcli-warm-") as folder:
+        _quietly(_command_lines(Path(folder)))
     layer = threading_layer()
     if layer not in FORK_SAFE_LAYERS:
         return (
@@ -37,14 +37,15 @@ def warm_up(work: Path) -> str | None:
     return None
 
 
-def rehearse(work: Path, stop: Callable[[], bool]) -> None:
-    """A spare child's rehearsal before it says it is ready for a call: the paths every call
-    takes (the command line, one layer's shapes, an image and an audio filter) run once more, so
-    that the pages they write are copied now (copy-on-write after the fork), not during the
-    call. Measured: a
-    --help call's page faults 966 -> 344, a convolve's 4157 -> 2619. ``stop``: the worker has
-    let the spare go; the rest of the rehearsal is skipped."""
-    _quietly(_rehearsal_lines(_inputs(work), _output_folder(work)), stop=stop)
+def rehearse(stop: Callable[[], bool]) -> None:
+    """A spare child's rehearsal before it says it is ready for a call: the command line's path
+    (Click, the help, one layer's shapes) runs once more, so that the pages it writes are copied
+    now (copy-on-write after the fork), not during the call: a --help call's page faults went
+    966 -> 344. Short on purpose (~5 ms): calls one after another must find the spare ready.
+    Rehearsing an image and an audio filter too saved ~800 of a convolve's ~5,500 faults but took
+    ~30 ms, so a loop's next call came before it ended. ``stop``: the worker has let the spare
+    go; the rest of the rehearsal is skipped."""
+    _quietly(_rehearsal_lines(), stop=stop)
 
 
 def _quietly(lines: list[list[str]], stop: Callable[[], bool] = lambda: False) -> None:
@@ -58,25 +59,18 @@ def _quietly(lines: list[list[str]], stop: Callable[[], bool] = lambda: False) -
             run(argv)
 
 
-def _output_folder(work: Path) -> str:
-    return str(work / "out") + os.sep
-
-
-def _rehearsal_lines(inputs: dict[str, str], out: str) -> list[list[str]]:
-    return [
-        ["--help"],
-        ["shapes", "--size", "28", "--kernel", "5"],
-        ["convolve", inputs["rgb8"], "-k", "sharpen", "-o", out, *QUIET],
-        ["convolve", inputs["wav"], "-k", "lowpass:cutoff=1000", "-o", out, *QUIET],
-    ]
+def _rehearsal_lines() -> list[list[str]]:
+    return [["--help"], ["shapes", "--size", "28", "--kernel", "5"]]
 
 
 def _command_lines(work: Path) -> list[list[str]]:
     inputs = _make_inputs(work)
-    out = _output_folder(work)
-    quiet = QUIET
+    out = str(work / "out") + os.sep
+    quiet = ["--quiet", "--force"]
     return [
-        *_rehearsal_lines(inputs, out),
+        *_rehearsal_lines(),
+        ["convolve", inputs["rgb8"], "-k", "sharpen", "-o", out, *quiet],
+        ["convolve", inputs["wav"], "-k", "lowpass:cutoff=1000", "-o", out, *quiet],
         ["shapes", "Input(1,28,28); Conv2d(1,8,5); MaxPool2d(2); Flatten(); LazyLinear(10)"],
         ["params", "--model", "lenet5"],
         ["kernels"],
@@ -126,13 +120,14 @@ def _make_inputs(work: Path) -> dict[str, str]:
     signals = rng.standard_normal((40, 32)).astype(np.float32)
     np.savez(work / "images.npz", x=images, y=labels)
     np.savez(work / "signals.npz", x=signals, y=labels)
-    return _inputs(work)
-
-
-def _inputs(work: Path) -> dict[str, str]:
-    names = {"rgb8": "rgb8.png", "gray8": "gray8.png", "rgb16": "rgb16.png", "wav": "clip.wav",
-             "images": "images.npz", "signals": "signals.npz"}
-    return {key: str(work / name) for key, name in names.items()}
+    return {
+        "rgb8": files["rgb8.png"],
+        "gray8": files["gray8.png"],
+        "rgb16": files["rgb16.png"],
+        "wav": files["clip.wav"],
+        "images": str(work / "images.npz"),
+        "signals": str(work / "signals.npz"),
+    }
 
 
 def threading_layer() -> str | None:

@@ -15,12 +15,10 @@ import fcntl
 import os
 import select
 import selectors
-import shutil
 import signal
 import socket
 import sys
 import time
-from pathlib import Path
 
 from convcli.server import child, protocol, warmup
 
@@ -59,14 +57,13 @@ class Worker:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.paths["socket"])
-            shutil.rmtree(self.paths["rehearsal"], ignore_errors=True)
 
     def _serve(self) -> int:
         self.listener = self._bind()  # before the warm-up: a full or broken folder fails fast
         nice = os.getpriority(os.PRIO_PROCESS, 0)
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, nice + WARM_NICE)
-        reason = warmup.warm_up(self._rehearsal_folder())
+        reason = warmup.warm_up()
         if reason:
             self._write(self.paths["unsupported"], reason)
             return 0
@@ -80,14 +77,6 @@ class Worker:
         self.listener.listen(128)
         self._loop()
         return 0
-
-    def _rehearsal_folder(self) -> Path:
-        """The warm-up's inputs, kept for the spare children's rehearsals (private: the runtime
-        folder is the user's own, 0700)."""
-        folder = Path(self.paths["rehearsal"])
-        shutil.rmtree(folder, ignore_errors=True)  # a killed worker's
-        folder.mkdir(mode=0o700)
-        return folder
 
     def _bind(self) -> socket.socket:
         path = self.paths["socket"]
@@ -278,7 +267,7 @@ class Worker:
             return
         if pid == 0:
             ours.close()
-            child.wait_for_request(theirs, self._inherited_fds(), Path(self.paths["rehearsal"]))  # no return
+            child.wait_for_request(theirs, self._inherited_fds())  # never returns
         theirs.close()
         self.spare, self.spare_ready = (pid, ours), False
 
