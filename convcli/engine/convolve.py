@@ -289,21 +289,19 @@ def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factor
     transforms = n * c_in + n * c_out + c_out * c_in
     lengths = [sfft.next_fast_len(r, real=True) for r in reach]
     size = math.prod(lengths)
-    if len(reach) > 1:
-        whole = FFT_COST * transforms * transform_cost(size) + PRODUCT_COST * n * c_out * c_in * size / 2
-        costs["fft"] = float(FFT_SCALE[2] * whole)
-        return costs, None
-    whole = FFT_COST * transforms * line_transform_cost(size) + PRODUCT_COST * n * c_out * c_in * size / 2
+    cost_of = line_transform_cost if len(reach) == 1 else transform_cost
+    whole = FFT_COST * transforms * cost_of(size) + PRODUCT_COST * n * c_out * c_in * size / 2
     fft_block = None
-    block = overlap_add_length(reach[0], spans[0])
-    n_blocks = math.ceil(reach[0] / (block - spans[0] + 1))
-    blocked = (
-        FFT_COST * ((n * c_in + n * c_out) * n_blocks + c_out * c_in) * line_transform_cost(block)
-        + PRODUCT_COST * n * c_out * c_in * n_blocks * block / 2
-    )
-    if blocked < whole:
-        whole, fft_block = blocked, block
-    costs["fft"] = float(FFT_SCALE[1] * whole)
+    if len(reach) == 1:
+        block = overlap_add_length(reach[0], spans[0])
+        n_blocks = math.ceil(reach[0] / (block - spans[0] + 1))
+        blocked = (
+            FFT_COST * ((n * c_in + n * c_out) * n_blocks + c_out * c_in) * cost_of(block)
+            + PRODUCT_COST * n * c_out * c_in * n_blocks * block / 2
+        )
+        if blocked < whole:
+            whole, fft_block = blocked, block
+    costs["fft"] = float(FFT_SCALE[len(reach)] * whole)
     return costs, fft_block
 
 

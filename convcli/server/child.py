@@ -36,7 +36,6 @@ def wait_for_request(channel: socket.socket, inherited: list[int]) -> None:
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     with contextlib.suppress(OSError):
         protocol.send(channel, {"ready": os.getpid()})
-    status = 1
     try:
         request, fds = protocol.receive(channel, max_fds=5)
     except (OSError, protocol.ProtocolError):
@@ -47,7 +46,7 @@ def wait_for_request(channel: socket.socket, inherited: list[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-    os._exit(status if request is not None else 0)
+    os._exit(0 if request is None else 1)  # let go by the worker, or handed a malformed call
 
 
 def run_request(connection: socket.socket, request: dict, fds: list[int], inherited: list[int]) -> None:
