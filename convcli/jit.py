@@ -16,8 +16,41 @@ import sys
 import threading
 import time
 
-from numba import config, njit, prange, uint64
-from numba.core import event
+
+def _load_blas_module_alone() -> None:
+    """Numba's first dispatch loads ``numba.np.arraymath``, whose BLAS probe imports
+    ``scipy.linalg.cython_blas``. Through its package that costs ~85 ms of a cold call: the
+    import runs ``scipy/linalg/__init__`` (the whole linalg API) and scipy's array-API layer,
+    whose ``from numpy import *`` loads numpy.f2py, numpy.testing and unittest. The probe needs
+    the extension module only: loaded by itself and put in ``sys.modules``, the probe's import
+    finds it there. ``scipy.linalg`` still imports in full wherever it is used, and takes this
+    very module. Anything unexpected leaves the import to Numba, as before."""
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    try:
+        import importlib.machinery
+        import importlib.util
+
+        scipy = importlib.util.find_spec("scipy")  # finds the package folder, imports nothing
+        folders = list(scipy.submodule_search_locations or []) if scipy else []
+        for folder in folders:
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                path = os.path.join(folder, "linalg", "cython_blas" + suffix)
+                if os.path.isfile(path):
+                    spec = importlib.util.spec_from_file_location(name, path)
+                    module = importlib.util.module_from_spec(spec)
+                    sys.modules[name] = module
+                    spec.loader.exec_module(module)
+                    return
+    except Exception:  # noqa: BLE001 - an optimisation: Numba's own import path still works
+        sys.modules.pop(name, None)
+
+
+_load_blas_module_alone()
+
+from numba import config, njit, prange, uint64  # noqa: E402 - after the BLAS module
+from numba.core import event  # noqa: E402
 
 __all__ = ["FMA_ONLY", "config", "njit", "prange", "uint64"]
 
