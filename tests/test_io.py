@@ -196,3 +196,46 @@ def test_sixteen_bit_pcm_is_converted_as_libsndfile_converts_it(tmp_path_factory
     assert data.dtype == np.float32 and data.flags.c_contiguous
     assert np.array_equal(data, soundfile.read(theirs, dtype="float32", always_2d=True)[0].T)
     assert np.array_equal(np.concatenate(list(read_audio_blocks(theirs, 7)), axis=1), data)
+
+
+@given(
+    st.sampled_from([np.float32, np.float64]).flatmap(
+        lambda dtype: hnp.arrays(dtype, st.tuples(st.integers(1, 3), st.integers(0, 300)),
+                                 elements=st.floats(-1.25, 1.25, width=32) | st.sampled_from(SPECIALS))
+    ),
+    st.booleans(),
+)
+def test_the_one_pass_pcm16_conversion_equals_numpys_clip_and_convert(samples, strided):
+    """The writer's one pass (count, saturate, convert, interleave) gives the frames and the clip
+    count of the numpy steps it replaced: fit_range's clip, then floor(32768·x) in float32 bounded
+    to the 16-bit range with NaN at the lowest step."""
+    from convcli.io.pcm16 import pcm16_frames
+
+    if strided:
+        samples = np.repeat(samples, 2, axis=1)[:, ::2]
+    clipped_block, clipped = fit_range(samples, "clip", -1.0, 1.0)
+    with np.errstate(invalid="ignore"):
+        scaled = np.floor(np.multiply(clipped_block, np.float32(32768), dtype=np.float32))
+        expected = np.minimum(np.fmax(scaled, -32768), 32767).T.astype(np.int16)
+    frames, outside = pcm16_frames(samples)
+    assert frames.flags.c_contiguous and frames.dtype == np.int16
+    assert np.array_equal(frames, expected) and outside == clipped
+
+
+def test_a_replaced_output_is_let_go_with_the_process_a_few_at_a_time(tmp_path):
+    """An output written over an old file holds the old file open, so that freeing its pages
+    comes after a warm call has answered; only the last few are held."""
+    import os
+
+    from convcli.io import files
+
+    before = list(files._held)
+    targets = [tmp_path / f"out{i}.npy" for i in range(files.HELD_REPLACED + 3)]
+    for target in targets:
+        target.write_bytes(b"old")
+        with atomic_output(target, force=True) as temp:
+            temp.write_bytes(b"new")
+    assert all(target.read_bytes() == b"new" for target in targets)
+    held = [fd for fd in files._held if fd not in before]
+    assert len(files._held) <= files.HELD_REPLACED and held
+    assert all(os.read(fd, 8) == b"old" for fd in held)  # the replaced files, not the new ones

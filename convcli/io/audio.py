@@ -92,14 +92,6 @@ def _read_frames(handle, frames: int, label: str) -> np.ndarray:
     return samples
 
 
-def pcm16_frames(block: np.ndarray) -> np.ndarray:
-    """(C, n) float samples as (n, C) 16-bit frames, converted as libsndfile converts them."""
-    scaled = np.floor(np.multiply(block, np.float32(PCM16_SCALE), dtype=np.float32))
-    np.fmax(scaled, -PCM16_SCALE, out=scaled)  # fmax: NaN becomes the floor, as in libsndfile
-    np.minimum(scaled, PCM16_SCALE - 1, out=scaled)
-    return scaled.T.astype(np.int16)
-
-
 def read_audio_blocks(
     source: Path | IO[bytes], block: int, *, name: str | None = None
 ) -> Iterator[np.ndarray]:
@@ -154,13 +146,26 @@ class AudioWriter:
 
     def write(self, block: np.ndarray) -> None:
         """Write a (C, n) block."""
+        if self.subtype == PCM16 and self.format in PCM16_WRITTEN_HERE:
+            self._write_pcm16(block)
+            return
         if not self.is_float:
             block, clipped = fit_range(block, self.policy, -1.0, 1.0, gain=self.gain)
             self.clipped += clipped
-        if self.subtype == PCM16 and self.format in PCM16_WRITTEN_HERE:
-            self._handle.write(pcm16_frames(block))
+        self._handle.write(np.ascontiguousarray(block.T))
+
+    def _write_pcm16(self, block: np.ndarray) -> None:
+        """16-bit frames converted here: clipping is the conversion's own saturation, so the
+        'clip' policy only needs the conversion's count of samples outside [-1, 1]."""
+        from convcli.io.pcm16 import pcm16_frames
+
+        if self.policy == "clip":
+            frames, clipped = pcm16_frames(block)
         else:
-            self._handle.write(np.ascontiguousarray(block.T))
+            block, clipped = fit_range(block, self.policy, -1.0, 1.0, gain=self.gain)
+            frames, _ = pcm16_frames(block)
+        self.clipped += clipped
+        self._handle.write(frames)
 
     def close(self) -> None:
         self._handle.close()
