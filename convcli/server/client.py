@@ -15,6 +15,7 @@ import sys
 
 from convcli.server import protocol
 
+LAUNCHERS = ("convcli", "convcli-python")  # the installed commands (setup.py)
 CONNECT_TIMEOUT = 2.0  # a worker accepts in microseconds; a hung one must not hang the call
 ACCEPT_TIMEOUT = 10.0  # connect -> the child's "accepted": a fork, even on a loaded machine
 STDIO_FDS = (0, 1, 2)
@@ -167,7 +168,7 @@ def _start_worker(key: str) -> None:
 
     try:
         subprocess.Popen(
-            protocol.worker_command(key),
+            protocol.worker_command(key, _launcher_folder()),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -177,6 +178,15 @@ def _start_worker(key: str) -> None:
         )
     except OSError:
         pass
+
+
+def _launcher_folder() -> str | None:
+    """The folder of the installed command running this call, where the native client looks for
+    its worker (:func:`protocol.entry_path`); None under ``python -m convcli``."""
+    path = sys.argv[0] if sys.argv else ""
+    if os.path.basename(path) not in LAUNCHERS:
+        return None
+    return os.path.dirname(os.path.realpath(path))
 
 
 # ---------------------------------------------------------------- leaving

@@ -150,11 +150,13 @@ def installation_key(environ: dict[str, str]) -> str:
     return blake2b("\n".join(parts).encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
 
 
-def worker_command(key: str) -> list[str]:
+def worker_command(key: str, launcher_folder: str | None = None) -> list[str]:
     """How to start the worker for ``key``: this interpreter with this process's options, and the
     convcli package this process runs (a source checkout's when ``python -m convcli`` runs from
     one, which is not the installed package a plain ``-m`` from elsewhere would import), never the
-    caller's working folder on the path (-P)."""
+    caller's working folder on the path (-P). ``launcher_folder``: where the ``convcli`` command
+    that started it lives; the worker names itself there for the native client
+    (:func:`entry_path`)."""
     import subprocess
 
     boot = (
@@ -162,7 +164,8 @@ def worker_command(key: str) -> list[str]:
         "from convcli.server.worker import main; sys.exit(main(sys.argv[1:]))"
     )
     flags = subprocess._args_from_interpreter_flags()
-    return [sys.executable, *flags, "-P", "-c", boot, os.path.dirname(_package_dir()), key]
+    launcher = [launcher_folder] if launcher_folder else []
+    return [sys.executable, *flags, "-P", "-c", boot, os.path.dirname(_package_dir()), key, *launcher]
 
 
 def _package_dir() -> str:
@@ -249,6 +252,17 @@ def worker_paths(folder: str, key: str) -> dict[str, str]:
     run here when it found one (clients then stop starting it)."""
     stem = os.path.join(folder, f"worker-{key}")
     return {"socket": stem + ".sock", "lock": stem + ".lock", "unsupported": stem + ".unsupported"}
+
+
+def entry_path(folder: str, launcher_folder: str) -> str:
+    """The file naming the key of the worker that serves the ``convcli`` commands in
+    ``launcher_folder``: the native client (client.c) cannot compute an installation key, so it
+    finds its worker here, by an FNV-1a hash of its own folder, and the worker checks the key of
+    each such call's environment before running it."""
+    value = 0xCBF29CE484222325
+    for byte in os.fsencode(launcher_folder):
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return os.path.join(folder, f"entry-{value:016x}.key")
 
 
 def socket_is_ours(path: str) -> bool:

@@ -28,9 +28,11 @@ WARM_NICE = 10  # the warm-up runs behind the user's own work
 
 
 class Worker:
-    def __init__(self, key: str, folder: str):
+    def __init__(self, key: str, folder: str, launcher_folder: str | None = None):
         self.key = key
         self.paths = protocol.worker_paths(folder, key)
+        # where the native client of launcher_folder finds this worker's key
+        self.entry = protocol.entry_path(folder, launcher_folder) if launcher_folder else None
         self.idle_timeout = float(protocol.settings()["idle_timeout"])
         self.identity = protocol.identity_environment(os.environ)
         self.children: dict[int, socket.socket] = {}
@@ -55,8 +57,7 @@ class Worker:
         try:
             return self._serve()
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.paths["socket"])
+            self._unlink_socket()
 
     def _serve(self) -> int:
         self.listener = self._bind()  # before the warm-up: a full or broken folder fails fast
@@ -75,8 +76,20 @@ class Worker:
         gc.collect()
         gc.freeze()  # the warm state is shared with every child: keep the collector off it
         self.listener.listen(128)
+        if self.entry:
+            with contextlib.suppress(OSError):
+                self._write(self.entry, self.key)
         self._loop()
         return 0
+
+    def _unlink_socket(self) -> None:
+        """The socket, and the entry naming this worker unless a newer worker has taken it."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.paths["socket"])
+        if self.entry:
+            with contextlib.suppress(OSError), open(self.entry, encoding="ascii") as file:
+                if file.read() == self.key:
+                    os.unlink(self.entry)
 
     def _bind(self) -> socket.socket:
         path = self.paths["socket"]
@@ -92,7 +105,7 @@ class Worker:
 
     def _write(self, path: str, text: str) -> None:
         temp = f"{path}.{os.getpid()}.tmp"
-        with open(temp, "w", encoding="utf-8") as file:
+        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as file:
             file.write(text)
         os.replace(temp, path)
 
@@ -157,8 +170,7 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.paths["socket"])
+        self._unlink_socket()
         self._dismiss_spare()
         if self.selector is not None and self.listener is not None:
             self.selector.unregister(self.listener)
@@ -211,6 +223,20 @@ class Worker:
             return "malformed request"
         if protocol.identity_environment(request["env"]) != self.identity:
             return "the caller's environment differs in a variable read at import"
+        if request.get("check_installation"):
+            return self._native_refusal(request["env"])
+        return None
+
+    def _native_refusal(self, env: dict) -> str | None:
+        """What the Python client checks before it connects, for the native client that cannot:
+        the worker is on, and this environment's installation key is this worker's own."""
+        if not protocol.settings(env)["enabled"]:
+            return "the warm worker is turned off"
+        try:
+            if protocol.installation_key(env) != self.key:
+                return "another installation"
+        except OSError:
+            return "another installation"
         return None
 
     def _answer(self, connection: socket.socket, message: dict) -> None:
@@ -363,8 +389,8 @@ def _detach_stdio() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m convcli.server.worker KEY", file=sys.stderr)
+    if len(argv) not in (1, 2):
+        print("usage: python -m convcli.server.worker KEY [LAUNCHER_FOLDER]", file=sys.stderr)
         return 2
     try:
         folder = protocol.runtime_dir()
@@ -376,7 +402,7 @@ def main(argv: list[str]) -> int:
         if protocol.installation_key(os.environ) != key:
             # started by a client that sees another installation: never serve it
             return 1
-        return Worker(key, folder).run()
+        return Worker(key, folder, *argv[1:]).run()
     except OSError:
         return 1  # a full or unwritable runtime folder: callers keep running in-process
 

@@ -1,0 +1,308 @@
+"""The native client (convcli/server/client.c): its request decodes to what the Python client
+sends, every answer ends the call as the Python client ends it, anything else hands the call to
+the Python client untouched, and a real warm worker serves it with the same bytes, output and
+exit status as an in-process run."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_server import CALLS, START_TIMEOUT, make_env, masked, wait_until
+
+import convcli.server
+from convcli.server import protocol
+
+COMPILER = shutil.which(os.environ.get("CC", "cc"))
+pytestmark = pytest.mark.skipif(
+    not protocol.supported() or COMPILER is None, reason="the native client is built on Linux with a compiler"
+)
+SOURCE = Path(convcli.server.__file__).with_name("client.c")
+LAUNCHER = Path(convcli.server.__file__).with_name("convcli")
+KEY = "0123456789abcdef01234567"
+FALLBACK = b"the Python client ran with "
+
+
+def build(folder: Path, python_client: str) -> Path:
+    """The native client in ``folder`` (warnings are errors), and a Python client beside it."""
+    native = folder / "convcli"
+    subprocess.run([COMPILER, "-O2", "-Wall", "-Wextra", "-Werror", "-o", native, SOURCE], check=True)
+    (folder / "convcli-python").write_text(python_client)
+    os.chmod(folder / "convcli-python", 0o755)
+    return native
+
+
+@pytest.fixture(scope="module")
+def stub_native(tmp_path_factory) -> Path:
+    """A native client whose Python client only says that it ran, and with how many arguments."""
+    folder = tmp_path_factory.mktemp("stub")
+    return build(folder, f'#!/bin/sh\nprintf "{FALLBACK.decode()}%s arguments" "$#"\n')
+
+
+@pytest.fixture()
+def fake_worker(stub_native):
+    """A socket where a worker's would be, named by an entry file as a worker names it."""
+    base = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))
+    os.chmod(base, 0o700)
+    folder = base / "convcli"
+    folder.mkdir(mode=0o700)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(protocol.worker_paths(str(folder), KEY)["socket"])
+    listener.listen(4)
+    listener.settimeout(30)
+    entry = protocol.entry_path(str(folder), str(stub_native.parent))
+    Path(entry).write_text(KEY)
+    os.chmod(entry, 0o600)
+    yield listener, {"XDG_RUNTIME_DIR": str(base)}
+    listener.close()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def start(native: Path, args: list, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([native, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def take_request(listener) -> tuple[socket.socket, dict, list[int]]:
+    connection, _ = listener.accept()
+    connection.settimeout(30)
+    request, fds = protocol.receive(connection, max_fds=8)
+    for fd in fds:
+        os.close(fd)
+    return connection, request, fds
+
+
+names = st.binary(min_size=1, max_size=8).filter(lambda b: b"=" not in b and b"\0" not in b)
+values = st.binary(max_size=12).filter(lambda b: b"\0" not in b)
+arguments = st.lists(st.binary(max_size=10).filter(lambda b: b"\0" not in b), max_size=4)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # one fake worker serves all
+@given(st.dictionaries(names.map(lambda name: b"T_" + name), values, max_size=5), arguments)
+def test_the_request_decodes_to_what_the_python_client_sends(stub_native, fake_worker, extra, args):
+    """argv and the environment as Python's os.fsdecode gives them (undecodable bytes as lone
+    surrogates, control characters, quotes, backslashes), and the caller's umask, limits,
+    priority and CPUs. A refused call goes to the Python client with its arguments."""
+    listener, env = fake_worker
+    environment = {key.encode(): value.encode() for key, value in env.items()} | extra
+    client = start(stub_native, args, environment)
+    connection, request, fds = take_request(listener)
+    with connection:
+        protocol.send(connection, {"refused": "not in this test"})
+    out, err = client.communicate(timeout=30)
+    assert client.returncode == 0 and out == FALLBACK + f"{len(args)} arguments".encode(), err
+    decode = os.fsdecode
+    assert request["op"] == "run" and request["check_installation"] is True
+    assert request["argv"] == [decode(arg) for arg in args]
+    assert request["env"] == {decode(key): decode(value) for key, value in environment.items()}
+    assert len(fds) == 4 and request["pid"] == client.pid
+    mask = os.umask(0o022)
+    os.umask(mask)
+    limits = {name: list(resource.getrlimit(getattr(resource, name))) for name in protocol.RLIMITS}
+    assert request["umask"] == mask and request["rlimits"] == limits
+    assert request["nice"] == os.getpriority(os.PRIO_PROCESS, 0)
+    assert request["affinity"] == sorted(os.sched_getaffinity(0))
+
+
+KILLED = "the warm worker's process running this command was killed by SIGKILL"
+ENDED = (
+    b"convcli: error: the warm worker ended without reporting an exit status (was it killed?); "
+    b"CONVCLI_SERVER=0 runs commands in-process\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("answers", "status", "stderr"),
+    [
+        ([{"accepted": 7}, {"status": 0}], 0, b""),
+        ([{"accepted": 7}, {"status": 3}], 3, b""),
+        ([{"accepted": 7}, {"status": 137, "error": KILLED}], 137, f"convcli: error: {KILLED}\n".encode()),
+        ([{"accepted": 7}, {"status": 1, "error": "é ✓ 𝄞 \"q\" \\ tab\t"}], 1,
+         'convcli: error: é ✓ 𝄞 "q" \\ tab\t\n'.encode()),
+        ([{"accepted": 7}, {"status": 300}], 1, b""),
+        ([{"accepted": 7}], 1, ENDED),
+    ],
+    ids=["ok", "status", "killed", "unicode error", "out of range", "ended"],
+)
+def test_the_answers_end_the_call_as_the_python_client_ends_it(stub_native, fake_worker, answers, status,
+                                                                stderr):
+    listener, env = fake_worker
+    client = start(stub_native, ["--help"], env)
+    connection, _, _ = take_request(listener)
+    with connection:
+        for answer in answers:
+            protocol.send(connection, answer)
+    out, err = client.communicate(timeout=30)
+    assert (client.returncode, out, err) == (status, b"", stderr)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"refused": "another installation"}, None, {"status": 0}],
+    ids=["refused", "closed", "no accept"],
+)
+def test_a_call_not_accepted_goes_to_the_python_client(stub_native, fake_worker, answer):
+    listener, env = fake_worker
+    client = start(stub_native, ["convolve", "a b", "-k", "x"], env)
+    connection, _, _ = take_request(listener)
+    with connection:
+        if answer is not None:
+            protocol.send(connection, answer)
+    out, _ = client.communicate(timeout=30)
+    assert client.returncode == 0 and out == FALLBACK + b"4 arguments"
+
+
+def test_signals_are_forwarded_to_the_command(stub_native, fake_worker):
+    listener, env = fake_worker
+    client = start(stub_native, ["--help"], env)
+    connection, _, _ = take_request(listener)
+    with connection:
+        protocol.send(connection, {"accepted": 7})
+        forwarded = []
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            client.send_signal(signum)
+            forwarded.append(protocol.receive(connection)[0])
+        protocol.send(connection, {"status": 130})
+    client.wait(timeout=30)
+    assert client.returncode == 130
+    assert forwarded == [{"signal": int(s)} for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"CONVCLI_SERVER": " Off\n"}, {"CONVCLI_SERVER": "FALSE"}, {"CONVCLI_SERVER": "0"}, "server",
+     "loose folder", "no entry", "loose entry"],
+)
+def test_without_a_trusted_worker_the_python_client_takes_the_call(stub_native, fake_worker, setting):
+    """Turned off, a 'server' command, or a folder or entry file others could write: the socket
+    is never used (the fake worker would see a connection)."""
+    listener, env = fake_worker
+    folder = Path(env["XDG_RUNTIME_DIR"]) / "convcli"
+    entry = Path(protocol.entry_path(str(folder), str(stub_native.parent)))
+    args = ["shapes", "--size", "8"]
+    if setting == "server":
+        args = ["server", "status"]
+    elif setting == "loose folder":
+        os.chmod(folder, 0o755)
+    elif setting == "no entry":
+        entry.unlink()
+    elif setting == "loose entry":
+        os.chmod(entry, 0o666)
+    else:
+        env = {**env, **setting}
+    client = start(stub_native, args, env)
+    out, _ = client.communicate(timeout=30)
+    assert client.returncode == 0 and out == FALLBACK + f"{len(args)} arguments".encode()
+    listener.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        listener.accept()
+
+
+def test_entry_files_are_named_by_fnv1a_of_the_folder():
+    """The hash client.c computes (its tests above reach the fake worker through this name)."""
+    assert protocol.entry_path("/f", "") == "/f/entry-cbf29ce484222325.key"  # the offset basis
+    assert protocol.entry_path("/f", "a") == "/f/entry-af63dc4c8601ec8c.key"  # FNV-1a test vectors
+    assert protocol.entry_path("/f", "foobar") == "/f/entry-85944171f73967e8.key"
+
+
+# ---------------------------------------------------------------- with a real worker
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """The native client with the real Python client beside it, and a worker it started."""
+    folder = tmp_path_factory.mktemp("bin")
+    native = build(folder, LAUNCHER.read_text().replace("#!python", f"#!{sys.executable}", 1))
+    runtime = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))
+    env = make_env(runtime)
+    first = subprocess.run([native, "--version"], env=env, capture_output=True, timeout=300)
+    assert first.returncode == 0, first.stderr  # no worker: the Python client ran it, and starts one
+    entry = Path(protocol.entry_path(str(runtime / "convcli"), str(folder)))
+    wait_until(entry.exists, START_TIMEOUT, "the worker to name itself for the native client")
+    yield native, env, entry
+    subprocess.run([native, "server", "stop", "--all"], env=env, capture_output=True, timeout=60)
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def served(native: Path, env: dict) -> int:
+    import json
+
+    result = subprocess.run([native, "server", "status", "--json"], env=env, capture_output=True, timeout=60)
+    return json.loads(result.stdout)["worker"]["served"]
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda call: " ".join(map(str, call))[:60])
+def test_the_worker_serves_the_native_client_as_in_process(real, tmp_path, call):
+    native, env, _ = real
+    results, outputs = {}, {}
+    for name, environment in (("cold", {**env, "CONVCLI_SERVER": "0"}), ("warm", env)):
+        out = tmp_path / name
+        out.mkdir()
+        before = served(native, env)
+        args = [str(a).replace("{out}", str(out)) for a in call]
+        results[name] = subprocess.run([native, *args], env=environment, cwd=tmp_path, capture_output=True,
+                                       timeout=300)
+        outputs[name] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+        assert served(native, env) == before + (name == "warm"), "the warm call was not served by the worker"
+    cold, warm = results["cold"], results["warm"]
+    assert warm.returncode == cold.returncode
+    assert masked(warm.stdout).replace("/warm", "/cold") == masked(cold.stdout)
+    assert masked(warm.stderr).replace("/warm", "/cold") == masked(cold.stderr)
+    assert outputs["warm"] == outputs["cold"]
+
+
+def test_an_undecodable_argument_reads_the_same_through_the_worker(real, tmp_path):
+    native, env, _ = real
+    name = os.fsencode(tmp_path) + b"/\xff\xfe caf\xc3\xa9.png"
+    results = [
+        subprocess.run([native, b"convolve", name, b"-k", b"sharpen", b"-o", b"x.png"], env=environment,
+                       cwd=tmp_path, capture_output=True, timeout=300)
+        for environment in ({**env, "CONVCLI_SERVER": "0"}, env)
+    ]
+    assert results[0].returncode == results[1].returncode == 1
+    assert results[0].stderr == results[1].stderr and b"\\udcff\\udcfe caf\xc3\xa9.png" in results[0].stderr
+
+
+def test_another_environment_is_refused_and_runs_in_process(real, tmp_path):
+    native, env, _ = real
+    before = served(native, env)
+    other = {**env, "NUMBA_OPT": "0", "CONVCLI_SERVER_IDLE": "1"}  # its own worker leaves at once
+    result = subprocess.run([native, "shapes", "--size", "28", "--kernel", "5"], env=other,
+                            capture_output=True, timeout=300)
+    assert result.returncode == 0 and b"24" in result.stdout
+    assert served(native, env) == before
+
+
+def test_the_worker_checks_the_installation_of_a_native_call():
+    from convcli.server.worker import Worker
+
+    folder = tempfile.mkdtemp(prefix="cc-", dir="/tmp")
+    try:
+        on = {**os.environ, "CONVCLI_SERVER": "1"}
+        key = protocol.installation_key(on)
+        assert Worker(key, folder)._native_refusal(on) is None
+        assert Worker("f" * 24, folder)._native_refusal(on) == "another installation"
+        off = {**on, "CONVCLI_SERVER": "no"}
+        assert Worker(key, folder)._native_refusal(off) == "the warm worker is turned off"
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_stopped_worker_takes_its_entry_with_it(real):
+    native, env, entry = real
+    assert len(entry.read_text()) == 24  # the worker's key
+    result = subprocess.run([native, "server", "stop"], env=env, capture_output=True, timeout=60)
+    assert result.returncode == 0
+    wait_until(lambda: not entry.exists(), 30, "the entry to go")
+    result = subprocess.run([native, "--version"], env=env, capture_output=True, timeout=300)
+    assert result.returncode == 0  # in-process again, and a new worker names itself
+    wait_until(entry.exists, START_TIMEOUT, "a new worker's entry")
