@@ -93,7 +93,7 @@ def test_the_request_decodes_to_what_the_python_client_sends(stub_native, fake_w
     surrogates, control characters, quotes, backslashes), and the caller's umask, limits,
     priority and CPUs. A refused call goes to the Python client with its arguments."""
     listener, env = fake_worker
-    environment = {key.encode(): value.encode() for key, value in env.items()} | extra
+    environment = {key.encode(): value.encode() for key, value in env.items()} | {b"LANG": b"C.UTF-8"} | extra
     client = start(stub_native, args, environment)
     connection, request, fds = take_request(listener)
     with connection:
@@ -111,6 +111,29 @@ def test_the_request_decodes_to_what_the_python_client_sends(stub_native, fake_w
     assert request["umask"] == mask and request["rlimits"] == limits
     assert request["nice"] == os.getpriority(os.PRIO_PROCESS, 0)
     assert request["affinity"] == sorted(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    "locale",
+    [{}, {"LANG": "C"}, {"LC_CTYPE": "POSIX"}, {"LC_ALL": "C"}, {"LANG": "C.UTF-8"},
+     {"LANG": "C", "PYTHONCOERCECLOCALE": "0"}],
+    ids=["unset", "LANG=C", "LC_CTYPE=POSIX", "LC_ALL=C", "LANG=C.UTF-8", "coercion off"],
+)
+def test_the_environment_is_the_one_python_would_see_in_any_locale(stub_native, fake_worker, locale):
+    """In the C locale Python's start adds LC_CTYPE=C.UTF-8 to its environment (PEP 538), and a
+    worker started by the Python client has it: the native client sends the same."""
+    import json
+
+    listener, env = fake_worker
+    environment = {**env, **locale}
+    client = start(stub_native, [], environment)
+    connection, request, _ = take_request(listener)
+    with connection:
+        protocol.send(connection, {"refused": "not in this test"})
+    client.communicate(timeout=30)
+    seen = subprocess.run([sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
+                          env=environment, capture_output=True, text=True, check=True)
+    assert request["env"] == json.loads(seen.stdout)
 
 
 KILLED = "the warm worker's process running this command was killed by SIGKILL"

@@ -17,7 +17,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <langinfo.h>
 #include <limits.h>
+#include <locale.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -184,6 +186,28 @@ static void put_environment(buffer *b) {
     puts_(b, "}");
 }
 
+static void coerce_legacy_locale(void) {
+    /* PEP 538, as the Python client's interpreter does when it starts: in the C locale (LC_ALL
+       unset), LC_CTYPE=C.UTF-8 (or the first of its spellings the system has) joins the
+       environment, so the request carries the environment a Python client would send. */
+    const char *coerce = getenv("PYTHONCOERCECLOCALE");
+    const char *all = getenv("LC_ALL");
+    if ((coerce && strcmp(coerce, "0") == 0) || (all && *all)) return;
+    if (coerce && strcmp(coerce, "warn") == 0) run_python_client();  /* it says so on stderr */
+    const char *current = setlocale(LC_CTYPE, "");
+    if (!current || strcmp(current, "C") != 0) return;
+    static const char *targets[] = {"C.UTF-8", "C.utf8", "UTF-8"};
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        if (!setlocale(LC_CTYPE, targets[i])) continue;
+        const char *codeset = nl_langinfo(CODESET);
+        if (codeset && *codeset) {
+            setenv("LC_CTYPE", targets[i], 1);
+            return;
+        }
+        setlocale(LC_CTYPE, "");
+    }
+}
+
 static void put_limits(buffer *b) {
     /* protocol.RLIMITS; RLIM_INFINITY travels as -1, as Python's resource module gives it */
     static const struct { const char *name; int id; } limits[] = {
@@ -214,6 +238,7 @@ static void put_request(buffer *b, int argc, char **argv) {
         put_string(b, argv[i], strlen(argv[i]));
     }
     puts_(b, "],\"env\":");
+    coerce_legacy_locale();
     put_environment(b);
     mode_t mask = umask(022);
     umask(mask);
