@@ -534,6 +534,7 @@ int main(int argc, char **argv) {
     sigaddset(&forwarded, SIGTERM);
     sigaddset(&forwarded, SIGHUP);
     sigprocmask(SIG_BLOCK, &forwarded, &caller_mask);
+    signal(SIGPIPE, SIG_IGN);  /* as in Python: a closed stderr is an error to ignore, not death */
     ssize_t n = readlink("/proc/self/exe", here, sizeof here - 1);
     if (n <= 0) {
         say("error: cannot find the convcli install folder (/proc/self/exe)");
