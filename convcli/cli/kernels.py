@@ -6,7 +6,7 @@ import math
 
 import click
 
-from convcli.cli.output import console, print_json
+from convcli.cli.output import console, print_json, table
 from convcli.text import shape_text
 
 EXAMPLES = """
@@ -60,20 +60,18 @@ WIDE = 120  # columns from which the convention column fits beside the descripti
 def kernel_table(rows: list[dict], width: int):
     """The library as a table that fits ``width`` columns (80 too): long cells fold, never cut; the
     convention column only where there is room for it."""
-    from rich.table import Table
-
     headers = ["name", "parameters (defaults)", "shape", "description"]
     headers += ["convention"] if width >= WIDE else []
-    table = Table(*headers)
-    table.columns[0].no_wrap = True
-    for column in table.columns[1:]:
-        column.overflow = "fold"
+    drawn = table()
+    drawn.add_column(headers[0], no_wrap=True)
+    for header in headers[1:]:
+        drawn.add_column(header, overflow="fold")
     for row in rows:
         params = ", ".join(f"{k}={v}" for k, v in row["parameters"].items()) or "-"
         shape = shape_text(row["kernel_shape"]) if row["kernel_shape"] else "by parameters"
         cells = [row["name"], params, shape, row["description"], row["convention"]]
-        table.add_row(*cells[: len(headers)])
-    return table
+        drawn.add_row(*cells[: len(headers)])
+    return drawn
 
 
 def _default_shape(name: str, entry, designs) -> list[int] | None:

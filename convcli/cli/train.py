@@ -117,19 +117,16 @@ class _TrainDisplay:
 
         # the latest rows that fit above the bar; the final table (printed at the end) has them all
         room = max(3, self.out.size.height - 10)
-        table = self._table(self.records[-room:], hidden=max(0, len(self.records) - room))
-        return table if self.bar is None else Group(table, self.bar)
+        drawn = self._table(self.records[-room:], hidden=max(0, len(self.records) - room))
+        return drawn if self.bar is None else Group(drawn, self.bar)
 
     def _table(self, records: list[dict], hidden: int = 0):
-        from rich.table import Table
-
         caption = f"({hidden} earlier epochs not shown until the end) " if hidden else ""
-        table = Table(*EPOCH_COLUMNS, caption=caption + EPOCH_CAPTION, caption_justify="left")
-        for column in table.columns:
-            column.justify = "right"
+        drawn = table(*EPOCH_COLUMNS, numeric=EPOCH_COLUMNS, caption=caption + EPOCH_CAPTION,
+                      caption_justify="left")
         for record in records:
-            table.add_row(*_epoch_cells(record))
-        return table
+            drawn.add_row(*_epoch_cells(record))
+        return drawn
 
 
 @click.command("train")

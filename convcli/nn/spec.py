@@ -15,6 +15,7 @@ in a spec is ever executed. Errors are :class:`SpecError` and name the line and 
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import math
 from collections.abc import Sequence
@@ -196,9 +197,17 @@ def _arguments(statement: Statement, name: str, call: ast.Call) -> tuple[list, d
     return args, kwargs
 
 
+@functools.cache
+def _parameters(init) -> tuple[tuple[inspect.Parameter, ...], tuple[str, ...]]:
+    """A layer's arguments after ``self`` and their names, once per ``__init__`` function (a
+    function's signature does not change): ``inspect.signature`` took ~13 us a layer, 0.3 ms
+    of the 0.9 ms AlexNet's spec took to parse."""
+    parameters = tuple(inspect.signature(init).parameters.values())[1:]
+    return parameters, tuple(p.name for p in parameters)
+
+
 def _check_signature(statement: Statement, name: str, cls: type, call: ast.Call, args, kwargs) -> None:
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    names = [p.name for p in parameters]
+    parameters, names = _parameters(cls.__init__)
     for keyword in call.keywords:
         if keyword.arg not in names:
             raise SpecError(
