@@ -49,22 +49,37 @@ def stub_native(tmp_path_factory) -> Path:
     return build(folder, f'#!/bin/sh\nprintf "{FALLBACK.decode()}%s arguments" "$#"\n')
 
 
+class FakeWorker:
+    """A socket where a worker's would be, and the entry file naming it as a worker names it."""
+
+    def __init__(self, base: Path, launcher_folder: Path):
+        self.folder = base / "convcli"
+        self.folder.mkdir(mode=0o700)
+        self.launcher_folder = launcher_folder
+        self.env = {"XDG_RUNTIME_DIR": str(base), "LANG": "C.UTF-8"}  # a locale Python keeps
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(protocol.worker_paths(str(self.folder), KEY)["socket"])
+        self.listener.listen(4)
+        self.listener.settimeout(30)
+        self.serve(self.env)
+
+    def serve(self, environ: dict[str, str]) -> Path:
+        """Name this worker for callers whose environment (as Python sees it) is ``environ``."""
+        for old in self.folder.glob("entry-*"):
+            old.unlink()
+        entry = Path(protocol.entry_path(str(self.folder), str(self.launcher_folder), environ))
+        entry.write_text(KEY)
+        os.chmod(entry, 0o600)
+        return entry
+
+
 @pytest.fixture()
 def fake_worker(stub_native):
-    """A socket where a worker's would be, named by an entry file as a worker names it."""
     base = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))
     os.chmod(base, 0o700)
-    folder = base / "convcli"
-    folder.mkdir(mode=0o700)
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(protocol.worker_paths(str(folder), KEY)["socket"])
-    listener.listen(4)
-    listener.settimeout(30)
-    entry = protocol.entry_path(str(folder), str(stub_native.parent))
-    Path(entry).write_text(KEY)
-    os.chmod(entry, 0o600)
-    yield listener, {"XDG_RUNTIME_DIR": str(base)}
-    listener.close()
+    worker = FakeWorker(base, stub_native.parent)
+    yield worker
+    worker.listener.close()
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -82,20 +97,27 @@ def take_request(listener) -> tuple[socket.socket, dict, list[int]]:
 
 
 names = st.binary(min_size=1, max_size=8).filter(lambda b: b"=" not in b and b"\0" not in b)
+# names the worker's identity takes, leaves out or reads per call (not the locale's: see below)
+kinds = st.sampled_from([
+    b"T_", b"NUMBA_", b"CONVCLI_", b"CONVCLI_MAX_", b"OMP_", b"OPENBLAS_", b"MKL_", b"TBB_", b"PYTHONX",
+    b"CONVCLI_SERVER", b"CONVCLI_DEBUG", b"CONVCLI_EXECUTOR", b"NUMBA",
+])
 values = st.binary(max_size=12).filter(lambda b: b"\0" not in b)
 arguments = st.lists(st.binary(max_size=10).filter(lambda b: b"\0" not in b), max_size=4)
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # one fake worker serves all
-@given(st.dictionaries(names.map(lambda name: b"T_" + name), values, max_size=5), arguments)
+@given(st.dictionaries(st.tuples(kinds, names | st.just(b"")).map(b"".join), values, max_size=5), arguments)
 def test_the_request_decodes_to_what_the_python_client_sends(stub_native, fake_worker, extra, args):
     """argv and the environment as Python's os.fsdecode gives them (undecodable bytes as lone
     surrogates, control characters, quotes, backslashes), and the caller's umask, limits,
-    priority and CPUs. A refused call goes to the Python client with its arguments."""
-    listener, env = fake_worker
-    environment = {key.encode(): value.encode() for key, value in env.items()} | {b"LANG": b"C.UTF-8"} | extra
+    priority and CPUs. The client found the worker named for its identity variables (the same
+    ones, hashed the same way). A refused call goes to the Python client with its arguments."""
+    environment = {key.encode(): value.encode() for key, value in fake_worker.env.items()}
+    environment |= {b"LANG": b"C.UTF-8"} | extra
+    fake_worker.serve({os.fsdecode(key): os.fsdecode(value) for key, value in environment.items()})
     client = start(stub_native, args, environment)
-    connection, request, fds = take_request(listener)
+    connection, request, fds = take_request(fake_worker.listener)
     with connection:
         protocol.send(connection, {"refused": "not in this test"})
     out, err = client.communicate(timeout=30)
@@ -124,15 +146,15 @@ def test_the_environment_is_the_one_python_would_see_in_any_locale(stub_native, 
     worker started by the Python client has it: the native client sends the same."""
     import json
 
-    listener, env = fake_worker
-    environment = {**env, **locale}
+    environment = {**fake_worker.env, **locale}
+    seen = subprocess.run([sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
+                          env=environment, capture_output=True, text=True, check=True)
+    fake_worker.serve(json.loads(seen.stdout))  # found by the name Python's environment gives
     client = start(stub_native, [], environment)
-    connection, request, _ = take_request(listener)
+    connection, request, _ = take_request(fake_worker.listener)
     with connection:
         protocol.send(connection, {"refused": "not in this test"})
     client.communicate(timeout=30)
-    seen = subprocess.run([sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
-                          env=environment, capture_output=True, text=True, check=True)
     assert request["env"] == json.loads(seen.stdout)
 
 
@@ -158,9 +180,8 @@ ENDED = (
 )
 def test_the_answers_end_the_call_as_the_python_client_ends_it(stub_native, fake_worker, answers, status,
                                                                 stderr):
-    listener, env = fake_worker
-    client = start(stub_native, ["--help"], env)
-    connection, _, _ = take_request(listener)
+    client = start(stub_native, ["--help"], fake_worker.env)
+    connection, _, _ = take_request(fake_worker.listener)
     with connection:
         for answer in answers:
             protocol.send(connection, answer)
@@ -174,9 +195,8 @@ def test_the_answers_end_the_call_as_the_python_client_ends_it(stub_native, fake
     ids=["refused", "closed", "no accept"],
 )
 def test_a_call_not_accepted_goes_to_the_python_client(stub_native, fake_worker, answer):
-    listener, env = fake_worker
-    client = start(stub_native, ["convolve", "a b", "-k", "x"], env)
-    connection, _, _ = take_request(listener)
+    client = start(stub_native, ["convolve", "a b", "-k", "x"], fake_worker.env)
+    connection, _, _ = take_request(fake_worker.listener)
     with connection:
         if answer is not None:
             protocol.send(connection, answer)
@@ -185,9 +205,8 @@ def test_a_call_not_accepted_goes_to_the_python_client(stub_native, fake_worker,
 
 
 def test_signals_are_forwarded_to_the_command(stub_native, fake_worker):
-    listener, env = fake_worker
-    client = start(stub_native, ["--help"], env)
-    connection, _, _ = take_request(listener)
+    client = start(stub_native, ["--help"], fake_worker.env)
+    connection, _, _ = take_request(fake_worker.listener)
     with connection:
         protocol.send(connection, {"accepted": 7})
         forwarded = []
@@ -208,9 +227,8 @@ def test_signals_are_forwarded_to_the_command(stub_native, fake_worker):
 def test_without_a_trusted_worker_the_python_client_takes_the_call(stub_native, fake_worker, setting):
     """Turned off, a 'server' command, or a folder or entry file others could write: the socket
     is never used (the fake worker would see a connection)."""
-    listener, env = fake_worker
-    folder = Path(env["XDG_RUNTIME_DIR"]) / "convcli"
-    entry = Path(protocol.entry_path(str(folder), str(stub_native.parent)))
+    env, folder = fake_worker.env, fake_worker.folder
+    entry = fake_worker.serve(env)
     args = ["shapes", "--size", "8"]
     if setting == "server":
         args = ["server", "status"]
@@ -225,16 +243,19 @@ def test_without_a_trusted_worker_the_python_client_takes_the_call(stub_native, 
     client = start(stub_native, args, env)
     out, _ = client.communicate(timeout=30)
     assert client.returncode == 0 and out == FALLBACK + f"{len(args)} arguments".encode()
-    listener.settimeout(0.2)
+    fake_worker.listener.settimeout(0.2)
     with pytest.raises(TimeoutError):
-        listener.accept()
+        fake_worker.listener.accept()
 
 
-def test_entry_files_are_named_by_fnv1a_of_the_folder():
-    """The hash client.c computes (its tests above reach the fake worker through this name)."""
-    assert protocol.entry_path("/f", "") == "/f/entry-cbf29ce484222325.key"  # the offset basis
-    assert protocol.entry_path("/f", "a") == "/f/entry-af63dc4c8601ec8c.key"  # FNV-1a test vectors
-    assert protocol.entry_path("/f", "foobar") == "/f/entry-85944171f73967e8.key"
+def test_entry_files_are_named_by_fnv1a_of_the_folder_and_the_identity():
+    """The hash client.c computes; the tests above reach the fake worker through this name."""
+    assert protocol.fnv1a(b"") == 0xCBF29CE484222325  # FNV-1a's offset basis and test vectors
+    assert protocol.fnv1a(b"a") == 0xAF63DC4C8601EC8C and protocol.fnv1a(b"foobar") == 0x85944171F73967E8
+    plain = protocol.entry_path("/f", "/bin", {"HOME": "/h", "CONVCLI_DEBUG": "1"})
+    folder_only = protocol.fnv1a(b"/bin" + bytes(1))
+    assert plain == f"/f/entry-{folder_only:016x}.key"
+    assert protocol.entry_path("/f", "/bin", {"LC_ALL": "C"}) != plain
 
 
 # ---------------------------------------------------------------- with a real worker
@@ -249,7 +270,7 @@ def real(tmp_path_factory):
     env = make_env(runtime)
     first = subprocess.run([native, "--version"], env=env, capture_output=True, timeout=300)
     assert first.returncode == 0, first.stderr  # no worker: the Python client ran it, and starts one
-    entry = Path(protocol.entry_path(str(runtime / "convcli"), str(folder)))
+    entry = Path(protocol.entry_path(str(runtime / "convcli"), str(folder), env))
     wait_until(entry.exists, START_TIMEOUT, "the worker to name itself for the native client")
     yield native, env, entry
     subprocess.run([native, "server", "stop", "--all"], env=env, capture_output=True, timeout=60)
@@ -296,13 +317,21 @@ def test_an_undecodable_argument_reads_the_same_through_the_worker(real, tmp_pat
 
 
 def test_another_environment_is_refused_and_runs_in_process(real, tmp_path):
-    native, env, _ = real
+    """Another identity finds no entry of its own: the Python client runs it and starts that
+    identity's worker, which names itself apart (this worker's entry stays)."""
+    native, env, entry = real
     before = served(native, env)
-    other = {**env, "NUMBA_OPT": "0", "CONVCLI_SERVER_IDLE": "1"}  # its own worker leaves at once
+    other = {**env, "NUMBA_OPT": "0"}
     result = subprocess.run([native, "shapes", "--size", "28", "--kernel", "5"], env=other,
                             capture_output=True, timeout=300)
     assert result.returncode == 0 and b"24" in result.stdout
     assert served(native, env) == before
+    other_entry = Path(protocol.entry_path(str(entry.parent), str(native.parent), other))
+    wait_until(other_entry.exists, START_TIMEOUT, "the other worker's entry")
+    assert entry.exists() and other_entry != entry
+    subprocess.run([native, "server", "stop"], env=other, capture_output=True, timeout=60)
+    wait_until(lambda: not other_entry.exists(), 30, "the other worker to leave")
+    assert entry.exists()
 
 
 def test_the_worker_checks_the_installation_of_a_native_call():

@@ -176,6 +176,14 @@ def _release_later(fd: int | None) -> None:
         os.close(oldest)
 
 
+def release_held() -> None:
+    """Close every held replaced file now (a warm worker, before its children inherit them)."""
+    with _held_lock:
+        held, _held[:] = list(_held), []
+    for fd in held:
+        os.close(fd)
+
+
 def _name_target(error: Exception, temp: Path, target: str) -> None:
     """Make an encoder's error name the output the user asked for, not the temporary file
     (whose name the user never gave, and which is gone by the time they read the message)."""

@@ -19,23 +19,22 @@ import signal
 import socket
 import sys
 import tempfile
+from pathlib import Path
 
 from convcli.cli import run
 from convcli.io import files
 from convcli.server import protocol, warmup
 
 
-def wait_for_request(channel: socket.socket, inherited: list[int]) -> None:
-    """A spare child: drop the worker's descriptors and handlers at once, rehearse, say it is
-    ready, then wait for the call the worker hands over (its request, the caller's descriptors
-    and the connection)."""
+def wait_for_request(channel: socket.socket, inherited: list[int], rehearsal: Path) -> None:
+    """A spare child: drop the worker's descriptors and handlers at once, rehearse (until a call
+    comes), then take the call the worker hands over: its request, the caller's descriptors and
+    the connection."""
     _leave_worker(inherited, keep=channel.fileno())
     with contextlib.suppress(Exception):
-        warmup.rehearse(stop=lambda: bool(select.select([channel], [], [], 0)[0]))
+        warmup.rehearse(rehearsal, stop=lambda: bool(select.select([channel], [], [], 0)[0]))
     for name in ("SIGTERM", "SIGHUP"):  # neither the worker's stop handler nor a rehearsal's
         signal.signal(getattr(signal, name), signal.SIG_DFL)
-    with contextlib.suppress(OSError):
-        protocol.send(channel, {"ready": os.getpid()})
     try:
         request, fds = protocol.receive(channel, max_fds=5)
     except (OSError, protocol.ProtocolError):

@@ -238,7 +238,6 @@ static void put_request(buffer *b, int argc, char **argv) {
         put_string(b, argv[i], strlen(argv[i]));
     }
     puts_(b, "],\"env\":");
-    coerce_legacy_locale();
     put_environment(b);
     mode_t mask = umask(022);
     umask(mask);
@@ -285,20 +284,64 @@ static void runtime_folder(char *folder, size_t size) {
     if (n >= (int)size || !private_folder(folder, uid)) run_python_client();
 }
 
-static uint64_t fnv1a(const char *text) {
-    /* protocol.entry_id: FNV-1a, 64 bits */
-    uint64_t hash = 0xcbf29ce484222325ULL;
-    for (const unsigned char *s = (const unsigned char *)text; *s; s++) {
-        hash ^= *s;
+/* protocol.identity_environment: the variables read once at import, which a worker shares with
+   its callers (a test checks that both sides pick the same ones) */
+static int identity_variable(const char *entry, size_t name_length) {
+    static const char *prefixes[] = {"NUMBA_", "CONVCLI_", "OMP_", "OPENBLAS_", "MKL_", "TBB_", "PYTHON", "LC_"};
+    static const char *per_call[] = {"CONVCLI_SERVER", "CONVCLI_SERVER_IDLE", "CONVCLI_DEBUG", "CONVCLI_EXECUTOR"};
+    static const char per_call_prefix[] = "CONVCLI_MAX_";
+    for (size_t i = 0; i < sizeof per_call / sizeof per_call[0]; i++)
+        if (name_length == strlen(per_call[i]) && strncmp(entry, per_call[i], name_length) == 0) return 0;
+    if (name_length >= strlen(per_call_prefix) && strncmp(entry, per_call_prefix, strlen(per_call_prefix)) == 0)
+        return 0;
+    if (name_length == 4 && strncmp(entry, "LANG", 4) == 0) return 1;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (name_length >= strlen(prefixes[i]) && strncmp(entry, prefixes[i], strlen(prefixes[i])) == 0) return 1;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b) {
+    /* environment entries in the order of their names' bytes ('=' ends a name: it sorts first) */
+    const unsigned char *x = *(const unsigned char *const *)a, *y = *(const unsigned char *const *)b;
+    for (;; x++, y++) {
+        unsigned char cx = *x == '=' ? 0 : *x, cy = *y == '=' ? 0 : *y;
+        if (cx != cy || cx == 0) return (int)cx - (int)cy;
+    }
+}
+
+static uint64_t fnv1a(uint64_t hash, const char *data, size_t n) {
+    /* protocol.fnv1a: FNV-1a, 64 bits */
+    for (size_t i = 0; i < n; i++) {
+        hash ^= (unsigned char)data[i];
         hash *= 0x100000001b3ULL;
     }
+    return hash;
+}
+
+static uint64_t entry_hash(void) {
+    /* protocol.entry_path: this program's folder, then the identity variables sorted by name */
+    uint64_t hash = fnv1a(0xcbf29ce484222325ULL, here, strlen(here) + 1);
+    size_t count = 0;
+    for (char **entry = environ; *entry; entry++) count++;
+    const char **chosen = malloc((count + 1) * sizeof *chosen);
+    if (!chosen) run_python_client();
+    size_t n = 0;
+    for (char **entry = environ; *entry; entry++) {
+        const char *equals = strchr(*entry, '=');
+        if (equals && identity_variable(*entry, (size_t)(equals - *entry)) &&
+            !seen_before(entry, (size_t)(equals - *entry)))
+            chosen[n++] = *entry;
+    }
+    qsort(chosen, n, sizeof *chosen, by_name);
+    for (size_t i = 0; i < n; i++) hash = fnv1a(hash, chosen[i], strlen(chosen[i]) + 1);
+    free(chosen);
     return hash;
 }
 
 static void worker_socket(const char *folder, char *path, size_t size) {
     /* entry-ID.key names the key of the worker serving this folder's convcli */
     char entry[PATH_MAX];
-    if (snprintf(entry, sizeof entry, "%s/entry-%016llx.key", folder, (unsigned long long)fnv1a(here)) >=
+    if (snprintf(entry, sizeof entry, "%s/entry-%016llx.key", folder, (unsigned long long)entry_hash()) >=
         (int)sizeof entry)
         run_python_client();
     int fd = open(entry, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -546,6 +589,7 @@ int main(int argc, char **argv) {
     *slash = 0;
     if (disabled() || runs_here(argc, argv)) run_python_client();
 
+    coerce_legacy_locale();  /* the environment a Python client would have, before it is hashed or sent */
     char folder[PATH_MAX], path[PATH_MAX];
     runtime_folder(folder, sizeof folder);
     worker_socket(folder, path, sizeof path);

@@ -254,15 +254,24 @@ def worker_paths(folder: str, key: str) -> dict[str, str]:
     return {"socket": stem + ".sock", "lock": stem + ".lock", "unsupported": stem + ".unsupported"}
 
 
-def entry_path(folder: str, launcher_folder: str) -> str:
-    """The file naming the key of the worker that serves the ``convcli`` commands in
-    ``launcher_folder``: the native client (client.c) cannot compute an installation key, so it
-    finds its worker here, by an FNV-1a hash of its own folder, and the worker checks the key of
-    each such call's environment before running it."""
+def entry_path(folder: str, launcher_folder: str, environ: dict[str, str]) -> str:
+    """The file naming the key of the worker that serves the ``convcli`` commands installed in
+    ``launcher_folder`` for callers with ``environ``'s identity (a caller with ``LC_ALL=C`` has a
+    worker of its own). The native client (client.c) cannot compute an installation key, so it
+    finds its worker by this name: an FNV-1a hash of the folder and the identity variables, as
+    bytes, sorted by name. The worker checks each such call's installation key before it runs."""
+    data = os.fsencode(launcher_folder) + b"\0"
+    variables = sorted((os.fsencode(k), os.fsencode(v)) for k, v in identity_environment(environ).items())
+    data += b"".join(name + b"=" + value + b"\0" for name, value in variables)
+    return os.path.join(folder, f"entry-{fnv1a(data):016x}.key")
+
+
+def fnv1a(data: bytes) -> int:
+    """FNV-1a, 64 bits: a hash both clients compute the same way in a few lines."""
     value = 0xCBF29CE484222325
-    for byte in os.fsencode(launcher_folder):
+    for byte in data:
         value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return os.path.join(folder, f"entry-{value:016x}.key")
+    return value
 
 
 def socket_is_ours(path: str) -> bool:

@@ -10,6 +10,7 @@ a call does not use and nothing a call uses is forgotten when a command changes.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -20,14 +21,17 @@ from pathlib import Path
 FORK_SAFE_LAYERS = ("tbb",)
 
 
-def warm_up() -> str | None:
-    """Run the warm-up; the reason this worker cannot serve, or None."""
+def warm_up(rehearsal: Path) -> str | None:
+    """Run the warm-up; the reason this worker cannot serve, or None. ``rehearsal``: a private
+    folder for the worker's life, where the warm-up leaves the small inputs its spares rehearse on."""
+    from convcli.io import files
     from convcli.jit import config
 
     # before any parallel kernel runs: the layer must survive the fork of every call
     config.THREADING_LAYER = FORK_SAFE_LAYERS[0]
     with tempfile.TemporaryDirectory(prefix="convcli-warm-") as folder:
-        _quietly(_command_lines(Path(folder)))
+        _quietly(_command_lines(Path(folder), _make_inputs(rehearsal)))
+    files.release_held()  # the warm-up's replaced outputs: no child should inherit them
     layer = threading_layer()
     if layer not in FORK_SAFE_LAYERS:
         return (
@@ -37,15 +41,19 @@ def warm_up() -> str | None:
     return None
 
 
-def rehearse(stop: Callable[[], bool]) -> None:
-    """A spare child's rehearsal before it says it is ready for a call: the command line's path
-    (Click, the help, one layer's shapes) runs once more, so that the pages it writes are copied
-    now (copy-on-write after the fork), not during the call: a --help call's page faults went
-    966 -> 344. Short on purpose (~5 ms): calls one after another must find the spare ready.
-    Rehearsing an image and an audio filter too saved ~800 of a convolve's ~5,500 faults but took
-    ~30 ms, so a loop's next call came before it ended. ``stop``: the worker has let the spare
-    go; the rest of the rehearsal is skipped."""
-    _quietly(_rehearsal_lines(), stop=stop)
+def rehearse(rehearsal: Path, stop: Callable[[], bool]) -> None:
+    """A spare child's rehearsal before it says it is ready for a call: an image filter, an audio
+    filter and the command line (help, one layer's shapes) run once more on tiny inputs, so that
+    the pages every call writes (the worker's objects, copied on write after the fork; the heap)
+    are the spare's own before the call comes. Measured in forked children: a 10 s wav low-pass
+    23.7 -> ~11 ms, a 512² PNG sharpen 47 -> 30 ms, --help 4.9 -> 1.7 ms; the rehearsal takes
+    ~20 ms. ``stop``: a call has come (or the worker let the spare go); the spare takes it after
+    the line it is running, which is never longer than the call's own first-run cost."""
+    out = tempfile.mkdtemp(dir=rehearsal)
+    try:
+        _quietly(_rehearsal_lines(_inputs(rehearsal), out + os.sep), stop=stop)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def _quietly(lines: list[list[str]], stop: Callable[[], bool] = lambda: False) -> None:
@@ -59,18 +67,21 @@ def _quietly(lines: list[list[str]], stop: Callable[[], bool] = lambda: False) -
             run(argv)
 
 
-def _rehearsal_lines() -> list[list[str]]:
-    return [["--help"], ["shapes", "--size", "28", "--kernel", "5"]]
+def _rehearsal_lines(inputs: dict[str, str], out: str) -> list[list[str]]:
+    quiet = ["--quiet", "--force"]
+    return [
+        ["convolve", inputs["rgb8"], "-k", "sharpen", "-o", out, *quiet],
+        ["convolve", inputs["wav"], "-k", "lowpass:cutoff=1000", "-o", out, *quiet],
+        ["--help"],
+        ["shapes", "--size", "28", "--kernel", "5"],
+    ]
 
 
-def _command_lines(work: Path) -> list[list[str]]:
-    inputs = _make_inputs(work)
+def _command_lines(work: Path, inputs: dict[str, str]) -> list[list[str]]:
     out = str(work / "out") + os.sep
     quiet = ["--quiet", "--force"]
     return [
-        *_rehearsal_lines(),
-        ["convolve", inputs["rgb8"], "-k", "sharpen", "-o", out, *quiet],
-        ["convolve", inputs["wav"], "-k", "lowpass:cutoff=1000", "-o", out, *quiet],
+        *_rehearsal_lines(inputs, out),
         ["shapes", "Input(1,28,28); Conv2d(1,8,5); MaxPool2d(2); Flatten(); LazyLinear(10)"],
         ["params", "--model", "lenet5"],
         ["kernels"],
@@ -101,33 +112,35 @@ def _command_lines(work: Path) -> list[list[str]]:
     ]
 
 
+def _inputs(work: Path) -> dict[str, str]:
+    """The paths of the small inputs :func:`_make_inputs` writes in ``work``."""
+    return {
+        "rgb8": str(work / "rgb8.png"),
+        "gray8": str(work / "gray8.png"),
+        "rgb16": str(work / "rgb16.png"),
+        "wav": str(work / "clip.wav"),
+        "images": str(work / "images.npz"),
+        "signals": str(work / "signals.npz"),
+    }
+
+
 def _make_inputs(work: Path) -> dict[str, str]:
+    import imagecodecs
     import numpy as np
     import soundfile
     from PIL import Image
 
+    inputs = _inputs(work)
     rng = np.random.default_rng(0)
-    files = {name: str(work / name) for name in ("rgb8.png", "gray8.png", "rgb16.png", "clip.wav")}
-    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(files["rgb8.png"])
-    Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(files["gray8.png"])
-    import imagecodecs
-
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(inputs["rgb8"])
+    Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(inputs["gray8"])
     deep = rng.integers(0, 65536, (24, 32, 3), dtype=np.uint16)
-    Path(files["rgb16.png"]).write_bytes(imagecodecs.png_encode(deep))
-    soundfile.write(files["clip.wav"], rng.uniform(-0.5, 0.5, (1600, 2)), 16000, subtype="PCM_16")
+    Path(inputs["rgb16"]).write_bytes(imagecodecs.png_encode(deep))
+    soundfile.write(inputs["wav"], rng.uniform(-0.5, 0.5, (1600, 2)), 16000, subtype="PCM_16")
     labels = np.arange(40) % 2
-    images = rng.integers(0, 256, (40, 12, 12), dtype=np.uint8)
-    signals = rng.standard_normal((40, 32)).astype(np.float32)
-    np.savez(work / "images.npz", x=images, y=labels)
-    np.savez(work / "signals.npz", x=signals, y=labels)
-    return {
-        "rgb8": files["rgb8.png"],
-        "gray8": files["gray8.png"],
-        "rgb16": files["rgb16.png"],
-        "wav": files["clip.wav"],
-        "images": str(work / "images.npz"),
-        "signals": str(work / "signals.npz"),
-    }
+    np.savez(inputs["images"], x=rng.integers(0, 256, (40, 12, 12), dtype=np.uint8), y=labels)
+    np.savez(inputs["signals"], x=rng.standard_normal((40, 32)).astype(np.float32), y=labels)
+    return inputs
 
 
 def threading_layer() -> str | None:
