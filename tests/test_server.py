@@ -189,7 +189,8 @@ def test_file_size_limit_travels(env, cold, tmp_path):
 def test_status_reports_memory_idle_time_and_threading_layer(env):
     worker = status(env)["worker"]
     assert worker["memory"]["rss"] > 50 * 2**20
-    assert 0 < worker["memory"]["pss"] <= worker["memory"]["rss"]
+    # the spare shares the worker's pages, plus the few MiB its rehearsal made its own
+    assert 0 < worker["memory"]["pss"] <= 1.25 * worker["memory"]["rss"]
     assert worker["idle_seconds"] >= 0 and worker["threading_layer"] == "tbb"
     text = convcli("server", "status", env=env, text=True).stdout
     assert f"pid {worker['pid']}" in text and "MiB resident" in text and "idle" in text
