@@ -103,6 +103,7 @@ def test_kernel_and_server_commands(tmp_path):
     status = document(run("server", "status", "--json", env={"XDG_RUNTIME_DIR": str(tmp_path)}),
                       "server status")
     assert status["enabled"] is False and status["worker"] is None  # CONVCLI_SERVER=0 (conftest)
+    assert status["native_client"] is None  # not run by an installed command
 
 
 # ---------------------------------------------------------------- one exit-status rule

@@ -349,6 +349,17 @@ def test_the_worker_checks_the_installation_of_a_native_call():
         shutil.rmtree(folder)
 
 
+def test_status_says_whether_the_native_client_finds_the_worker(real):
+    import json
+
+    native, env, entry = real
+    result = subprocess.run([native, "server", "status", "--json"], env=env, capture_output=True, timeout=60)
+    report = json.loads(result.stdout)["native_client"]
+    assert report == {"command": str(native), "entry": str(entry), "finds_worker": True}
+    text = subprocess.run([native, "server", "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert f"native client: {native} (finds this worker)" in text.stdout
+
+
 def test_a_stopped_worker_takes_its_entry_with_it(real):
     native, env, entry = real
     assert len(entry.read_text()) == 24  # the worker's key

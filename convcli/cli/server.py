@@ -55,6 +55,10 @@ def status(as_json: bool) -> None:
         ]
     else:
         lines.append("worker: none running for this installation and environment")
+    native = report.get("native_client")
+    if native:
+        finds = "finds this worker" if native["finds_worker"] else "none named yet: a call starts one"
+        lines.append(f"native client: {native['command']} ({finds})")
     click.echo("\n".join(lines))
 
 
@@ -91,7 +95,32 @@ def _report() -> dict:
     except OSError:
         pass
     report["worker"] = _ask(paths["socket"], {"op": "status"})
+    report["native_client"] = _native_client(folder, report["worker"])
     return report
+
+
+def _native_client(folder: str, worker: dict | None) -> dict | None:
+    """The native client installed beside this command (server/client.c), and whether the entry
+    it reads names the running worker; None where ``convcli`` is the Python client."""
+    from convcli.server.client import launcher_folder
+
+    launchers = launcher_folder()
+    if launchers is None:
+        return None
+    command = os.path.join(launchers, "convcli")
+    try:
+        with open(command, "rb") as file:
+            if file.read(4) != b"\x7fELF":
+                return None
+    except OSError:
+        return None
+    entry = protocol.entry_path(folder, launchers, os.environ)
+    try:
+        with open(entry, encoding="ascii") as file:
+            named = file.read()
+    except OSError:
+        named = None
+    return {"command": command, "entry": entry, "finds_worker": bool(worker) and named == worker.get("key")}
 
 
 def _folder() -> str:

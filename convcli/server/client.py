@@ -168,7 +168,7 @@ def _start_worker(key: str) -> None:
 
     try:
         subprocess.Popen(
-            protocol.worker_command(key, _launcher_folder()),
+            protocol.worker_command(key, launcher_folder()),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -180,7 +180,7 @@ def _start_worker(key: str) -> None:
         pass
 
 
-def _launcher_folder() -> str | None:
+def launcher_folder() -> str | None:
     """The folder of the installed command running this call, where the native client looks for
     its worker (:func:`protocol.entry_path`); None under ``python -m convcli``."""
     path = sys.argv[0] if sys.argv else ""
