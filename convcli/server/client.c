@@ -3,7 +3,8 @@
    It does what convcli/server/client.py does for a call a warm worker can take, without an
    interpreter start (~10 ms, as long as SoX's whole job): it reads which worker serves this
    installation from the entry file that worker wrote (entry-ID.key in the private runtime
-   folder, ID naming the folder of this program), passes stdin, stdout, stderr and the working
+   folder, ID hashing the folder of this program and the variables a worker shares with its
+   callers), passes stdin, stdout, stderr and the working
    folder (SCM_RIGHTS) with argv, the environment, umask, resource limits, priority and CPU
    affinity as one JSON message, forwards SIGINT/SIGTERM/SIGHUP, and exits with the command's
    status. The worker checks that this environment's installation key is its own before it runs
@@ -162,24 +163,31 @@ static void put_string(buffer *b, const char *text, size_t n) {
 
 /* ------------------------------------------------------------------ the request */
 
-static int seen_before(char **entry, size_t key_length) {
-    /* os.environ keeps the first of two entries with one name */
-    for (char **earlier = environ; earlier != entry; earlier++)
-        if (strncmp(*earlier, *entry, key_length) == 0 && (*earlier)[key_length] == '=') return 1;
-    return 0;
-}
+static char **variables;  /* the environment as os.environ has it: NAME=VALUE, first of each name */
 
-static void put_environment(buffer *b) {
-    int first = 1;
-    puts_(b, "{");
+static void read_environment(void) {
+    /* after the locale's coercion, which adds to the environment */
+    size_t count = 0, n = 0;
+    for (char **entry = environ; *entry; entry++) count++;
+    variables = malloc((count + 1) * sizeof *variables);
+    if (!variables) run_python_client();
     for (char **entry = environ; *entry; entry++) {
         const char *equals = strchr(*entry, '=');
         if (!equals) continue;
-        size_t key_length = (size_t)(equals - *entry);
-        if (seen_before(entry, key_length)) continue;
-        if (!first) puts_(b, ",");
-        first = 0;
-        put_string(b, *entry, key_length);
+        size_t name_length = (size_t)(equals - *entry) + 1;  /* with the '=' */
+        int seen = 0;  /* os.environ keeps the first of two entries with one name */
+        for (size_t i = 0; i < n && !seen; i++) seen = strncmp(variables[i], *entry, name_length) == 0;
+        if (!seen) variables[n++] = *entry;
+    }
+    variables[n] = NULL;
+}
+
+static void put_environment(buffer *b) {
+    puts_(b, "{");
+    for (char **entry = variables; *entry; entry++) {
+        const char *equals = strchr(*entry, '=');
+        if (entry != variables) puts_(b, ",");
+        put_string(b, *entry, (size_t)(equals - *entry));
         puts_(b, ":");
         put_string(b, equals + 1, strlen(equals + 1));
     }
@@ -284,19 +292,21 @@ static void runtime_folder(char *folder, size_t size) {
     if (n >= (int)size || !private_folder(folder, uid)) run_python_client();
 }
 
+static int has_prefix(const char *entry, size_t name_length, const char *prefix) {
+    return name_length >= strlen(prefix) && strncmp(entry, prefix, strlen(prefix)) == 0;
+}
+
 /* protocol.identity_environment: the variables read once at import, which a worker shares with
    its callers (a test checks that both sides pick the same ones) */
 static int identity_variable(const char *entry, size_t name_length) {
     static const char *prefixes[] = {"NUMBA_", "CONVCLI_", "OMP_", "OPENBLAS_", "MKL_", "TBB_", "PYTHON", "LC_"};
     static const char *per_call[] = {"CONVCLI_SERVER", "CONVCLI_SERVER_IDLE", "CONVCLI_DEBUG", "CONVCLI_EXECUTOR"};
-    static const char per_call_prefix[] = "CONVCLI_MAX_";
     for (size_t i = 0; i < sizeof per_call / sizeof per_call[0]; i++)
-        if (name_length == strlen(per_call[i]) && strncmp(entry, per_call[i], name_length) == 0) return 0;
-    if (name_length >= strlen(per_call_prefix) && strncmp(entry, per_call_prefix, strlen(per_call_prefix)) == 0)
-        return 0;
-    if (name_length == 4 && strncmp(entry, "LANG", 4) == 0) return 1;
+        if (name_length == strlen(per_call[i]) && has_prefix(entry, name_length, per_call[i])) return 0;
+    if (has_prefix(entry, name_length, "CONVCLI_MAX_")) return 0;
+    if (name_length == 4 && has_prefix(entry, name_length, "LANG")) return 1;
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-        if (name_length >= strlen(prefixes[i]) && strncmp(entry, prefixes[i], strlen(prefixes[i])) == 0) return 1;
+        if (has_prefix(entry, name_length, prefixes[i])) return 1;
     return 0;
 }
 
@@ -321,17 +331,12 @@ static uint64_t fnv1a(uint64_t hash, const char *data, size_t n) {
 static uint64_t entry_hash(void) {
     /* protocol.entry_path: this program's folder, then the identity variables sorted by name */
     uint64_t hash = fnv1a(0xcbf29ce484222325ULL, here, strlen(here) + 1);
-    size_t count = 0;
-    for (char **entry = environ; *entry; entry++) count++;
+    size_t count = 0, n = 0;
+    while (variables[count]) count++;
     const char **chosen = malloc((count + 1) * sizeof *chosen);
     if (!chosen) run_python_client();
-    size_t n = 0;
-    for (char **entry = environ; *entry; entry++) {
-        const char *equals = strchr(*entry, '=');
-        if (equals && identity_variable(*entry, (size_t)(equals - *entry)) &&
-            !seen_before(entry, (size_t)(equals - *entry)))
-            chosen[n++] = *entry;
-    }
+    for (char **entry = variables; *entry; entry++)
+        if (identity_variable(*entry, (size_t)(strchr(*entry, '=') - *entry))) chosen[n++] = *entry;
     qsort(chosen, n, sizeof *chosen, by_name);
     for (size_t i = 0; i < n; i++) hash = fnv1a(hash, chosen[i], strlen(chosen[i]) + 1);
     free(chosen);
@@ -339,7 +344,7 @@ static uint64_t entry_hash(void) {
 }
 
 static void worker_socket(const char *folder, char *path, size_t size) {
-    /* entry-ID.key names the key of the worker serving this folder's convcli */
+    /* entry-ID.key names the key of the worker serving this folder's convcli for this identity */
     char entry[PATH_MAX];
     if (snprintf(entry, sizeof entry, "%s/entry-%016llx.key", folder, (unsigned long long)entry_hash()) >=
         (int)sizeof entry)
@@ -590,6 +595,7 @@ int main(int argc, char **argv) {
     if (disabled() || runs_here(argc, argv)) run_python_client();
 
     coerce_legacy_locale();  /* the environment a Python client would have, before it is hashed or sent */
+    read_environment();
     char folder[PATH_MAX], path[PATH_MAX];
     runtime_folder(folder, sizeof folder);
     worker_socket(folder, path, sizeof path);
