@@ -42,8 +42,8 @@ def warm_up(rehearsal: Path) -> str | None:
 
 
 def rehearse(rehearsal: Path, stop: Callable[[], bool]) -> None:
-    """A spare child's rehearsal before it says it is ready for a call: an image filter, an audio
-    filter and the command line (help, one layer's shapes) run once more on tiny inputs, so that
+    """A spare child's rehearsal while it waits for a call: an image filter, an audio filter and
+    the command line (help, one layer's shapes) run once more on tiny inputs, so that
     the pages every call writes (the worker's objects, copied on write after the fork; the heap)
     are the spare's own before the call comes. Measured in forked children: a 10 s wav low-pass
     23.7 -> ~11 ms, a 512² PNG sharpen 47 -> 30 ms, --help 4.9 -> 1.7 ms; the rehearsal takes

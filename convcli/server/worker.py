@@ -164,9 +164,10 @@ class Worker:
             return CHECK_EVERY
         return self.idle_timeout - (time.monotonic() - self.last_active)
 
-    def _installation_changed(self) -> bool:
+    def _installation_changed(self, environ: dict[str, str] = os.environ) -> bool:
+        """Whether ``environ`` (the worker's own, or a native caller's) names another key."""
         try:
-            return protocol.installation_key(os.environ) != self.key
+            return protocol.installation_key(environ) != self.key
         except OSError:
             return True
 
@@ -237,12 +238,7 @@ class Worker:
         the worker is on, and this environment's installation key is this worker's own."""
         if not protocol.settings(env)["enabled"]:
             return "the warm worker is turned off"
-        try:
-            if protocol.installation_key(env) != self.key:
-                return "another installation"
-        except OSError:
-            return "another installation"
-        return None
+        return "another installation" if self._installation_changed(env) else None
 
     def _answer(self, connection: socket.socket, message: dict) -> None:
         with contextlib.suppress(OSError):
