@@ -40,8 +40,8 @@ def status(as_json: bool) -> None:
         return
     worker = report.get("worker")
     lines = [f"enabled: {'yes' if report['enabled'] else 'no'} ({report['why']})"]
-    if report.get("unsupported"):
-        lines.append(f"unsupported here: {report['unsupported']}")
+    if report.get("unsupported") and not worker:
+        lines.append(_unsupported_line(report["unsupported"]))
     if worker:
         memory = worker.get("memory", {})
         lines += [
@@ -89,14 +89,24 @@ def _report() -> dict:
     folder = _folder()
     paths = _paths(folder)
     report["key"] = os.path.basename(paths["socket"])[len("worker-") : -len(".sock")]
-    try:
-        with open(paths["unsupported"], encoding="utf-8") as file:
-            report["unsupported"] = file.read()
-    except OSError:
-        pass
+    unsupported = protocol.read_unsupported(paths["unsupported"], os.environ)
+    if unsupported:
+        report["unsupported"] = unsupported
     report["worker"] = _ask(paths["socket"], {"op": "status"})
     report["native_client"] = _native_client(folder, report["worker"])
     return report
+
+
+def _unsupported_line(record: dict) -> str:
+    """Why no worker runs here and what to do, in one line."""
+    if record.get("holds"):
+        when = (
+            f"tried again in {_duration(record.get('recheck_after', 0) - time.time())}, or at once "
+            "when the installation or the environment changes"
+        )
+    else:
+        when = "it no longer holds: the next call starts a worker again"
+    return f"no worker here: {record.get('reason')}; to fix: {record.get('fix')} ({when})"
 
 
 def _native_client(folder: str, worker: dict | None) -> dict | None:

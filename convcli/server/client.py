@@ -158,8 +158,8 @@ def _start_worker(key: str) -> None:
 
     try:
         paths = protocol.worker_paths(protocol.runtime_dir(), key)
-        if os.path.exists(paths["unsupported"]):
-            return
+        if protocol.unsupported_holds(paths["unsupported"], os.environ):
+            return  # it could not run here, and nothing that could change that has changed
         with open(paths["lock"], "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: one is starting
     except OSError:

@@ -260,9 +260,66 @@ def _private(path: str, uid: int) -> bool:
 
 def worker_paths(folder: str, key: str) -> dict[str, str]:
     """The files of the worker for ``key``: its socket, its start lock, and the reason it cannot
-    run here when it found one (clients then stop starting it)."""
+    run here when it found one (clients then stop starting it while :func:`unsupported_holds`)."""
     stem = os.path.join(folder, f"worker-{key}")
     return {"socket": stem + ".sock", "lock": stem + ".lock", "unsupported": stem + ".unsupported"}
+
+
+# ---------------------------------------------------------------- a worker that cannot run
+
+# A worker that cannot run here records why; clients stop starting it (each try costs a
+# warm-up) until the record is this old, or until what could change the verdict changes: the
+# installation and the identity variables (both in the key, so a new record is consulted), or
+# these variables, which steer the loader that finds TBB.
+RECHECK_SECONDS = 3600.0
+RECHECK_VARIABLES = ("LD_LIBRARY_PATH", "LD_PRELOAD")
+
+
+def unsupported_record(reason: str, fix: str, tried: list[str], environ: dict[str, str]) -> str:
+    """The text of a worker's ``unsupported`` file: the fingerprint of the loader's variables on
+    the first line (read without ``json`` by every client that would start a worker), then the
+    record as JSON: what failed, what fixes it, what was tried, and when it is tried again."""
+    import json
+    import time
+
+    now = time.time()
+    record = {"reason": reason, "fix": fix, "tried": tried}
+    record.update(checked=now, recheck_after=now + RECHECK_SECONDS)
+    return _loader_fingerprint(environ) + "\n" + json.dumps(record) + "\n"
+
+
+def unsupported_holds(path: str, environ: dict[str, str]) -> bool:
+    """Whether the record at ``path`` still stands for a caller with ``environ``: written for the
+    same loader variables less than :data:`RECHECK_SECONDS` ago."""
+    import time
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            fingerprint = file.readline().rstrip("\n")
+            age = time.time() - os.fstat(file.fileno()).st_mtime
+    except (OSError, ValueError):
+        return False
+    return fingerprint == _loader_fingerprint(environ) and 0 <= age < RECHECK_SECONDS
+
+
+def read_unsupported(path: str, environ: dict[str, str]) -> dict | None:
+    """The record at ``path`` with ``holds`` (:func:`unsupported_holds`), or None."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            file.readline()
+            record = json.loads(file.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    return {**record, "holds": unsupported_holds(path, environ)}
+
+
+def _loader_fingerprint(environ: dict[str, str]) -> str:
+    text = "\0".join(f"{name}={environ.get(name, '')}" for name in RECHECK_VARIABLES)
+    return f"{fnv1a(os.fsencode(text)):016x}"
 
 
 def entry_path(folder: str, launcher_folder: str, environ: dict[str, str]) -> str:

@@ -69,10 +69,20 @@ class Worker:
         nice = os.getpriority(os.PRIO_PROCESS, 0)
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, nice + WARM_NICE)
-        reason = warmup.warm_up(self.rehearsal)
-        if reason:
-            self._write(self.paths["unsupported"], reason)
+        try:
+            warmup.warm_up(self.rehearsal)
+        except warmup.Unsupported as problem:
+            self._record_unsupported(problem.reason, problem.fix, problem.tried)
             return 0
+        except Exception as error:  # noqa: BLE001 - said once in the record, not at every call
+            self._record_unsupported(
+                f"the warm-up failed: {type(error).__name__}: {error}",
+                "run the call with CONVCLI_SERVER=0 and --debug to see it; calls run in-process meanwhile",
+                [],
+            )
+            return 0
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.paths["unsupported"])  # an earlier verdict that no longer holds
         # back to the caller's priority where the system lets a process lower its nice value
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -107,6 +117,9 @@ class Worker:
         finally:
             os.umask(old_mask)
         return listener
+
+    def _record_unsupported(self, reason: str, fix: str, tried: list[str]) -> None:
+        self._write(self.paths["unsupported"], protocol.unsupported_record(reason, fix, tried, os.environ))
 
     def _write(self, path: str, text: str) -> None:
         temp = f"{path}.{os.getpid()}.tmp"
