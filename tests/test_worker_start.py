@@ -221,3 +221,30 @@ def test_a_worker_that_cannot_run_says_why_stays_quiet_and_is_tried_again(runtim
     if tbb_is_a_dependency():
         wait_for_worker(runtime_env)
         assert not unsupported.exists()
+
+
+# ---------------------------------------------------------------- which client is installed
+
+
+def test_an_install_without_its_native_client_says_so_once_and_status_names_it(runtime_env, tmp_path):
+    """setup.py writes why it built no native client into the Python client's script (here by
+    hand, as its _say_no_native_client does); the first call notes it, later ones stay quiet."""
+    launcher = Path(protocol.__file__).with_name("convcli").read_text()
+    line = "NATIVE_CLIENT_MISSING = None"
+    assert line in launcher
+    command = tmp_path / protocol.COMMAND
+    script = launcher.replace("#!python", f"#!{sys.executable}", 1)
+    command.write_text(script.replace(line, "NATIVE_CLIENT_MISSING = 'no cc'"))
+    command.chmod(0o755)
+    quiet = {**runtime_env, "CONVCLI_SERVER": "0"}
+    call = [command, "--version"]
+    first, second = (subprocess.run(call, env=quiet, capture_output=True, text=True) for _ in "12")
+    assert first.returncode == second.returncode == 0
+    assert "has no native client (no cc)" in first.stderr and "Said once." in first.stderr
+    assert second.stderr == ""
+    answer = subprocess.run([command, "server", "status", "--json"], env=quiet, capture_output=True)
+    report = json.loads(answer.stdout)
+    assert report["client"] == {"kind": "python", "command": str(command), "native_missing": "no cc"}
+    assert report["native_client"] is None
+    human = subprocess.run([command, "server", "status"], env=quiet, capture_output=True, text=True).stdout
+    assert f"Python client: {command} (no native client: no cc)" in human

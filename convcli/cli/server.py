@@ -55,10 +55,13 @@ def status(as_json: bool) -> None:
         ]
     else:
         lines.append("worker: none running for this installation and environment")
-    native = report.get("native_client")
+    native, client = report.get("native_client"), report.get("client")
     if native:
         finds = "finds this worker" if native["finds_worker"] else "none named yet: a call starts one"
         lines.append(f"native client: {native['command']} ({finds})")
+    elif client:
+        why = client.get("native_missing") or "none was built by this installation"
+        lines.append(f"Python client: {client['command']} (no native client: {why})")
     click.echo("\n".join(lines))
 
 
@@ -87,13 +90,14 @@ def _report() -> dict:
         report["why"] = "default"
     report["idle_timeout"] = config["idle_timeout"]
     folder = _folder()
-    paths = _paths(folder)
-    report["key"] = os.path.basename(paths["socket"])[len("worker-") : -len(".sock")]
+    report["key"] = protocol.installation_key(os.environ)
+    paths = protocol.worker_paths(folder, report["key"])
     unsupported = protocol.read_unsupported(paths["unsupported"], os.environ)
     if unsupported:
         report["unsupported"] = unsupported
     report["worker"] = _ask(paths["socket"], {"op": "status"})
-    report["native_client"] = _native_client(folder, report["worker"])
+    report["client"] = _client()
+    report["native_client"] = _native_client(folder, report["worker"]) if report["client"] else None
     return report
 
 
@@ -109,6 +113,26 @@ def _unsupported_line(record: dict) -> str:
     return f"no worker here: {record.get('reason')}; to fix: {record.get('fix')} ({when})"
 
 
+def _client() -> dict | None:
+    """Which client the installed ``convcli`` command is: ``native`` (server/client.c) or
+    ``python``, with why no native client was built where setup.py recorded it; None under
+    ``python -m convcli``."""
+    from convcli.server import client
+
+    launchers = client.launcher_folder()
+    if launchers is None:
+        return None
+    command = os.path.join(launchers, protocol.COMMAND)
+    try:
+        with open(command, "rb") as file:
+            native = file.read(4) == b"\x7fELF"
+    except OSError:
+        return None
+    if native:
+        return {"kind": "native", "command": command}
+    return {"kind": "python", "command": command, "native_missing": client.native_client_missing}
+
+
 def _native_client(folder: str, worker: dict | None) -> dict | None:
     """The native client installed beside this command (server/client.c), and whether the entry
     it reads names the running worker; None where ``convcli`` is the Python client."""
@@ -117,7 +141,7 @@ def _native_client(folder: str, worker: dict | None) -> dict | None:
     launchers = launcher_folder()
     if launchers is None:
         return None
-    command = os.path.join(launchers, "convcli")
+    command = os.path.join(launchers, protocol.COMMAND)
     try:
         with open(command, "rb") as file:
             if file.read(4) != b"\x7fELF":
@@ -148,7 +172,7 @@ def _all_sockets(folder: str) -> list[str]:
     return sorted(
         os.path.join(folder, name)
         for name in os.listdir(folder)
-        if name.startswith("worker-") and name.endswith(".sock")
+        if name.startswith(protocol.WORKER_PREFIX) and name.endswith(protocol.SOCKET_SUFFIX)
     )
 
 

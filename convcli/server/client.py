@@ -15,14 +15,20 @@ import sys
 
 from convcli.server import protocol
 
-LAUNCHERS = ("convcli", "convcli-python")  # the installed commands (setup.py)
-CONNECT_TIMEOUT = 2.0  # a worker accepts in microseconds; a hung one must not hang the call
-ACCEPT_TIMEOUT = 10.0  # connect -> the child's "accepted": a fork, even on a loaded machine
+LAUNCHERS = (protocol.COMMAND, protocol.PYTHON_CLIENT)  # the installed commands (setup.py)
 STDIO_FDS = (0, 1, 2)
 
 
-def main() -> None:
+# why the native client was not built, where setup.py could not build it (the launcher says)
+native_client_missing: str | None = None
+
+
+def main(missing_native_client: str | None = None) -> None:
+    global native_client_missing
     argv = sys.argv[1:]
+    if missing_native_client:
+        native_client_missing = missing_native_client
+        _note_once_no_native_client(missing_native_client)
     config = protocol.settings()
     use_worker = bool(config["enabled"]) and protocol.supported() and not _runs_here(argv)
     key = _installation_key() if use_worker else None
@@ -43,7 +49,7 @@ def _installation_key() -> str | None:
 def _runs_here(argv: list[str]) -> bool:
     """``convcli server ...`` manages the worker itself, so it never goes through one."""
     words = [word for word in argv if not word.startswith("-")]
-    return bool(words) and words[0] == "server"
+    return bool(words) and words[0] in protocol.IN_PROCESS_COMMANDS
 
 
 # ---------------------------------------------------------------- through a worker
@@ -61,11 +67,11 @@ def _via_worker(argv: list[str], key: str) -> int | None:
     connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     cwd = None
     try:
-        connection.settimeout(CONNECT_TIMEOUT)
+        connection.settimeout(protocol.CONNECT_TIMEOUT)
         connection.connect(paths["socket"])
         if protocol.peer_uid(connection) != os.getuid():
             return None
-        connection.settimeout(ACCEPT_TIMEOUT)
+        connection.settimeout(protocol.ACCEPT_TIMEOUT)
         cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
         protocol.send(connection, _request(argv), fds=[*STDIO_FDS, cwd])
         reply, _ = protocol.receive(connection)
@@ -187,6 +193,20 @@ def launcher_folder() -> str | None:
     if os.path.basename(path) not in LAUNCHERS:
         return None
     return os.path.dirname(os.path.realpath(path))
+
+
+def _note_once_no_native_client(reason: str) -> None:
+    """One note, at the first call of an installation built without its native client."""
+    try:
+        folder = protocol.runtime_dir()
+        stamp = os.path.join(folder, f"no-native-client-{protocol.fnv1a(os.fsencode(sys.argv[0])):016x}")
+        os.close(os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return  # said already (or nowhere to remember it: then stay quiet rather than say it each time)
+    _say(
+        f"note: this installation has no native client ({reason}), so each call pays for a Python "
+        "start (~15 ms); with a C compiler (e.g. gcc), reinstalling convcli builds it. Said once."
+    )
 
 
 # ---------------------------------------------------------------- leaving

@@ -33,6 +33,19 @@ IDENTITY_NAMES = {"LANG"}
 READ_PER_CALL = {ENABLE_VARIABLE, IDLE_VARIABLE, "CONVCLI_DEBUG", "CONVCLI_EXECUTOR"}
 READ_PER_CALL_PREFIXES = ("CONVCLI_MAX_",)  # the budgets (convcli/budget.py) are read at every check
 
+# The names both clients use: the command, the Python client the native one runs for every call
+# it does not hand to a worker, the commands that never go through a worker, where sockets live.
+COMMAND = "convcli"
+PYTHON_CLIENT = "convcli-python"
+IN_PROCESS_COMMANDS = ("server",)  # 'convcli server ...' manages the worker itself
+RUNTIME_NAME = "convcli"  # $XDG_RUNTIME_DIR/convcli, else FALLBACK_RUNTIME_PREFIX + uid
+FALLBACK_RUNTIME_PREFIX = "/tmp/convcli-"
+WORKER_PREFIX, SOCKET_SUFFIX = "worker-", ".sock"
+ENTRY_PREFIX, ENTRY_SUFFIX = "entry-", ".key"
+CONNECT_TIMEOUT = 2  # seconds: a worker accepts in microseconds; a hung one must not hang the call
+ACCEPT_TIMEOUT = 10  # seconds from connect to the child's "accepted": a fork, even on a loaded machine
+MAX_REPLY = 1 << 20  # what a client reads of one answer
+
 # the client's resource limits the forked child takes on (as far as the worker's hard limits allow)
 RLIMITS = ("RLIMIT_FSIZE", "RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_NOFILE", "RLIMIT_CORE")
 # signals the client passes on to the child that runs its command
@@ -237,9 +250,9 @@ def runtime_dir(create: bool = True) -> str:
     uid = os.getuid()
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and os.path.isabs(base) and _private(base, uid):
-        folder = os.path.join(base, "convcli")
+        folder = os.path.join(base, RUNTIME_NAME)
     else:
-        folder = os.path.join("/tmp", f"convcli-{uid}")
+        folder = f"{FALLBACK_RUNTIME_PREFIX}{uid}"
     if create:
         try:
             os.mkdir(folder, 0o700)
@@ -261,8 +274,8 @@ def _private(path: str, uid: int) -> bool:
 def worker_paths(folder: str, key: str) -> dict[str, str]:
     """The files of the worker for ``key``: its socket, its start lock, and the reason it cannot
     run here when it found one (clients then stop starting it while :func:`unsupported_holds`)."""
-    stem = os.path.join(folder, f"worker-{key}")
-    return {"socket": stem + ".sock", "lock": stem + ".lock", "unsupported": stem + ".unsupported"}
+    stem = os.path.join(folder, f"{WORKER_PREFIX}{key}")
+    return {"socket": stem + SOCKET_SUFFIX, "lock": stem + ".lock", "unsupported": stem + ".unsupported"}
 
 
 # ---------------------------------------------------------------- a worker that cannot run
@@ -331,7 +344,7 @@ def entry_path(folder: str, launcher_folder: str, environ: dict[str, str]) -> st
     data = os.fsencode(launcher_folder) + b"\0"
     variables = sorted((os.fsencode(k), os.fsencode(v)) for k, v in identity_environment(environ).items())
     data += b"".join(name + b"=" + value + b"\0" for name, value in variables)
-    return os.path.join(folder, f"entry-{fnv1a(data):016x}.key")
+    return os.path.join(folder, f"{ENTRY_PREFIX}{fnv1a(data):016x}{ENTRY_SUFFIX}")
 
 
 def fnv1a(data: bytes) -> int:
