@@ -84,6 +84,8 @@ def stdin_is_terminal() -> bool:
 def read_stdin() -> tuple[io.BytesIO, str]:
     """All of stdin as a seekable buffer, and the extension its content looks like. On a terminal, say
     that we are waiting (a forgotten '< file' otherwise looks like a hang)."""
+    if sys.stdin is None:
+        raise InputError("stdin: closed (the caller gave no standard input to read '-' from)")
     if stdin_is_terminal():
         print("convcli: waiting for the input file on stdin ('-'); pipe or redirect it (< FILE), "
               "Ctrl-D ends it", file=sys.stderr, flush=True)

@@ -47,6 +47,8 @@ static char **call_argv;
 static sigset_t caller_mask;  /* the signal mask to give back: SIGINT/TERM/HUP wait until then */
 static char here[PATH_MAX];  /* the folder of this program */
 static int connection = -1;
+static int closed_stdio[3];  /* which of stdin, stdout, stderr the caller left closed */
+static int closed_count;
 
 /* ------------------------------------------------------------------ leaving */
 
@@ -69,6 +71,7 @@ static void run_python_client(void) {
         _exit(1);
     }
     call_argv[0] = path;
+    for (int i = 0; i < closed_count; i++) close(closed_stdio[i]);  /* as the caller left them */
     sigprocmask(SIG_SETMASK, &caller_mask, NULL);  /* a Ctrl-C that came meanwhile acts now */
     execv(path, call_argv);
     char text[PATH_MAX + 64];
@@ -266,7 +269,12 @@ static void put_request(buffer *b, int argc, char **argv) {
     }
     puts_(b, "],\"pid\":");
     put_int(b, (long long)getpid());
-    puts_(b, "}");
+    puts_(b, ",\"closed\":[");
+    for (int i = 0; i < closed_count; i++) {
+        if (i) puts_(b, ",");
+        put_int(b, closed_stdio[i]);
+    }
+    puts_(b, "]}");
 }
 
 /* ------------------------------------------------------------------ where the worker is */
@@ -550,6 +558,22 @@ static int follow(void) {
     }
 }
 
+static void hold_closed_stdio(void) {
+    /* client.py's _hold_closed_stdio: a closed stdin, stdout or stderr is held by /dev/null, so
+       that our socket never takes its slot and goes to the command as one of the caller's
+       streams; the request names them and the child closes them again */
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) closed_stdio[closed_count++] = fd;
+    for (int i = 0; i < closed_count; i++) {
+        int placeholder = open("/dev/null", O_RDWR);
+        if (placeholder < 0) run_python_client();
+        if (placeholder != closed_stdio[i]) {
+            dup2(placeholder, closed_stdio[i]);
+            close(placeholder);
+        }
+    }
+}
+
 static int runs_here(int argc, char **argv) {
     /* 'convcli server ...' manages the worker: the Python client runs it */
     for (int i = 1; i < argc; i++) {
@@ -594,6 +618,7 @@ int main(int argc, char **argv) {
     if (!slash) return 1;
     *slash = 0;
     if (disabled() || runs_here(argc, argv)) run_python_client();
+    hold_closed_stdio();
 
     coerce_legacy_locale();  /* the environment a Python client would have, before it is hashed or sent */
     read_environment();

@@ -64,16 +64,43 @@ def _via_worker(argv: list[str], key: str) -> int | None:
         return None
     if not protocol.socket_is_ours(paths["socket"]):
         return None
+    closed = _hold_closed_stdio()
+    status = _call_worker(argv, paths["socket"], closed)
+    if status is None:
+        for fd in closed:  # the call runs here: as closed as the caller left them
+            os.close(fd)
+    return status
+
+
+def _hold_closed_stdio() -> list[int]:
+    """Which of stdin, stdout and stderr the caller left closed, each now held by /dev/null: our
+    socket or folder must never take such a slot and be handed to the command as one of the
+    caller's streams. The request names them, and the child closes them again."""
+    closed = []
+    for fd in STDIO_FDS:
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:
+        placeholder = os.open(os.devnull, os.O_RDWR)
+        if placeholder != fd:
+            os.dup2(placeholder, fd, inheritable=False)
+            os.close(placeholder)
+    return closed
+
+
+def _call_worker(argv: list[str], socket_path: str, closed: list[int]) -> int | None:
     connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     cwd = None
     try:
         connection.settimeout(protocol.CONNECT_TIMEOUT)
-        connection.connect(paths["socket"])
+        connection.connect(socket_path)
         if protocol.peer_uid(connection) != os.getuid():
             return None
         connection.settimeout(protocol.ACCEPT_TIMEOUT)
         cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
-        protocol.send(connection, _request(argv), fds=[*STDIO_FDS, cwd])
+        protocol.send(connection, _request(argv, closed), fds=[*STDIO_FDS, cwd])
         reply, _ = protocol.receive(connection)
     except (OSError, protocol.ProtocolError):
         connection.close()
@@ -87,7 +114,7 @@ def _via_worker(argv: list[str], key: str) -> int | None:
     return _follow(connection)
 
 
-def _request(argv: list[str]) -> dict:
+def _request(argv: list[str], closed: list[int]) -> dict:
     import resource
 
     mask = os.umask(0o022)
@@ -106,6 +133,7 @@ def _request(argv: list[str]) -> dict:
         "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "affinity": sorted(os.sched_getaffinity(0)),
         "pid": os.getpid(),
+        "closed": closed,
     }
 
 

@@ -40,7 +40,7 @@ PYTHON_CLIENT = "convcli-python"
 IN_PROCESS_COMMANDS = ("server",)  # 'convcli server ...' manages the worker itself
 RUNTIME_NAME = "convcli"  # $XDG_RUNTIME_DIR/convcli, else FALLBACK_RUNTIME_PREFIX + uid
 FALLBACK_RUNTIME_PREFIX = "/tmp/convcli-"
-WORKER_PREFIX, SOCKET_SUFFIX = "worker-", ".sock"
+WORKER_PREFIX, SOCKET_SUFFIX, LOCK_SUFFIX, REHEARSAL_SUFFIX = "worker-", ".sock", ".lock", ".rehearsal"
 ENTRY_PREFIX, ENTRY_SUFFIX = "entry-", ".key"
 CONNECT_TIMEOUT = 2  # seconds: a worker accepts in microseconds; a hung one must not hang the call
 ACCEPT_TIMEOUT = 10  # seconds from connect to the child's "accepted": a fork, even on a loaded machine
@@ -275,7 +275,12 @@ def worker_paths(folder: str, key: str) -> dict[str, str]:
     """The files of the worker for ``key``: its socket, its start lock, and the reason it cannot
     run here when it found one (clients then stop starting it while :func:`unsupported_holds`)."""
     stem = os.path.join(folder, f"{WORKER_PREFIX}{key}")
-    return {"socket": stem + SOCKET_SUFFIX, "lock": stem + ".lock", "unsupported": stem + ".unsupported"}
+    return {
+        "socket": stem + SOCKET_SUFFIX,
+        "lock": stem + LOCK_SUFFIX,
+        "unsupported": stem + ".unsupported",
+        "rehearsal": stem + REHEARSAL_SUFFIX,  # the small inputs its spare children rehearse on
+    }
 
 
 # ---------------------------------------------------------------- a worker that cannot run
@@ -422,6 +427,21 @@ def receive(connection: _socket.socket, *, max_fds: int = 0) -> tuple[dict | Non
         raise
 
 
+def complete_message(data: bytes | bytearray) -> dict | None:
+    """The message ``data`` holds, or None while it is incomplete; anything that is not exactly
+    one message of this protocol raises :class:`ProtocolError`."""
+    if len(data) < HEADER.size:
+        return None
+    (length,) = HEADER.unpack_from(data)
+    if length > MAX_MESSAGE:
+        raise ProtocolError(f"message of {length} bytes")
+    if len(data) < HEADER.size + length:
+        return None
+    if len(data) > HEADER.size + length:
+        raise ProtocolError("bytes after the message")
+    return _decode(bytes(data[HEADER.size :]))
+
+
 def _decode(body: bytes) -> dict:
     # the two answers every call gets, read without importing json
     for key in ("accepted", "status"):
@@ -433,7 +453,7 @@ def _decode(body: bytes) -> dict:
 
     try:
         message = json.loads(body.decode("utf-8", "surrogateescape"))
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nesting deeper than the stack
         raise ProtocolError(str(error)) from error
     if not isinstance(message, dict):
         raise ProtocolError("not a JSON object")
