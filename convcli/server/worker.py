@@ -50,7 +50,7 @@ class Worker:
         self.wakeup: tuple[int, int] | None = None
         self.spare: tuple[int, socket.socket] | None = None  # a child forked ahead of its call
         self.rehearsal: Path | None = None  # the small inputs spares rehearse on
-        self.lock: int | None = None  # held for the worker's life; no child may hold it after
+        self.lock: int | None = None  # held until it stops; no child may hold it after
 
     # ------------------------------------------------------------ life
 
@@ -60,6 +60,7 @@ class Worker:
         try:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(self.lock)
             return 0  # another worker of this installation is starting or running
         try:
             _remove_stale_rehearsals(self.folder, own=self.paths["rehearsal"])
@@ -67,9 +68,7 @@ class Worker:
             self.rehearsal.mkdir(mode=0o700)
             return self._serve()
         finally:
-            self._unlink_socket()
-            if self.rehearsal is not None:
-                shutil.rmtree(self.rehearsal, ignore_errors=True)
+            self._give_up_place()
 
     def _serve(self) -> int:
         self.listener = self._bind()  # before the warm-up: a full or broken folder fails fast
@@ -103,6 +102,18 @@ class Worker:
                 self._write(self.entry, self.key)
         self._loop()
         return 0
+
+    def _give_up_place(self) -> None:
+        """The socket, the entry, the rehearsal folder, then the lock: from then on a new worker
+        of this installation may start (a call right after ``server stop`` starts one), while
+        this one finishes the calls it runs. Once: the places may be the new worker's next."""
+        if self.lock is None:
+            return
+        self._unlink_socket()
+        if self.rehearsal is not None:
+            shutil.rmtree(self.rehearsal, ignore_errors=True)
+        os.close(self.lock)
+        self.lock = None
 
     def _unlink_socket(self) -> None:
         """The socket, and the entry naming this worker unless a newer worker has taken it."""
@@ -200,11 +211,13 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
-        self._unlink_socket()
         self._dismiss_spare()
         if self.selector is not None and self.listener is not None:
             self.selector.unregister(self.listener)
             self.listener.close()
+        for pending in list(self.pending.values()):
+            self._drop(pending)  # their clients run in-process
+        self._give_up_place()
 
     def _accept(self) -> None:
         """Take a connection; its request is read as it arrives (:meth:`_read`), so a slow or
@@ -266,8 +279,8 @@ class Worker:
             self._drop(pending)
 
     def _forget(self, pending: _Pending) -> None:
-        del self.pending[pending.connection]
-        with contextlib.suppress(KeyError, ValueError):
+        self.pending.pop(pending.connection, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
             self.selector.unregister(pending.connection)
 
     def _drop(self, pending: _Pending) -> None:
@@ -276,6 +289,7 @@ class Worker:
         for fd in pending.fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+        pending.fds.clear()
 
     def _handle(self, connection: socket.socket, request: dict, fds: list[int]) -> None:
         op = request.get("op")
@@ -376,7 +390,9 @@ class Worker:
     def _inherited_fds(self) -> list[int]:
         """What the child must close: the lock (a child outliving a killed worker must not keep
         the next one from starting), the listener, the selector and the wakeup pipe."""
-        fds = [self.lock, self.listener.fileno(), *self.wakeup]
+        fds = [self.listener.fileno(), *self.wakeup]
+        if self.lock is not None:
+            fds.append(self.lock)
         if hasattr(self.selector, "fileno"):
             fds.append(self.selector.fileno())
         fds.extend(c.fileno() for c in self.children.values())
