@@ -51,7 +51,10 @@ Semantics:
 
 \b
 Sizes: --mode same (default: output has the input's size, centred like scipy.signal),
-  valid, full; or --padding P | B,A | B,A;B,A (per axis). --stride S subsamples
+  valid, full; or --padding P | B,A | B,A;B,A (per axis). An impulse response (an
+  audio file as -k) is causal, as ffmpeg afir and SoX apply it: output n hears inputs
+  n, n-1, ...; its tail is kept (N+K-1 samples, what --mode full gives) unless
+  --mode same asks for the input's length. --explain and --json name the alignment. --stride S subsamples
   (same with stride s gives ceil(n/s)); --dilation D spaces the taps: span D*(k-1)+1.
   Stride, dilation: one value, or one per axis as 'rows,cols'.
 
@@ -158,7 +161,13 @@ def parse_padding(text: str | None):
     metavar="SPEC",
     help="Kernel: library name[:params], file, inline matrix, audio IR, model.npz:layer[i]. Repeat to chain.",
 )
-@click.option("--mode", type=click.Choice(["same", "valid", "full"]), default="same", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["same", "valid", "full"]),
+    default=None,
+    help="Output size. [default: same; full for an impulse response (causal, its tail kept); "
+    "--mode same keeps the input's length]",
+)
 @click.option("--padding", metavar="P|B,A|B,A;B,A", help="Explicit zero/boundary padding; overrides --mode.")
 @click.option(
     "--boundary",
@@ -282,7 +291,7 @@ def _check_feature_geometry(kernel, geometry) -> None:
     given = [
         text
         for text, changed in (
-            (f"--mode {geometry.mode}", geometry.mode != "same"),
+            (f"--mode {geometry.mode}", geometry.mode not in (None, "same")),
             (f"--boundary {geometry.boundary}", geometry.boundary is not None),
             ("--padding", geometry.padding is not None),
             (f"--stride {geometry.stride}", geometry.stride not in (1, (1,), (1, 1))),
@@ -401,6 +410,7 @@ def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> di
     from convcli.io.audio import AudioWriter, read_audio_blocks
     from convcli.io.files import atomic_output
     from convcli.io.ranges import count_non_finite, peak_normalize_gain
+    from convcli.kernels.apply import alignment_summary
     from convcli.kernels.stream import DEFAULT_BLOCK, block_method, overlap_add, stream_taps
 
     block = settings.block_size or max(DEFAULT_BLOCK, 4 * kernel.array.shape[-1])
@@ -433,7 +443,7 @@ def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> di
                 frames += piece.shape[1]
             clipped = writer.clipped
     reason = f"block-wise overlap-add, {block} frames per block; per block: {how.reason}"
-    plans = [{"method": how.method, "reason": reason}]
+    plans = [{"method": how.method, "reason": reason} | alignment_summary(kernel, geometry)]
     record = _record((info.channels, info.frames), (len(pairs), frames), [kernel], plans, settings, geometry)
     # blocks run at stride 1: the rate is kept
     return record | {"clipped": clipped, "non_finite": non_finite, "sample_rate": info.sample_rate}
@@ -448,6 +458,8 @@ def _record(input_shape, output_shape, kernels, plans, settings: Settings, geome
         "boundary": geometry.boundary,
         "method": [p["method"] for p in plans],
         "reason": [p["reason"] for p in plans],
+        "alignment": [p["alignment"] for p in plans],
+        "alignment_reason": [p["alignment_reason"] for p in plans],
         "clipped": 0,
         "notes": [n for k in kernels for n in k.notes] + _stride_notes(kernels, plans),
     }

@@ -89,10 +89,12 @@ def explain_text(kernels, plans: list[dict], geometry) -> str:
         lines.append(channel_rule(kernel))
         lines.append(format_matrix(kernel.matrix, kernel.factors))
         lines.append(f"method: {how['method']}: {how['reason']}")
+        lines.append(f"alignment: {how['alignment']}: {how['alignment_reason']}")
     if all(kernel.role == "model" for kernel in kernels):
         return "\n".join(lines)  # the layers' own geometry, stated above
+    mode = geometry.mode or "same (full for an impulse response)"
     lines.append(
-        f"mode {geometry.mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
+        f"mode {mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
         f"stride {geometry.stride}, dilation {geometry.dilation}, padding {geometry.padding}"
     )
     return "\n".join(lines)

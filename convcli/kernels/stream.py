@@ -2,9 +2,11 @@
 
 Each block of ``block`` frames is convolved in full with the kernel (through the engine); the
 last K−1 samples of each block's result overlap the next block and are added to it. The
-stitched stream equals the full convolution of the whole signal; 'same' keeps the window
-[(K−1)//2, (K−1)//2 + N) of it, exactly as the in-memory 'same' does. Pure: blocks in, pieces
-out; reading and writing the files is the caller's (``convcli convolve``).
+stitched stream equals the full convolution of the whole signal; the output is the window of it
+that the kernel's geometry names (:func:`full_window`: 'same' of a designed kernel keeps
+[(K−1)//2, (K−1)//2 + N), an impulse response [0, N + K − 1) or, with --mode same, [0, N)),
+exactly as the in-memory result. Pure: blocks in, pieces out; reading and writing the files is
+the caller's (``convcli convolve``).
 """
 
 from __future__ import annotations
@@ -16,22 +18,54 @@ import numpy as np
 from convcli.errors import UsageError
 from convcli.kernels import Kernel
 from convcli.kernels.apply import Geometry, ir_channel_pairs
+from convcli.sizes import mode_padding, padding_pair
 
 STREAM_MODES = ("same", "full")
 
 
 def can_stream(kernels: list[Kernel], geometry: Geometry) -> bool:
-    """Overlap-add holds for one 1-D kernel, zero boundary, stride and dilation 1, same/full."""
+    """Overlap-add holds for one 1-D kernel, zero boundary, stride and dilation 1, and an output
+    that is a window of the full convolution (same/full, or the causal padding of an impulse response)."""
     if len(kernels) != 1 or kernels[0].role not in ("filter", "ir") or kernels[0].spatial_ndim != 1:
         return False
+    resolved = geometry.for_kernel(kernels[0])
     return (
-        geometry.mode in STREAM_MODES
-        and geometry.padding is None
+        (resolved.mode in STREAM_MODES or resolved.padding is not None)
+        and _within_full(resolved, kernels[0].shape[-1])
         and geometry.boundary == "constant"
         and geometry.cval == 0
         and geometry.stride in (1, (1,))
         and geometry.dilation in (1, (1,))
     )
+
+
+def _pads(geometry: Geometry, k: int) -> tuple[int, int] | None:
+    """(before, after) zero padding of a resolved geometry for a 1-D kernel of ``k`` taps (None: not 1-D)."""
+    if geometry.padding is None:
+        return mode_padding(geometry.mode, k)
+    padding = geometry.padding
+    if isinstance(padding, tuple) and len(padding) == 1:
+        padding = padding[0]
+    try:
+        return padding_pair(padding)
+    except (TypeError, ValueError):
+        return None
+
+
+def _within_full(geometry: Geometry, k: int) -> bool:
+    pads = _pads(geometry, k)
+    return pads is not None and all(p <= k - 1 for p in pads)
+
+
+def full_window(frames: int, kernel: Kernel, geometry: Geometry) -> tuple[int, int]:
+    """[start, stop) of the output in the full convolution (length N + K − 1) of ``frames`` samples,
+    for a stride-1 geometry whose padding lies within K − 1 on each side. In the frame of correlation
+    (the engine's), output i reads padded inputs i .. i + K − 1, that is full-result index
+    i + K − 1 − before."""
+    k = kernel.shape[-1]
+    before, after = _pads(geometry.for_kernel(kernel), k)
+    start = k - 1 - before
+    return start, start + frames + before + after - k + 1
 
 
 def stream_taps(kernel: Kernel, channels: int, correlate: bool) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -58,8 +92,7 @@ def overlap_add(
         )
     pairs, taps = stream_taps(kernel, channels, geometry.correlate)
     k = taps.shape[-1]
-    start = (k - 1) // 2 if geometry.mode == "same" else 0
-    stop = start + (frames if geometry.mode == "same" else frames + k - 1)
+    start, stop = full_window(frames, kernel, geometry)
     tail = np.zeros((len(pairs), k - 1), dtype=np.float32)
     position = 0  # index in the full result of the first sample of the next piece
 
