@@ -199,6 +199,9 @@ def _apply_ir(data: np.ndarray, kernel: Kernel, geometry: Geometry) -> tuple[np.
     from convcli.engine.convolve import convolve_planned
 
     ir = kernel.array.astype(data.dtype)
+    if data.ndim == 1:  # one signal (an array file): one channel, one output per IR channel
+        out, how = _apply_ir(data[None], kernel, geometry)
+        return (out[0] if len(out) == 1 else out), how
     pairs = ir_channel_pairs(data.shape[0], ir.shape[0], kernel.spec)
     check_fits(data, ir.shape[-1:], geometry, kernel.spec)
     options = geometry.engine_options(1)

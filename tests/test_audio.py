@@ -1,0 +1,110 @@
+"""Audio as audio people expect it (issue 21): causal impulse responses, centred FIR designs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from commands import run
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.signal import fftconvolve, firwin
+
+import convcli
+
+RNG = np.random.default_rng(21)
+
+
+def _write(path: Path, frames: np.ndarray, rate: int = 8000) -> Path:
+    soundfile.write(path, frames, rate, subtype="FLOAT")  # float: no quantization in the comparison
+    return path
+
+
+def _convolved(*args) -> tuple[np.ndarray, dict]:
+    """Run ``convcli convolve ARGS --json``; the output file (frames, channels) and its record."""
+    result = run("convolve", *args, "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)["files"][0]
+    return soundfile.read(record["output"], always_2d=True)[0], record
+
+
+@given(
+    n=st.integers(1, 300),
+    k=st.integers(1, 90),
+    channels=st.sampled_from([(1, 1), (2, 1), (2, 2), (1, 2)]),
+    mode=st.sampled_from([None, "same", "full"]),
+    block=st.one_of(st.none(), st.integers(1, 120)),
+)
+def test_an_impulse_response_is_causal_and_keeps_its_tail(n, k, channels, mode, block):
+    c_in, c_ir = channels
+    x = RNG.uniform(-0.3, 0.3, (n, c_in))
+    h = RNG.standard_normal((k, c_ir)) * 0.1
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        args = [_write(folder / "x.wav", x), "-k", _write(folder / "room.wav", h), "-o", folder / "y.wav"]
+        args += [] if mode is None else ["--mode", mode]
+        args += [] if block is None else ["--block-size", block]
+        got, record = _convolved(*args)
+    kept = n if mode == "same" else n + k - 1
+    pairs = [(c, 0 if c_ir == 1 else c) for c in range(c_in)] if c_in > 1 or c_ir == 1 else [(0, i) for i in
+                                                                                           range(c_ir)]
+    want = np.stack([fftconvolve(x[:, c], h[:, i])[:kept] for c, i in pairs], axis=1)
+    assert got.shape == want.shape
+    assert np.allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert record["alignment"] == ["causal"] and "n-1" in record["alignment_reason"][0]
+    assert record["output_shape"] == [len(pairs), kept]
+
+
+@pytest.mark.parametrize("block", [[], ["--block-size", "64"]])
+def test_a_correlated_impulse_response_mirrors_the_causal_rule(tmp_path, block):
+    x, h = RNG.uniform(-0.3, 0.3, (500, 1)), RNG.standard_normal((40, 1)) * 0.1
+    got, _ = _convolved(_write(tmp_path / "x.wav", x), "-k", _write(tmp_path / "h.wav", h), "--correlate",
+                        "--mode", "same", "-o", tmp_path / "y.wav", *block)
+    # output n hears inputs n, n+1, ...: correlation is convolution with the reversed response
+    want = fftconvolve(np.r_[x[:, 0], np.zeros(39)], h[::-1, 0], mode="valid")
+    assert np.allclose(got[:, 0], want, atol=1e-6)
+
+
+def test_fir_designs_stay_centred_and_say_so(tmp_path):
+    x = RNG.uniform(-0.3, 0.3, (800, 1))
+    got, record = _convolved(_write(tmp_path / "x.wav", x), "-k", "lowpass:cutoff=1000,taps=31",
+                             "-o", tmp_path / "y.wav")
+    taps = firwin(31, 1000, fs=8000)
+    assert np.allclose(got[:, 0], np.convolve(x[:, 0], taps, mode="same"), atol=1e-6)
+    assert record["alignment"] == ["centred"] and "zero phase" in record["alignment_reason"][0]
+
+
+def test_explain_names_each_kernels_alignment(tmp_path):
+    _write(tmp_path / "x.wav", RNG.uniform(-0.3, 0.3, (300, 1)))
+    _write(tmp_path / "room.wav", RNG.standard_normal((20, 1)) * 0.1)
+    result = run("convolve", tmp_path / "x.wav", "-k", "lowpass:cutoff=1000", "-k", tmp_path / "room.wav",
+                 "-o", tmp_path / "y.wav", "--explain")
+    assert result.exit_code == 0, result.output
+    assert "alignment: centred: a designed kernel is centred" in result.stderr
+    assert "alignment: causal: an impulse response (a recording) is causal" in result.stderr
+    assert soundfile.info(tmp_path / "y.wav").frames == 319  # the chain: same, then the IR's tail
+
+
+def test_the_alignment_belongs_to_the_kernel_source_not_the_input(tmp_path):
+    """An impulse response is causal on an array too; the Python API keeps its documented 'same'."""
+    x, h = RNG.uniform(-0.3, 0.3, 200), RNG.standard_normal((25, 1)) * 0.1
+    np.save(tmp_path / "x.npy", x)
+    _write(tmp_path / "room.wav", h)
+    result = run("convolve", tmp_path / "x.npy", "-k", tmp_path / "room.wav", "-o", tmp_path / "y.npy")
+    assert result.exit_code == 0, result.output
+    assert np.allclose(np.load(tmp_path / "y.npy"), fftconvolve(x, h[:, 0]), atol=1e-6)
+    ir = convcli.load_kernel(str(tmp_path / "room.wav"))
+    assert np.allclose(convcli.convolve(x, ir[0]), np.convolve(x, h[:, 0], mode="same"), atol=1e-6)
+
+
+def test_valid_and_explicit_padding_are_named_as_such(tmp_path):
+    _write(tmp_path / "x.wav", RNG.uniform(-0.3, 0.3, (300, 1)))
+    _write(tmp_path / "room.wav", RNG.standard_normal((20, 1)) * 0.1)
+    for extra, name, frames in ((["--mode", "valid"], "valid", 281), (["--padding", "19,0"], "padding", 300)):
+        _, record = _convolved(tmp_path / "x.wav", "-k", tmp_path / "room.wav", *extra, "-o",
+                               tmp_path / f"{name}.wav")
+        assert record["alignment"] == [name] and record["output_shape"] == [1, frames]
