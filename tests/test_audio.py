@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from scipy.signal import fftconvolve, firwin
 
 import convcli
+from convcli.kernels import fir
 
 RNG = np.random.default_rng(21)
 
@@ -108,3 +109,53 @@ def test_valid_and_explicit_padding_are_named_as_such(tmp_path):
         _, record = _convolved(tmp_path / "x.wav", "-k", tmp_path / "room.wav", *extra, "-o",
                                tmp_path / f"{name}.wav")
         assert record["alignment"] == [name] and record["output_shape"] == [1, frames]
+
+
+# ---------------------------------------------------------------- FIR design without scipy.signal
+@given(n=st.integers(1, 200), name=st.sampled_from([*fir.WINDOWS, "hamm", "rect", "tri", "blk", "tukey"]))
+def test_windows_equal_scipy_get_window(n, name):
+    from scipy.signal import get_window
+
+    assert np.allclose(fir.window(name, n), get_window(name, n, fftbins=False), rtol=1e-13, atol=1e-15)
+
+
+@given(
+    taps=st.integers(1, 301),
+    edges=st.lists(st.floats(0.01, 0.99), min_size=1, max_size=4, unique=True),
+    pass_zero=st.booleans(),
+    name=st.sampled_from(fir.WINDOWS),
+    fs=st.sampled_from([2.0, 8000.0, 44100.0]),
+)
+def test_firwin_equals_scipy_over_cutoffs_taps_and_windows(taps, edges, pass_zero, name, fs):
+    edges = sorted(edges)
+    if min(np.diff(edges), default=1) < 1e-3:
+        return  # scipy refuses edges that are not strictly increasing; ours are checked by the caller
+    hz = [e * fs / 2 for e in edges]
+    if (len(edges) % 2 == 0) == pass_zero and taps % 2 == 0:
+        with pytest.raises(ValueError):
+            fir.firwin(taps, hz, window_name=name, pass_zero=pass_zero, fs=fs)
+        return
+    want = firwin(taps, hz, window=name, pass_zero=pass_zero, fs=fs)
+    got = fir.firwin(taps, hz, window_name=name, pass_zero=pass_zero, fs=fs)
+    assert np.allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+
+
+def test_an_unknown_or_parametric_window_is_a_usage_error(tmp_path):
+    _write(tmp_path / "x.wav", RNG.uniform(-0.3, 0.3, (300, 1)))
+    for name in ("hamingg", "kaiser"):
+        result = run("convolve", tmp_path / "x.wav", "-k", f"lowpass:window={name}", "-o", tmp_path / "y.wav")
+        assert result.exit_code == 2 and f"unknown window {name!r}" in result.output
+
+
+def test_a_cold_lowpass_imports_no_scipy_signal(tmp_path):
+    import subprocess
+    import sys
+
+    _write(tmp_path / "x.wav", RNG.uniform(-0.3, 0.3, (3000, 1)))
+    code = ("import sys; from convcli.cli import cli\n"
+            "try:\n    cli(['convolve', 'x.wav', '-k', 'lowpass:cutoff=1000', '-o', 'y.wav'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('scipy.signal' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stdout + done.stderr
+    assert (tmp_path / "y.wav").is_file()

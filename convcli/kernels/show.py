@@ -93,7 +93,8 @@ def explain_text(kernels, plans: list[dict], geometry) -> str:
     if all(kernel.role == "model" for kernel in kernels):
         return "\n".join(lines)  # the layers' own geometry, stated above
     # unset, the mode is each kernel's own (Geometry.for_kernel): same, or full for an impulse response
-    mode = geometry.mode or "/".join(sorted({geometry.for_kernel(k).mode for k in kernels if k.role != "model"}))
+    modes = {geometry.for_kernel(kernel).mode for kernel in kernels if kernel.role != "model"}
+    mode = geometry.mode or "/".join(sorted(modes))
     lines.append(
         f"mode {mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
         f"stride {geometry.stride}, dilation {geometry.dilation}, padding {geometry.padding}"
