@@ -26,10 +26,12 @@ def _write(path: Path, frames: np.ndarray, rate: int = 8000) -> Path:
 
 
 def _convolved(*args) -> tuple[np.ndarray, dict]:
-    """Run ``convcli convolve ARGS --json``; the output file (frames, channels) and its record."""
+    """Run ``convcli convolve ARGS --json``; the output ((frames, channels) for audio) and its record."""
     result = run("convolve", *args, "--json")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)["files"][0]
+    if record["output"].endswith(".npy"):
+        return np.load(record["output"]), record
     return soundfile.read(record["output"], always_2d=True)[0], record
 
 
@@ -159,3 +161,39 @@ def test_a_cold_lowpass_imports_no_scipy_signal(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stdout + done.stderr
     assert (tmp_path / "y.wav").is_file()
+
+
+# ---------------------------------------------------------------- small truths
+@pytest.mark.parametrize(("rate", "stride", "reported"), [(16000, 2, 8000), (22050, 4, 5512.5)])
+def test_a_strided_array_output_reports_rate_over_stride(tmp_path, rate, stride, reported):
+    soundfile.write(tmp_path / "a.wav", RNG.uniform(-0.2, 0.2, 400), rate, subtype="FLOAT")
+    _, record = _convolved(tmp_path / "a.wav", "-k", "moving-average:3", "--stride", stride, "-o",
+                           tmp_path / "b.npy")
+    assert record["sample_rate"] == reported
+
+
+def test_fir_designs_on_arrays_take_the_sample_rate_option(tmp_path):
+    x = RNG.standard_normal(500)
+    np.save(tmp_path / "x.npy", x)
+    result = run("convolve", tmp_path / "x.npy", "-k", "lowpass:cutoff=1000", "-o", tmp_path / "y.npy")
+    assert result.exit_code == 2 and "--sample-rate HZ" in result.output
+    result = run("convolve", tmp_path / "x.npy", "-k", "lowpass:cutoff=1000,taps=21", "--sample-rate", 8000,
+                 "--dtype", "float64", "-o", tmp_path / "y.npy", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"][0]["sample_rate"] == 8000
+    assert np.allclose(np.load(tmp_path / "y.npy"), np.convolve(x, firwin(21, 1000, fs=8000), mode="same"))
+    result = run("convolve", tmp_path / "x.npy", "-k", "moving-average:1", "--sample-rate", 8000, "--stride", 2,
+                 "-o", tmp_path / "y.wav")
+    assert result.exit_code == 0, result.output
+    assert soundfile.info(tmp_path / "y.wav").samplerate == 4000
+
+
+def test_a_chains_stride_applies_once_after_its_last_kernel(tmp_path):
+    x = RNG.uniform(-0.2, 0.2, 401)
+    soundfile.write(tmp_path / "a.wav", x, 16000, subtype="FLOAT")
+    got, record = _convolved(tmp_path / "a.wav", "-k", "1 2 1 /4", "-k", "1 0 -1", "--stride", 2, "-o",
+                             tmp_path / "b.wav")
+    want = np.convolve(np.convolve(x, [0.25, 0.5, 0.25], mode="same"), [1, 0, -1], mode="same")[::2]
+    assert np.allclose(got[:, 0], want, atol=1e-6)
+    assert record["sample_rate"] == 8000 and soundfile.info(tmp_path / "b.wav").samplerate == 8000
+    assert "--stride applies once, after the" in run("convolve", "--help").output

@@ -76,9 +76,12 @@ Boundary (what lies outside the input):
   the boundary used.
 
 \b
-Kernels (-k, repeatable: applied one after another):
+Kernels (-k, repeatable: applied one after another; --stride applies once, after the
+  last kernel (the chain is one filter: decimating inside it would alias); --mode,
+  --padding, --boundary and --dilation apply to each kernel):
   sharpen, box:5, gaussian:sigma=2, sobel-x, moving-average:9,
-  lowpass:cutoff=3000 (audio, at the input's sample rate), highpass, bandpass:low=300,high=3000,
+  lowpass:cutoff=3000 (at the input's sample rate; arrays: --sample-rate), highpass,
+  bandpass:low=300,high=3000,
   kernel.npy / .csv / .txt / .kernel, "1 2 1; 2 4 2; 1 2 1 /16", room.wav (impulse response),
   mix.npy (C_out, C_in, kh, kw), model.npz:conv1 or model.npz:conv1[3].
   An impulse response at another sample rate is resampled to the input's rate
@@ -115,6 +118,7 @@ class Settings:
     explain: bool
     block_size: int | None
     grid: bool = False
+    sample_rate: float | None = None  # of inputs that carry none (arrays): --sample-rate
 
 
 def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
@@ -196,6 +200,13 @@ def parse_padding(text: str | None):
     help="Draw the output channels as a labelled grid picture (automatic for an image output with "
     "other than 1 or 3 channels).",
 )
+@click.option(
+    "--sample-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="HZ",
+    help="Sample rate of array inputs (.npy, .csv, .txt), for FIR designs in Hz and the reported rate; "
+    "audio files carry their own.",
+)
 @click.option("-r", "--recursive", is_flag=True, help="Folders: also the files in their sub-folders.")
 @click.option(
     "--block-size",
@@ -218,6 +229,7 @@ def convolve(
     dtype,
     explain,
     grid,
+    sample_rate,
     recursive,
     block_size,
     output,
@@ -244,13 +256,14 @@ def convolve(
         correlate=correlate,
         method=method,
     )
-    feature_maps = _check_specs(kernels, geometry)
+    feature_maps = _check_specs(kernels, geometry, sample_rate)
     if feature_maps and "range_policy" not in given_options(click.get_current_context()):
         range_policy = "normalize"  # activations have no fixed range: show them all on one scale
     names = expand_inputs(inputs, recursive=recursive)
     check_stdio(names, output, batch)
     plans = plan_outputs(names, output, tag="convolved", force=force)
-    settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size, grid)
+    settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size, grid,
+                        sample_rate)
     result = run_files(plans, functools.partial(convolve_file, settings=settings), batch, force=force,
                        quiet=quiet)
     records = result.records
@@ -267,7 +280,7 @@ def convolve(
                   extra={"kernels": list(kernels), **result.info})
 
 
-def _check_specs(specs: tuple[str, ...], geometry) -> bool:
+def _check_specs(specs: tuple[str, ...], geometry, sample_rate: float | None = None) -> bool:
     """Bad kernels fail before any file is touched; rate-dependent designs wait for the input.
     Returns whether a kernel is a model's feature map."""
     from convcli.kernels import resolve_kernel
@@ -275,7 +288,7 @@ def _check_specs(specs: tuple[str, ...], geometry) -> bool:
     feature_maps = False
     for spec in specs:
         try:
-            kernel = resolve_kernel(spec)
+            kernel = resolve_kernel(spec, sample_rate=sample_rate)
         except UsageError as error:
             if "needs a sample rate" not in str(error):
                 raise
@@ -315,6 +328,7 @@ def convolve_file(job: Job, settings: Settings) -> dict:
 
     import numpy as np
 
+    from convcli.io.audio import audio_info_for
     from convcli.io.files import AUDIO_EXTENSIONS
     from convcli.io.ranges import count_non_finite
     from convcli.kernels.apply import apply_chain, follow_alpha, strided_sample_rate
@@ -322,7 +336,8 @@ def convolve_file(job: Job, settings: Settings) -> dict:
 
     audio = _long_audio(job, settings)  # its header only: such a file may go through in blocks
     media = load_input(job) if audio is None else None
-    kernels = _kernels(settings.specs, audio.sample_rate if audio is not None else media.sample_rate)
+    rate = (audio.sample_rate if audio is not None else media.sample_rate) or settings.sample_rate
+    kernels = _kernels(settings.specs, rate)
     feature_maps = any(kernel.role == "model" for kernel in kernels)
     kind = "audio" if audio is not None else media.kind
     geometry = settings.geometry.for_media(kind, feature_maps=feature_maps)
@@ -338,12 +353,13 @@ def convolve_file(job: Job, settings: Settings) -> dict:
         return record | {"picture": "grid"}
     alpha = None if media.alpha is None else follow_alpha(media.alpha, kernels, geometry)
     output = replace(media, data=result, alpha=alpha)
-    if media.audio is not None and job.extension in AUDIO_EXTENSIONS:
-        rate = strided_sample_rate(media.audio.sample_rate, kernels, geometry)
-        output = replace(output, audio=replace(media.audio, sample_rate=rate, frames=result.shape[-1]))
+    as_audio = job.extension in AUDIO_EXTENSIONS
+    if rate is not None:  # every output sample holds 1/rate s of the input; the stride makes it s/rate
+        rate = record["sample_rate"] = strided_sample_rate(rate, geometry, whole=as_audio)
+        if as_audio:
+            audio_out = media.audio or audio_info_for(job.extension, channels=len(np.atleast_2d(result)))
+            output = replace(output, audio=replace(audio_out, sample_rate=rate, frames=result.shape[-1]))
     record["clipped"] = save_output(job, output, force=settings.force, policy=settings.policy)
-    if output.audio is not None:
-        record["sample_rate"] = output.audio.sample_rate
     return record
 
 

@@ -74,6 +74,14 @@ class Geometry:
         reach = effective_kernel(kernel.shape[-1], dilation) - 1
         return replace(self, padding=((0, reach) if self.correlate else (reach, 0),))
 
+    def in_chain(self, step: int, count: int) -> Geometry:
+        """The geometry of kernel ``step`` of a chain of ``count`` (``-k a -k b``). The stride applies
+        once, after the last kernel: the chain is one filter, and decimating between its kernels would
+        alias before the next one filters (SoX and ffmpeg also resample after the effects). Mode,
+        padding, boundary and dilation apply to each kernel: each reads outside its own input, and
+        same/valid/full and dilation compose into the chain's own."""
+        return self if step == count - 1 else replace(self, stride=1)
+
     @property
     def keeps_size(self) -> bool:
         """Output grid equals the input grid (so alpha can pass through as is)."""
@@ -228,8 +236,8 @@ def apply_chain(
 ) -> tuple[np.ndarray, list[dict]]:
     """Several kernels one after another (``-k a -k b``); returns the result and each step's plan."""
     plans = []
-    for kernel in kernels:
-        data, how = apply_kernel(data, kind, kernel, geometry)
+    for step, kernel in enumerate(kernels):
+        data, how = apply_kernel(data, kind, kernel, geometry.in_chain(step, len(kernels)))
         plans.append(how | alignment_summary(kernel, geometry))
     return data, plans
 
@@ -240,17 +248,19 @@ def alignment_summary(kernel: Kernel, geometry: Geometry) -> dict:
     return {"alignment": name, "alignment_reason": why}
 
 
-def strided_sample_rate(rate: int, kernels: list[Kernel], geometry: Geometry) -> int:
-    """The sample rate of audio after the chain: each kernel's stride keeps every s-th sample, so the
-    same duration is held at rate / s. A rate that is not a whole number cannot be written as audio."""
+def strided_sample_rate(rate: float, geometry: Geometry, *, whole: bool = True) -> float:
+    """The sample rate after the chain: its stride keeps every s-th sample (once per chain,
+    :meth:`Geometry.in_chain`), so the same duration is held at rate / s. ``whole``: the result is
+    written as audio, whose rate must be a whole number of samples per second."""
     stride = geometry.stride[0] if isinstance(geometry.stride, tuple) else geometry.stride
-    step = stride ** len(kernels)
-    if rate % step:
+    if not whole:
+        return rate / stride if rate % stride else rate // stride
+    if rate % stride:
         raise UsageError(
-            f"stride {stride} on {rate} Hz audio gives {rate / step:g} Hz, not a whole number of samples "
-            f"per second: pick a stride that divides {rate}, or write .npy"
+            f"stride {stride} on {rate:g} Hz audio gives {rate / stride:g} Hz, not a whole number of samples "
+            f"per second: pick a stride that divides {rate:g}, or write .npy"
         )
-    return rate // step
+    return int(rate // stride)
 
 
 def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -> np.ndarray | None:
@@ -263,7 +273,7 @@ def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -
         return alpha
     from convcli.engine.convolve import convolve_planned
 
-    for kernel in kernels:
+    for step, kernel in enumerate(kernels):
         shape = kernel.shape[-2:] if len(kernel.shape) >= 2 else (1, kernel.shape[-1])
         correlate = geometry.correlate
         # the tap that lines up output and input: centre of the (flipped, for convolution) kernel
@@ -272,7 +282,8 @@ def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -
             line = np.zeros(size, dtype=alpha.dtype)
             line[size - 1 - (size - 1) // 2 if correlate else (size - 1) // 2] = 1
             lines.append(line)
-        options = geometry.for_kernel(kernel).engine_options(2, correlate=correlate) | {"cval": 0.0}
+        placed = geometry.in_chain(step, len(kernels)).for_kernel(kernel)
+        options = placed.engine_options(2, correlate=correlate) | {"cval": 0.0}
         if kernel.factors is not None:  # as the colour: two 1-D passes, no matrix of the kernel's size
             options["method"] = "separable"
             alpha = convolve_planned(alpha, None, factors=tuple(lines), **options)[0]

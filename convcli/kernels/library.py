@@ -224,8 +224,8 @@ def _fir(kind: str):
 
         if sample_rate is None:
             raise UsageError(
-                f"kernel {kind!r} is designed in Hz and needs a sample rate: use it on audio input "
-                "(or give a `sample_rate`)"
+                f"kernel {kind!r} is designed in Hz and needs a sample rate: use it on audio input, "
+                "or give the array's rate (convolve --sample-rate HZ; load_kernel(..., sample_rate=HZ))"
             )
         nyquist = sample_rate / 2
         taps = _taps(kind, "taps", _odd_size(kind, "taps", params["taps"]))
