@@ -182,8 +182,8 @@ def test_fir_designs_on_arrays_take_the_sample_rate_option(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["files"][0]["sample_rate"] == 8000
     assert np.allclose(np.load(tmp_path / "y.npy"), np.convolve(x, firwin(21, 1000, fs=8000), mode="same"))
-    result = run("convolve", tmp_path / "x.npy", "-k", "moving-average:1", "--sample-rate", 8000, "--stride", 2,
-                 "-o", tmp_path / "y.wav")
+    result = run("convolve", tmp_path / "x.npy", "-k", "moving-average:1", "--sample-rate", 8000,
+                 "--stride", 2, "-o", tmp_path / "y.wav")
     assert result.exit_code == 0, result.output
     assert soundfile.info(tmp_path / "y.wav").samplerate == 4000
 
@@ -197,3 +197,92 @@ def test_a_chains_stride_applies_once_after_its_last_kernel(tmp_path):
     assert np.allclose(got[:, 0], want, atol=1e-6)
     assert record["sample_rate"] == 8000 and soundfile.info(tmp_path / "b.wav").samplerate == 8000
     assert "--stride applies once, after the" in run("convolve", "--help").output
+
+
+# ---------------------------------------------------------------- level controls
+def _pcm16(y: np.ndarray) -> np.ndarray:
+    """What a 16-bit wav holds for floats y (libsndfile's rule, tests/test_io.py)."""
+    return np.clip(np.floor(y * 32768.0), -32768, 32767)
+
+
+@given(
+    n=st.integers(1, 200),
+    k=st.integers(1, 40),
+    channels=st.sampled_from([(1, 1), (2, 1), (2, 2)]),
+    ir_norm=st.sampled_from([None, "energy", "peak"]),
+    mix=st.one_of(st.none(), st.floats(0, 1)),
+    level=st.one_of(st.none(), st.tuples(st.just("--gain"), st.floats(-20, 6)),
+                    st.tuples(st.just("--normalize"), st.floats(-12, 0))),
+    block=st.one_of(st.none(), st.integers(1, 64)),
+)
+def test_level_controls_equal_a_numpy_reference_within_one_lsb(n, k, channels, ir_norm, mix, level, block):
+    c_in, c_ir = channels
+    x = np.round(RNG.uniform(-0.5, 0.5, (n, c_in)) * 32768) / 32768  # what a 16-bit input holds
+    h = RNG.standard_normal((k, c_ir)) * 0.2
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        soundfile.write(folder / "x.wav", x, 8000, subtype="PCM_16")
+        args = [folder / "x.wav", "-k", _write(folder / "room.wav", h), "-o", folder / "y.wav"]
+        args += [] if ir_norm is None else ["--ir-norm", ir_norm]
+        args += [] if mix is None else ["--mix", mix]
+        args += [] if level is None else list(level)
+        args += [] if block is None else ["--block-size", block]
+        result = run("convolve", *args, "--json")
+        assert result.exit_code == 0, result.output
+        got, _ = soundfile.read(folder / "y.wav", dtype="int16", always_2d=True)
+    h = soundfile_float32(h)
+    if ir_norm == "energy":
+        h = h / np.sqrt(np.max(np.sum(h * h, axis=0)))
+    elif ir_norm == "peak":
+        h = h / np.abs(h).max()
+    if mix is not None:
+        h = mix * h
+        h[0] += 1 - mix
+    y = np.stack([fftconvolve(x[:, c], h[:, 0 if c_ir == 1 else c]) for c in range(c_in)], axis=1)
+    if level is not None and level[0] == "--gain":
+        y = y * 10 ** (level[1] / 20)
+    elif level is not None and np.abs(y).max() > 0:
+        y = y * 10 ** (level[1] / 20) / np.abs(y).max()
+    assert got.shape == y.shape
+    assert np.abs(got.astype(np.float64) - _pcm16(y)).max() <= 1
+
+
+def soundfile_float32(h: np.ndarray) -> np.ndarray:
+    """The impulse response as the command reads it from a float wav."""
+    return h.astype(np.float32).astype(np.float64)
+
+
+def test_normalize_reaches_the_level_and_says_two_passes_when_streaming(tmp_path):
+    x = RNG.uniform(-0.1, 0.1, (3000, 2))
+    soundfile.write(tmp_path / "x.wav", x, 8000, subtype="FLOAT")
+    _write(tmp_path / "room.wav", RNG.standard_normal((50, 1)) * 0.1)
+    got, record = _convolved(tmp_path / "x.wav", "-k", tmp_path / "room.wav", "--normalize", -1, "-o",
+                             tmp_path / "y.wav", "--block-size", 500)
+    assert np.abs(got).max() == pytest.approx(10 ** (-1 / 20), rel=1e-6)
+    assert "two passes" in record["reason"][0]
+    whole, _ = _convolved(tmp_path / "x.wav", "-k", tmp_path / "room.wav", "--normalize", -1, "-o",
+                          tmp_path / "z.wav")
+    assert np.allclose(got, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--gain", "3", "--normalize", "-1"], "give one"),
+    (["--normalize", "-1", "--range", "normalize"], "give one"),
+    (["--mix", "1.5"], "between 0 (dry) and 1 (wet)"),
+    (["--mix", "0.5", "--correlate"], "leave out --correlate"),
+    (["--mix", "0.5", "-k", "box:3"], "give one audio file as the only -k"),
+])
+def test_level_options_that_cannot_hold_are_usage_errors(tmp_path, args, message):
+    _write(tmp_path / "x.wav", RNG.uniform(-0.1, 0.1, (300, 1)))
+    _write(tmp_path / "room.wav", RNG.standard_normal((20, 1)) * 0.1)
+    result = run("convolve", tmp_path / "x.wav", "-k", tmp_path / "room.wav", *args, "-o", tmp_path / "y.wav")
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "y.wav").exists()
+
+
+def test_gain_clips_and_counts_as_the_range_policy_says(tmp_path):
+    soundfile.write(tmp_path / "x.wav", np.full(100, 0.5), 8000, subtype="PCM_16")
+    result = run("convolve", tmp_path / "x.wav", "-k", "1", "--gain", 12, "-o", tmp_path / "y.wav", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"][0]["clipped"] == 100
+    assert (soundfile.read(tmp_path / "y.wav", dtype="int16")[0] == 32767).all()

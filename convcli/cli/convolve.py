@@ -119,6 +119,7 @@ class Settings:
     block_size: int | None
     grid: bool = False
     sample_rate: float | None = None  # of inputs that carry none (arrays): --sample-rate
+    level: object = None  # convcli.kernels.level.Level: --gain, --normalize, --ir-norm, --mix
 
 
 def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
@@ -207,6 +208,26 @@ def parse_padding(text: str | None):
     help="Sample rate of array inputs (.npy, .csv, .txt), for FIR designs in Hz and the reported rate; "
     "audio files carry their own.",
 )
+@click.option("--gain", "gain_db", type=float, metavar="DB", help="Output times 10^(DB/20) (SoX's gain DB).")
+@click.option(
+    "--normalize",
+    "normalize_dbfs",
+    type=float,
+    metavar="DBFS",
+    help="Scale the output so its peak is DBFS, as sox --norm=DBFS (-1: peak at -1 dBFS). Long audio "
+    "in blocks reads its input twice.",
+)
+@click.option(
+    "--ir-norm",
+    type=click.Choice(["energy", "peak"]),
+    help="Scale the impulse response first: its loudest channel to unit energy, or its peak to 1.",
+)
+@click.option(
+    "--mix",
+    type=float,
+    metavar="W",
+    help="Impulse response: (1-W)*dry + W*wet, the input beside its reverb sample for sample.",
+)
 @click.option("-r", "--recursive", is_flag=True, help="Folders: also the files in their sub-folders.")
 @click.option(
     "--block-size",
@@ -230,6 +251,10 @@ def convolve(
     explain,
     grid,
     sample_rate,
+    gain_db,
+    normalize_dbfs,
+    ir_norm,
+    mix,
     recursive,
     block_size,
     output,
@@ -257,13 +282,14 @@ def convolve(
         method=method,
     )
     feature_maps = _check_specs(kernels, geometry, sample_rate)
+    level = _level(gain_db, normalize_dbfs, ir_norm, mix, range_policy)
     if feature_maps and "range_policy" not in given_options(click.get_current_context()):
         range_policy = "normalize"  # activations have no fixed range: show them all on one scale
     names = expand_inputs(inputs, recursive=recursive)
     check_stdio(names, output, batch)
     plans = plan_outputs(names, output, tag="convolved", force=force)
     settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size, grid,
-                        sample_rate)
+                        sample_rate, level)
     result = run_files(plans, functools.partial(convolve_file, settings=settings), batch, force=force,
                        quiet=quiet)
     records = result.records
@@ -278,6 +304,14 @@ def convolve(
     return finish(records, command="convolve", as_json=as_json, quiet=quiet,
                   describe=functools.partial(_describe, kernels),
                   extra={"kernels": list(kernels), **result.info})
+
+
+def _level(gain_db, normalize_dbfs, ir_norm, mix, range_policy: str):
+    from convcli.kernels.level import Level
+
+    if normalize_dbfs is not None and range_policy == "normalize":
+        raise UsageError("--normalize DBFS and --range normalize both rescale the output: give one")
+    return Level(gain_db, normalize_dbfs, ir_norm, mix)
 
 
 def _check_specs(specs: tuple[str, ...], geometry, sample_rate: float | None = None) -> bool:
@@ -337,7 +371,7 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     audio = _long_audio(job, settings)  # its header only: such a file may go through in blocks
     media = load_input(job) if audio is None else None
     rate = (audio.sample_rate if audio is not None else media.sample_rate) or settings.sample_rate
-    kernels = _kernels(settings.specs, rate)
+    kernels = _kernels(settings.specs, rate, settings)
     feature_maps = any(kernel.role == "model" for kernel in kernels)
     kind = "audio" if audio is not None else media.kind
     geometry = settings.geometry.for_media(kind, feature_maps=feature_maps)
@@ -346,6 +380,7 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     media = media or load_input(job)
     data = media.data.astype(np.dtype(settings.dtype))
     result, plans = apply_chain(data, media.kind, kernels, geometry)
+    result = result if settings.level is None else _leveled(result, settings.level)
     record = _record(media.data.shape, result.shape, kernels, plans, settings, geometry)
     record["non_finite"] = count_non_finite(media.data)
     if _as_grid(job, result, settings.grid):
@@ -363,11 +398,25 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     return record
 
 
-def _kernels(specs: tuple[str, ...], sample_rate: float | None) -> list:
-    """The kernels of one file (FIR designs are made at its sample rate)."""
+def _kernels(specs: tuple[str, ...], sample_rate: float | None, settings: Settings) -> list:
+    """The kernels of one file (FIR designs are made at its sample rate; an impulse response with
+    its level options applied)."""
     from convcli.kernels import resolve_kernel
+    from convcli.kernels.level import adjust_ir, check_level_kernels
 
-    return [resolve_kernel(spec, sample_rate=sample_rate) for spec in specs]
+    kernels = [resolve_kernel(spec, sample_rate=sample_rate) for spec in specs]
+    if settings.level is None:
+        return kernels
+    check_level_kernels(kernels, settings.level, settings.geometry)
+    return [adjust_ir(kernel, settings.level) for kernel in kernels]
+
+
+def _leveled(result, level):
+    """The result at the level --gain or --normalize asks for."""
+    from convcli.kernels.level import finite_peak
+
+    factor = level.output_factor(finite_peak(result) if level.needs_peak else None)
+    return result if factor == 1 else result * result.dtype.type(factor)
 
 
 def _as_grid(job: Job, result, asked: bool) -> bool:
@@ -427,6 +476,7 @@ def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> di
     from convcli.io.files import atomic_output
     from convcli.io.ranges import count_non_finite, peak_normalize_gain
     from convcli.kernels.apply import alignment_summary
+    from convcli.kernels.level import Level, finite_peak
     from convcli.kernels.stream import DEFAULT_BLOCK, block_method, overlap_add, stream_taps
 
     block = settings.block_size or max(DEFAULT_BLOCK, 4 * kernel.array.shape[-1])
@@ -448,6 +498,10 @@ def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> di
     gain = None
     if settings.policy == "normalize" and not info.is_float:
         gain = peak_normalize_gain(np.array([np.max(np.abs(p)) for p in pieces()] or [0.0]), 1.0)
+    level = settings.level
+    level = level or Level()
+    factor = np.float32(level.output_factor(
+        max((finite_peak(p) for p in pieces()), default=0.0) if level.needs_peak else None))
     frames = 0
     check_stop(job.run_id)
     with atomic_output(job.output, force=settings.force or job.overwrite, run_id=job.run_id) as temp:
@@ -455,10 +509,12 @@ def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> di
                          policy=settings.policy, gain=gain) as writer:
             for piece in pieces():
                 check_stop(job.run_id)  # a long file stops at the next block when its batch is interrupted
-                writer.write(piece)
+                writer.write(piece if factor == 1 else piece * factor)
                 frames += piece.shape[1]
             clipped = writer.clipped
     reason = f"block-wise overlap-add, {block} frames per block; per block: {how.reason}"
+    if level.needs_peak or gain is not None:
+        reason += "; two passes over the input (the first finds the peak to normalise to)"
     plans = [{"method": how.method, "reason": reason} | alignment_summary(kernel, geometry)]
     record = _record((info.channels, info.frames), (len(pairs), frames), [kernel], plans, settings, geometry)
     # blocks run at stride 1: the rate is kept
