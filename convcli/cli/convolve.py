@@ -376,7 +376,7 @@ def convolve_file(job: Job, settings: Settings) -> dict:
     kind = "audio" if audio is not None else media.kind
     geometry = settings.geometry.for_media(kind, feature_maps=feature_maps)
     if audio is not None and can_stream(kernels, geometry):
-        return _convolve_blocks(job, audio, kernels[0], geometry, settings)
+        return _convolve_blocks(job, audio, kernels, geometry, settings)
     media = media or load_input(job)
     data = media.data.astype(np.dtype(settings.dtype))
     result, plans = apply_chain(data, media.kind, kernels, geometry)
@@ -465,9 +465,10 @@ def _long_audio(job: Job, settings: Settings):
     return info if info.frames * info.channels >= least else None
 
 
-def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> dict:
-    """Convolve an audio file into an audio file block by block (overlap-add; bounded memory).
-    ``normalize`` makes two passes: the first finds the peak, the second writes with that gain."""
+def _convolve_blocks(job: Job, info, kernels, geometry, settings: Settings) -> dict:
+    """Convolve an audio file into an audio file block by block (overlap-add through the chain;
+    memory bounded by the block and the kernels). Normalising makes two passes: the first finds the
+    peak, the second writes with that gain."""
     import numpy as np
 
     from convcli.engine.convolve import plan
@@ -475,13 +476,12 @@ def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> di
     from convcli.io.audio import AudioWriter, read_audio_blocks
     from convcli.io.files import atomic_output
     from convcli.io.ranges import count_non_finite, peak_normalize_gain
-    from convcli.kernels.apply import alignment_summary
+    from convcli.kernels.apply import alignment_summary, strided_sample_rate
     from convcli.kernels.level import Level, finite_peak
-    from convcli.kernels.stream import DEFAULT_BLOCK, block_method, overlap_add, stream_taps
+    from convcli.kernels.stream import DEFAULT_BLOCK, block_method, stream_chain, stream_taps
 
-    block = settings.block_size or max(DEFAULT_BLOCK, 4 * kernel.array.shape[-1])
-    pairs, taps = stream_taps(kernel, info.channels, geometry.correlate)
-    how = plan((min(block, info.frames),), taps[0], mode="full", method=block_method(geometry))
+    block = settings.block_size or max(DEFAULT_BLOCK, 4 * max(kernel.shape[-1] for kernel in kernels))
+    rate = strided_sample_rate(info.sample_rate, geometry)  # before any work: a fractional rate is refused
     non_finite = 0
 
     def counted(blocks):
@@ -493,32 +493,35 @@ def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> di
 
     def pieces():
         blocks = counted(read_audio_blocks(Path(job.input), block, name=job.input))
-        return overlap_add(blocks, info.frames, kernel, geometry, info.channels)
+        return stream_chain(blocks, info.frames, kernels, geometry, info.channels)[0]
 
+    _, channels, _ = stream_chain(iter(()), info.frames, kernels, geometry, info.channels)
     gain = None
     if settings.policy == "normalize" and not info.is_float:
         gain = peak_normalize_gain(np.array([np.max(np.abs(p)) for p in pieces()] or [0.0]), 1.0)
-    level = settings.level
-    level = level or Level()
+    level = settings.level or Level()
     factor = np.float32(level.output_factor(
         max((finite_peak(p) for p in pieces()), default=0.0) if level.needs_peak else None))
     frames = 0
     check_stop(job.run_id)
     with atomic_output(job.output, force=settings.force or job.overwrite, run_id=job.run_id) as temp:
-        with AudioWriter(temp, sample_rate=info.sample_rate, channels=len(pairs), info=info,
+        with AudioWriter(temp, sample_rate=rate, channels=channels, info=info,
                          policy=settings.policy, gain=gain) as writer:
             for piece in pieces():
                 check_stop(job.run_id)  # a long file stops at the next block when its batch is interrupted
                 writer.write(piece if factor == 1 else piece * factor)
                 frames += piece.shape[1]
             clipped = writer.clipped
-    reason = f"block-wise overlap-add, {block} frames per block; per block: {how.reason}"
-    if level.needs_peak or gain is not None:
-        reason += "; two passes over the input (the first finds the peak to normalise to)"
-    plans = [{"method": how.method, "reason": reason} | alignment_summary(kernel, geometry)]
-    record = _record((info.channels, info.frames), (len(pairs), frames), [kernel], plans, settings, geometry)
-    # blocks run at stride 1: the rate is kept
-    return record | {"clipped": clipped, "non_finite": non_finite, "sample_rate": info.sample_rate}
+    passes = "; two passes over the input (the first finds the peak to normalise to)"
+    plans = []
+    for kernel in kernels:
+        taps = stream_taps(kernel, 1, geometry)[1][0]
+        how = plan((min(block, info.frames),), taps, mode="full", method=block_method(geometry))
+        reason = f"block-wise overlap-add, {block} frames per block; per block: {how.reason}"
+        reason += passes if level.needs_peak or gain is not None else ""
+        plans.append({"method": how.method, "reason": reason} | alignment_summary(kernel, geometry))
+    record = _record((info.channels, info.frames), (channels, frames), kernels, plans, settings, geometry)
+    return record | {"clipped": clipped, "non_finite": non_finite, "sample_rate": rate}
 
 
 def _record(input_shape, output_shape, kernels, plans, settings: Settings, geometry) -> dict:
