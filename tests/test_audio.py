@@ -321,3 +321,24 @@ def test_block_wise_chains_equal_the_in_memory_result(n, chain, stride, dilation
         b, rate_b = soundfile.read(folder / "blocks.wav", always_2d=True)
     assert rate_a == rate_b and a.shape == b.shape
     assert np.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("extra", [[], ["--normalize", "-3"], ["--mode", "same", "--stride", "2"]])
+def test_pipes_stream_and_equal_the_file_path(tmp_path, monkeypatch, extra):
+    import io
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "spool"))
+    (tmp_path / "spool").mkdir()
+    soundfile.write(tmp_path / "x.wav", RNG.uniform(-0.3, 0.3, (1500, 2)), 8000, subtype="PCM_16")
+    _write(tmp_path / "room.wav", RNG.standard_normal((60, 2)) * 0.1)
+    args = ["-k", tmp_path / "room.wav", "-k", "lowpass:cutoff=2000,taps=31", *extra, "--block-size", 128]
+    by_file = run("convolve", tmp_path / "x.wav", *args, "-o", tmp_path / "y.wav", "--json")
+    assert by_file.exit_code == 0, by_file.output
+    piped = run("convolve", "-", *args, "-o", "-", "--json", input=(tmp_path / "x.wav").read_bytes())
+    assert piped.exit_code == 0, piped.stderr
+    assert "block-wise" in json.loads(by_file.stdout)["files"][0]["reason"][0]
+    assert '"block-wise overlap-add' in piped.stderr  # the --json document: stdout holds the audio
+    assert piped.stdout_bytes == (tmp_path / "y.wav").read_bytes()
+    got, _ = soundfile.read(io.BytesIO(piped.stdout_bytes), always_2d=True)
+    assert got.shape[0] == (1559 if "--stride" not in extra else 750)
+    assert not list((tmp_path / "spool").iterdir())  # the copy of stdin is gone

@@ -449,20 +449,38 @@ STREAM_MIN_SAMPLES = 1 << 23
 
 
 def _long_audio(job: Job, settings: Settings):
-    """The :class:`~convcli.io.audio.AudioInfo` of a long audio file bound for an audio output (one
-    that may be convolved in blocks, in bounded memory), else None."""
+    """The :class:`~convcli.io.audio.AudioInfo` of a long audio input (a file, or stdin spooled to
+    one) bound for an audio output, file or stdout (one that may be convolved in blocks, in bounded
+    memory), else None."""
     from convcli.io.audio import audio_info
-    from convcli.io.files import AUDIO_EXTENSIONS, check_input_file, input_is_audio_file
+    from convcli.io.files import AUDIO_EXTENSIONS, check_input_file
 
-    if not input_is_audio_file(job.input) or job.extension not in AUDIO_EXTENSIONS or job.output is None:
+    source = _audio_source(job)
+    if source is None or job.extension not in AUDIO_EXTENSIONS or settings.dtype != "float32":
         return None
-    if settings.dtype != "float32":
-        return None
-    path = Path(job.input)
-    check_input_file(path)
-    info = audio_info(path, name=job.input)
+    check_input_file(source)
+    info = audio_info(source, name=_input_name(job))
     least = 1 if settings.block_size else STREAM_MIN_SAMPLES
     return info if info.frames * info.channels >= least else None
+
+
+def _audio_source(job: Job) -> Path | None:
+    """The audio file the job reads: its input, or the file stdin was spooled to (None: not audio)."""
+    from convcli.io.files import AUDIO_EXTENSIONS, STDIO, input_is_audio_file, sniff_extension
+
+    if job.input != STDIO:
+        return Path(job.input) if input_is_audio_file(job.input) else None
+    if not isinstance(job.stdin, Path):
+        return None
+    with job.stdin.open("rb") as spooled:
+        head = spooled.read(16)
+    return job.stdin if sniff_extension(head) in AUDIO_EXTENSIONS else None
+
+
+def _input_name(job: Job) -> str:
+    from convcli.io.files import STDIO
+
+    return "stdin" if job.input == STDIO else job.input
 
 
 def _convolve_blocks(job: Job, info, kernels, geometry, settings: Settings) -> dict:
@@ -474,7 +492,7 @@ def _convolve_blocks(job: Job, info, kernels, geometry, settings: Settings) -> d
     from convcli.engine.convolve import plan
     from convcli.executors import check_stop
     from convcli.io.audio import AudioWriter, read_audio_blocks
-    from convcli.io.files import atomic_output
+    from convcli.io.files import atomic_output, stdout_output
     from convcli.io.ranges import count_non_finite, peak_normalize_gain
     from convcli.kernels.apply import alignment_summary, strided_sample_rate
     from convcli.kernels.level import Level, finite_peak
@@ -492,7 +510,7 @@ def _convolve_blocks(job: Job, info, kernels, geometry, settings: Settings) -> d
             yield data
 
     def pieces():
-        blocks = counted(read_audio_blocks(Path(job.input), block, name=job.input))
+        blocks = counted(read_audio_blocks(_audio_source(job), block, name=_input_name(job)))
         return stream_chain(blocks, info.frames, kernels, geometry, info.channels)[0]
 
     _, channels, _ = stream_chain(iter(()), info.frames, kernels, geometry, info.channels)
@@ -504,7 +522,9 @@ def _convolve_blocks(job: Job, info, kernels, geometry, settings: Settings) -> d
         max((finite_peak(p) for p in pieces()), default=0.0) if level.needs_peak else None))
     frames = 0
     check_stop(job.run_id)
-    with atomic_output(job.output, force=settings.force or job.overwrite, run_id=job.run_id) as temp:
+    target = (stdout_output(job.extension) if job.output is None
+              else atomic_output(job.output, force=settings.force or job.overwrite, run_id=job.run_id))
+    with target as temp:
         with AudioWriter(temp, sample_rate=rate, channels=channels, info=info,
                          policy=settings.policy, gain=gain) as writer:
             for piece in pieces():
