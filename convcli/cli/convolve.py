@@ -86,7 +86,8 @@ Kernels (-k, repeatable: applied one after another; --stride applies once, after
   mix.npy (C_out, C_in, kh, kw), model.npz:conv1 or model.npz:conv1[3].
   An impulse response at another sample rate is resampled to the input's rate
   (scipy.signal.resample_poly) with a warning.
-  Long audio (same/full, zero boundary, stride 1) is processed in blocks by overlap-add.
+  Long audio (1-D kernels and chains of them, zero boundary, same/full/causal; files and
+  pipes) is processed in blocks by overlap-add, in memory bounded by block and kernels.
 
 \b
 Worked example (convolution flips, correlation does not):
