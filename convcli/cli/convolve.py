@@ -51,12 +51,13 @@ Semantics:
 
 \b
 Sizes: --mode same (default: output has the input's size, centred like scipy.signal),
-  valid, full; or --padding P | B,A | B,A;B,A (per axis). An impulse response (an
-  audio file as -k) is causal, as ffmpeg afir and SoX apply it: output n hears inputs
-  n, n-1, ...; its tail is kept (N+K-1 samples, what --mode full gives) unless
-  --mode same asks for the input's length. --explain and --json name the alignment. --stride S subsamples
+  valid, full; or --padding P | B,A | B,A;B,A (per axis). --stride S subsamples
   (same with stride s gives ceil(n/s)); --dilation D spaces the taps: span D*(k-1)+1.
   Stride, dilation: one value, or one per axis as 'rows,cols'.
+  An impulse response (an audio file as -k) is causal, as ffmpeg afir and SoX apply
+  it: output n hears inputs n, n-1, ...; its tail is kept (N+K-1 samples, as --mode
+  full) unless --mode same asks for the input's length. Designed kernels (FIR, image)
+  stay centred (zero phase). --explain and --json name the alignment.
 
 \b
 Boundary (what lies outside the input):

@@ -81,7 +81,7 @@ def stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-STDIN_CHUNK = 1 << 20  # bytes copied at a time from stdin
+PIPE_CHUNK = 1 << 20  # bytes copied at a time between a pipe and a temporary file
 
 
 def spool_stdin() -> tuple[Path, str]:
@@ -96,12 +96,12 @@ def spool_stdin() -> tuple[Path, str]:
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as spool:
-            head = sys.stdin.buffer.read(STDIN_CHUNK)
+            head = sys.stdin.buffer.read(PIPE_CHUNK)
             if not head:
                 raise InputError("stdin: empty input")
             extension = sniff_extension(head[:16])
             spool.write(head)
-            shutil.copyfileobj(sys.stdin.buffer, spool, STDIN_CHUNK)
+            shutil.copyfileobj(sys.stdin.buffer, spool, PIPE_CHUNK)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -246,7 +246,7 @@ def stdout_output(extension: str) -> Iterator[Path]:
     try:
         yield temp
         with temp.open("rb") as encoded:  # a chunk at a time: long audio stays out of memory
-            shutil.copyfileobj(encoded, sys.stdout.buffer, STDIN_CHUNK)
+            shutil.copyfileobj(encoded, sys.stdout.buffer, PIPE_CHUNK)
         sys.stdout.buffer.flush()
     except Exception as error:
         _name_target(error, temp, "stdout")
