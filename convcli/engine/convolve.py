@@ -36,6 +36,7 @@ from convcli.sizes import (
     PerAxisPadding,
     effective_kernel,
     left_over,
+    mode_padding,
     output_size,
     padding_pair,
     per_axis,
@@ -91,15 +92,6 @@ def _explicit_padding(padding: PerAxisPadding, nd: int) -> tuple[tuple[int, int]
 
 def _unknown(kind: str, name: object, choices: Sequence[str]) -> str:
     return f"unknown {kind} {name!r}{did_you_mean(str(name), choices)}; choose from {', '.join(choices)}"
-
-
-def _mode_padding(mode: str, span: int) -> tuple[int, int]:
-    if mode == "valid":
-        return 0, 0
-    if mode == "full":
-        return span - 1, span - 1
-    # scipy.signal's 'same': centred on the full output, the extra sample of an even span before
-    return span // 2, (span - 1) // 2
 
 
 def _check_kernel(kernel: np.ndarray) -> None:
@@ -193,7 +185,7 @@ def plan(
         raise UsageError(str(error)) from None
     spans = tuple(effective_kernel(k, d) for k, d in zip(ksize, dilation, strict=True))
     if padding is None:
-        pads = tuple(_mode_padding(mode, s) for s in spans)
+        pads = tuple(mode_padding(mode, s) for s in spans)
     else:
         pads = _explicit_padding(padding, nd)
     spatial_out = tuple(
