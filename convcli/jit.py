@@ -11,6 +11,7 @@ does, so that outputs compare equal on a machine whose cache is cold).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -137,8 +138,28 @@ FMA_ONLY = {"contract"}
 # NUMBA_THREADING_LAYER_PRIORITY). In-process, GNU OpenMP first: on the 4K filtering benchmarks it
 # ran 15-35 % faster than TBB, and it is thread-safe (-j N). It is not fork-safe, so the warm
 # worker, which forks a child per call, asks for TBB (convcli.server.warmup).
-if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
+# Where GNU OpenMP's runtime is missing (a slim image without the compiler's libgomp), Numba
+# would fall through to workqueue, which aborts when two threads (-j N, batched training) launch
+# parallel kernels: TBB's runtime is loaded then, so the thread-safe TBB layer takes its place.
+# (libgomp's load costs ~1 ms, which the OpenMP layer's first launch would pay anyway.)
+GNU_OPENMP_RUNTIME = "libgomp.so.1"
+
+
+def _thread_safe_layers() -> None:
+    import ctypes
+
     config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(GNU_OPENMP_RUNTIME)
+    except OSError:
+        with contextlib.suppress(TbbUnavailable):
+            load_tbb()
+
+
+if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
+    _thread_safe_layers()
 
 HEADER = (
     "convcli: compiling kernels for this machine (once after an install or upgrade; "

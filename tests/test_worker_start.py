@@ -126,6 +126,27 @@ def test_a_tbb_older_than_numba_accepts_is_refused(monkeypatch):
         jit.load_tbb()
 
 
+@pytest.mark.parametrize("gomp", [True, False])
+def test_in_process_runs_load_tbb_where_openmp_is_missing(monkeypatch, gomp):
+    """Without GNU OpenMP's runtime Numba would fall to workqueue, which aborts under -j N."""
+    import ctypes
+
+    loaded = []
+    real = ctypes.CDLL
+
+    def cdll(name, *args, **kwargs):
+        if name == jit.GNU_OPENMP_RUNTIME and not gomp:
+            raise OSError(f"{name}: cannot open shared object file")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    monkeypatch.setattr(jit, "load_tbb", lambda: loaded.append("tbb") or "/x/libtbb.so.12")
+    monkeypatch.setattr(jit.config, "THREADING_LAYER_PRIORITY", [])
+    jit._thread_safe_layers()
+    assert jit.config.THREADING_LAYER_PRIORITY == ["omp", "tbb", "workqueue"]
+    assert loaded == ([] if gomp else ["tbb"])
+
+
 # ---------------------------------------------------------------- a worker that cannot run
 
 
