@@ -96,6 +96,7 @@ class Worker:
 
         gc.collect()
         gc.freeze()  # the warm state is shared with every child: keep the collector off it
+        self.last_active = time.monotonic()  # idle from now: a long warm-up is not idleness
         self.listener.listen(128)
         if self.entry:
             with contextlib.suppress(OSError):
