@@ -154,10 +154,12 @@ def env():
     folder = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))
     env = make_env(folder)
     assert convcli("--version", env=env).returncode == 0  # in-process; starts the worker
-    pid = wait_for_worker(env)["pid"]
+    wait_for_worker(env)
     yield env
+    worker = status(env)["worker"]
     stop_all(env)
-    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the worker to leave", env)
+    if worker:
+        wait_until(lambda: not Path(f"/proc/{worker['pid']}").exists(), 30, "the worker to leave", env)
     shutil.rmtree(folder, ignore_errors=True)
 
 
