@@ -87,6 +87,24 @@ def bounded(result, started):
         assert len(lines) == 1 and "Traceback" not in result.output, result.output
 
 
+# ---------------------------------------------------------------- the suite's own cap
+def test_the_suite_runs_under_its_address_space_cap():
+    """conftest.py caps the session's address space (issue 24): an allocation past it fails its test
+    with a MemoryError, where it would otherwise take the machine's memory."""
+    import resource
+
+    from conftest import MEMORY_CAP_VARIABLE
+
+    if os.environ.get(MEMORY_CAP_VARIABLE, "").strip() == "0":
+        pytest.skip(f"{MEMORY_CAP_VARIABLE}=0 lifts the cap")
+    cap, _ = resource.getrlimit(resource.RLIMIT_AS)
+    assert cap != resource.RLIM_INFINITY
+    if MEMORY_CAP_VARIABLE not in os.environ:
+        assert cap <= 4 << 30  # the default
+    with pytest.raises(MemoryError):
+        np.ones(cap, dtype=np.uint8)
+
+
 # ---------------------------------------------------------------- the budget module
 def test_budgets_parse_amounts_and_name_the_variable(monkeypatch):
     assert budget.parse_amount("8G", "X") == 8 * 10**9
