@@ -12,19 +12,28 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 from convcli.budget import parse_amount  # noqa: E402
 
-# An address-space cap for the session (RLIMIT_AS; 4 GiB unless CONVCLI_TEST_MEMORY_CAP says another
-# amount, such as 8G, or 0 for none): a runaway allocation fails its own test with a MemoryError
-# that names it, instead of the OOM killer ending the run (and the machine's other work). A run of
-# the suite peaks at ~1.5 GiB of address space (VmPeak: Numba/LLVM, the threads' malloc arenas);
-# the processes the tests start (commands, warm workers, Dask's workers) inherit the cap.
+# An address-space cap for the session (RLIMIT_AS): a runaway allocation fails its own test with a
+# MemoryError that names it, instead of the OOM killer ending the run (and the machine's other
+# work); the processes the tests start (commands, warm workers, Dask's workers) inherit it.
+# Measured on a 2-core machine: the whole suite peaks at 2.0 GiB of address space (VmPeak; 0.8 GiB
+# resident). Each thread Numba starts reserves ~70 MiB more (glibc's malloc arena and its stack,
+# reserved, not used: 64 threads add 1.4 GiB), so the cap is 4 GiB plus 72 MiB per CPU, unless
+# CONVCLI_TEST_MEMORY_CAP gives another amount (such as 8G), or 0 for none.
 MEMORY_CAP_VARIABLE = "CONVCLI_TEST_MEMORY_CAP"
 
 
+def memory_cap() -> int | None:
+    """The session's address-space cap in bytes (None: no cap)."""
+    text = os.environ.get(MEMORY_CAP_VARIABLE)
+    if text is None:
+        return (4 << 30) + (72 << 20) * (os.cpu_count() or 1)
+    return None if text.strip() == "0" else parse_amount(text, MEMORY_CAP_VARIABLE)
+
+
 def cap_address_space() -> None:
-    text = os.environ.get(MEMORY_CAP_VARIABLE, "4GiB")
-    if text.strip() == "0":
+    cap = memory_cap()
+    if cap is None:
         return
-    cap = parse_amount(text, MEMORY_CAP_VARIABLE)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
         cap = min(cap, hard)
