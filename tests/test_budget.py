@@ -189,6 +189,31 @@ def test_library_kernels_are_factors_not_matrices(small):
     assert result.exit_code == 0 and "..." in result.output
 
 
+@pytest.mark.parametrize(("spec", "admitted"), [
+    ("gaussian:sigma=6.6e5", True), ("gaussian:sigma=7e5", False),
+    ("box:3900001", True), ("box:4000001", False),
+])
+def test_separable_library_kernels_are_built_within_the_memory_budget(small, spec, admitted):
+    """Both factors and the construction's temporaries count: a gaussian once built ~3 arrays of
+    its taps after a check of one (2.8x the budget; ~11 GiB under the default 4 GiB) before the
+    convolution's budget refused it."""
+    from convcli.kernels import resolve_kernel
+
+    with limits(memory="64M"):
+        tracemalloc.start()
+        try:
+            resolve_kernel(spec)
+            refused = False
+        except budget.BudgetError:
+            refused = True
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        result = run("convolve", small / "x.npy", "-k", spec, "-o", small / "k.npy", "--force")
+    assert refused != admitted and peak <= 64e6
+    if not admitted:
+        assert result.exit_code == 2 and "over the memory budget" in result.output, result.output
+
+
 def test_large_user_kernels_skip_the_svd():
     from convcli.engine.separable import rank1_factors
 

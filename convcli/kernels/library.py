@@ -185,16 +185,17 @@ def _odd_size(kernel: str, key: str, size: int) -> int:
     return size
 
 
-def _taps(kernel: str, key: str, count: int) -> int:
-    """A tap count within the memory budget (checked before the taps are allocated)."""
+def _taps(kernel: str, key: str, count: int, lines: int = 1) -> int:
+    """A tap count within the memory budget, checked before the taps are allocated: ``lines``
+    arrays of ``count`` float64 values (a separable kernel is two, its column and its row)."""
     from convcli import budget
 
-    budget.check("memory", 8 * count, f"kernel {kernel!r} with {key}={count}")
+    budget.check("memory", 8 * count * lines, f"kernel {kernel!r} with {key}={count}")
     return count
 
 
 def _box_line(params: dict) -> np.ndarray:
-    size = _taps("box", "size", _odd_size("box", "size", params["size"]))
+    size = _taps("box", "size", _odd_size("box", "size", params["size"]), lines=2)
     return np.full(size, 1.0 / size)
 
 
@@ -203,9 +204,12 @@ def _gaussian_line(params: dict) -> np.ndarray:
     if sigma <= 0:
         raise UsageError(f"kernel 'gaussian': sigma={sigma:g} must be > 0")
     size = params["size"] if params["size"] is not None else 2 * math.ceil(3 * sigma) + 1
-    size = _taps("gaussian", "size", _odd_size("gaussian", "size", size))
-    t = np.arange(size) - size // 2
-    line = np.exp(-(t * t) / (2 * sigma * sigma))
+    size = _taps("gaussian", "size", _odd_size("gaussian", "size", size), lines=2)
+    # in place: one array of taps at a time, as the budget counts (temporaries tripled it)
+    line = np.arange(size, dtype=np.float64) - size // 2
+    np.multiply(line, line, out=line)
+    line /= -2 * sigma * sigma
+    np.exp(line, out=line)
     line /= line.sum()
     return line
 
