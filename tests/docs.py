@@ -6,8 +6,10 @@ Conventions the documentation follows so that it can be checked (and so it canno
   the next ``$ `` line, are its output (stdout and stderr, in the order they were written). A command
   may continue on the next line after a trailing backslash.
 - In an output line, ``~`` before a number marks a value that varies between runs (seconds, samples
-  per second, file sizes): ``~0.50 s`` matches any number there. Columns may move with it (runs of
-  two or more spaces match any run of whitespace); nothing else may differ.
+  per second, file sizes, what training computes): ``~0.50 s`` matches any number there. Columns may
+  move with it (runs of two or more spaces match any run of whitespace, and so do the spaces before a
+  ``~``, which takes a column: the cells ``│ ~0.76 │`` and ``│~0.980 │`` match ``│  0.76 │`` and
+  ``│ 0.980 │``); nothing else may differ.
 - A line ``...`` stands for any number of lines left out.
 - A command shown without output must succeed (exit 0); one shown with output may fail, and its
   output says how (the error line, ``echo $?``).
@@ -92,8 +94,22 @@ def line_pattern(expected: str) -> re.Pattern:
     wider or narrower than the one shown, and columns move with it)."""
     parts = VARIES.split(expected)
     # split() alternates literal text and the captured varying numbers
-    text = "".join(_literal(part) if i % 2 == 0 else NUMBER for i, part in enumerate(parts))
-    return re.compile(text + r"\s*$")
+    pieces = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            pieces.append(NUMBER)
+        elif i + 1 < len(parts):
+            pieces.append(_before_number(part))
+        else:
+            pieces.append(_literal(part))
+    return re.compile("".join(pieces) + r"\s*$")
+
+
+def _before_number(text: str) -> str:
+    """The literal text before a ``~N``: the ``~`` takes a column, so the spaces before it match any
+    run of whitespace, and where none is written (a table cell ``│~0.98 │``) any run or none."""
+    stripped = text.rstrip(" ")
+    return _literal(stripped) + (r"\s*" if stripped == text else r"\s+")
 
 
 def _literal(text: str) -> str:

@@ -27,6 +27,10 @@ from PIL import Image
 from convcli import budget
 
 SECONDS = 15  # per command; generous for a loaded 2-core machine (the refusals take milliseconds)
+# The budgets of the random-option tests: what they admit runs within SECONDS on a loaded 2-core
+# machine. The slowest admitted kind, an output made almost all of padding, runs ~1e8 operations a
+# second there (3e9 admitted 58.7M outputs of a 40-tap kernel: 24 s, and a 235 MB file).
+MEMORY, OPERATIONS = 64 << 20, 3 * 10**8
 
 
 @contextmanager
@@ -83,6 +87,22 @@ def bounded(result, started):
         assert len(lines) == 1 and "Traceback" not in result.output, result.output
 
 
+# ---------------------------------------------------------------- the suite's own cap
+def test_the_suite_runs_under_its_address_space_cap():
+    """conftest.py caps the session's address space (issue 24): an allocation past it fails its test
+    with a MemoryError, where it would otherwise take the machine's memory."""
+    import resource
+
+    from conftest import MEMORY_CAP_VARIABLE, memory_cap
+
+    if memory_cap() is None:
+        pytest.skip(f"{MEMORY_CAP_VARIABLE}=0 lifts the cap")
+    cap, _ = resource.getrlimit(resource.RLIMIT_AS)
+    assert cap <= memory_cap()
+    with pytest.raises(MemoryError):
+        np.ones(cap, dtype=np.uint8)
+
+
 # ---------------------------------------------------------------- the budget module
 def test_budgets_parse_amounts_and_name_the_variable(monkeypatch):
     assert budget.parse_amount("8G", "X") == 8 * 10**9
@@ -125,13 +145,15 @@ HUGE = st.one_of(st.integers(1, 5), st.integers(1, 10**4), st.integers(10**4, 10
 # a 6.3M-tap kernel on 300 samples: the direct engine's tap tables (~84 bytes a tap) once went
 # uncounted, and auto picked it over the budget (530 MB at its peak)
 @example(kernel="moving-average:6311879", stride=1, dilation=1, padding=None, method="auto", target="s.npy")
+# 300 samples padded to 58.7M outputs: within budgets of 256 MB and 3e9 operations, 21 s (over SECONDS)
+@example(kernel="moving-average:40", stride=1, dilation=1, padding=29345477, method="auto", target="s.npy")
 def test_convolve_any_option_values_finish_or_exit_2(small, kernel, stride, dilation, padding, method,
                                                      target):
     args = ["convolve", small / target, "-k", kernel, "--stride", stride, "--dilation", dilation,
             "--method", method, "-o", small / "out.npy", "--force", "-q"]
     if padding is not None:
         args += ["--padding", padding]
-    with limits(memory="256M", operations="3e9"):
+    with limits(memory=MEMORY, operations=OPERATIONS):
         tracemalloc.start()
         started = stopwatch()
         result = run(*args)
@@ -139,7 +161,7 @@ def test_convolve_any_option_values_finish_or_exit_2(small, kernel, stride, dila
         tracemalloc.stop()
     bounded(result, started)
     if result.exit_code == 0 or "kernel" not in result.output:  # not a kernel/input mismatch
-        assert peak < 512 << 20
+        assert peak < 2 * MEMORY
 
 
 def test_absurd_dilation_is_trivial_not_linear(small):
@@ -165,6 +187,35 @@ def test_library_kernels_are_factors_not_matrices(small):
     assert result.exit_code == 0 and started() < SECONDS
     result = run("kernels", "show", "box:20001")
     assert result.exit_code == 0 and "..." in result.output
+
+
+@pytest.mark.parametrize(("spec", "admitted"), [
+    ("gaussian:sigma=6.6e5", True), ("gaussian:sigma=7e5", False),
+    ("box:3900001", True), ("box:4000001", False),
+    ("lowpass:cutoff=1000,taps=1000001", True), ("lowpass:cutoff=1000,taps=1200001", False),
+])
+def test_library_kernels_are_built_within_the_memory_budget(small, spec, admitted):
+    """Every array the construction holds counts: a gaussian once built ~3 arrays of its taps after
+    a check of one (2.8x the budget; ~11 GiB under the default 4 GiB) and a FIR design 6.6 (~26 GiB,
+    past this 24 GB machine) before the convolution's budget refused them."""
+    import scipy.signal  # noqa: F401 - imported before the trace: its import is not the kernel's
+
+    from convcli.kernels import resolve_kernel
+
+    soundfile.write(small / "a.wav", np.zeros(100), 16000)
+    with limits(memory="64M"):
+        tracemalloc.start()
+        try:
+            resolve_kernel(spec, sample_rate=16000)
+            refused = False
+        except budget.BudgetError:
+            refused = True
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        result = run("convolve", small / "a.wav", "-k", spec, "-o", small / "k.wav", "--force")
+    assert refused != admitted and peak <= 64e6
+    if not admitted:
+        assert result.exit_code == 2 and "over the memory budget" in result.output, result.output
 
 
 def test_large_user_kernels_skip_the_svd():
@@ -194,7 +245,7 @@ def test_pool_any_option_values_finish_or_exit_2(small, size, stride, dilation, 
             small / "p.npy", "--force", "-q"]
     args += ["--output-size", adaptive] if adaptive else ["--size", size, "--stride", stride,
                                                            "--dilation", dilation if op == "max" else 1]
-    with limits(memory="256M", operations="3e9"):
+    with limits(memory=MEMORY, operations=OPERATIONS):
         started = stopwatch()
         result = run(*args)
     bounded(result, started)

@@ -23,8 +23,7 @@ def test_help_lists_every_registered_command():
 
 
 def test_unknown_command_suggests_and_exits_2():
-    if not COMMANDS:
-        return
+    assert COMMANDS, "no command is registered"
     name = sorted(COMMANDS)[0]
     result = run(name[:-1] + "x")
     assert result.exit_code == 2

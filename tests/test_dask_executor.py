@@ -67,8 +67,11 @@ def test_a_dask_batch_equals_the_thread_batch_byte_for_byte(client, tmp_path):
         result = run(command[0], inputs, *command[1:], "-o", f"{on_dask}/", "--scheduler-address", address,
                      "--json")
         assert result.exit_code == 0, result.output
-        for path in threads.iterdir():
-            assert (on_dask / path.name).read_bytes() == path.read_bytes(), path.name
+        written = sorted(p.name for p in threads.iterdir())
+        names = sorted(p.name for p in inputs.iterdir())
+        assert written == sorted(p.name for p in on_dask.iterdir()) == names
+        for name in written:
+            assert (on_dask / name).read_bytes() == (threads / name).read_bytes(), name
         document = json_of(result.output)
         assert document["executor"] == "dask" and document["scheduler"] == address
         assert document["workers"] == 2 and document["dashboard"].startswith("http")

@@ -40,6 +40,9 @@ def test_markers_match_what_they_say_and_nothing_else():
     assert not output_matches(["a", "z"], ["a", "b", "z"])  # no silent gaps
     assert not output_matches(["a"], ["a", "extra line"])
     assert output_matches(["│ x │ ~1,234 │"], ["│ x │ 98,765 │"])
+    assert output_matches(["│ a │ ~0.76 │"], ["│ a │  0.76 │"])  # the ~ takes a column of the table
+    assert output_matches(["│ a │~0.980 │"], ["│ a │ 0.980 │"])
+    assert not output_matches(["│ a │ ~0.76 │"], ["│ a │0.76 │"]) and not output_matches(["a ~1"], ["a1"])
 
 
 def test_readme_parsing_finds_commands_outputs_and_continuations():

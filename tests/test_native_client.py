@@ -18,7 +18,17 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_server import CALLS, START_TIMEOUT, make_env, masked, wait_until
+from test_server import (
+    CALLS,
+    START_TIMEOUT,
+    call_timeout,
+    make_env,
+    masked,
+    status,
+    wait_for_worker,
+    wait_until,
+    why_no_worker,
+)
 
 import convcli.server
 from convcli.server import native_rules, protocol
@@ -270,20 +280,19 @@ def real(tmp_path_factory):
     native = build(folder, LAUNCHER.read_text().replace("#!python", f"#!{sys.executable}", 1))
     runtime = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))
     env = make_env(runtime)
-    first = subprocess.run([native, "--version"], env=env, capture_output=True, timeout=300)
+    first = subprocess.run([native, "--version"], env=env, capture_output=True, timeout=START_TIMEOUT)
     assert first.returncode == 0, first.stderr  # no worker: the Python client ran it, and starts one
     entry = Path(protocol.entry_path(str(runtime / "convcli"), str(folder), env))
-    wait_until(entry.exists, START_TIMEOUT, "the worker to name itself for the native client")
+    wait_for_worker(env, "the worker to name itself for the native client", entry.exists, [native])
     yield native, env, entry
     subprocess.run([native, "server", "stop", "--all"], env=env, capture_output=True, timeout=60)
     shutil.rmtree(runtime, ignore_errors=True)
 
 
 def served(native: Path, env: dict) -> int:
-    import json
-
-    result = subprocess.run([native, "server", "status", "--json"], env=env, capture_output=True, timeout=60)
-    return json.loads(result.stdout)["worker"]["served"]
+    worker = status(env, [native])["worker"]
+    assert worker, f"the worker left: {why_no_worker(env, [native])}"
+    return worker["served"]
 
 
 @pytest.mark.parametrize("call", CALLS, ids=lambda call: " ".join(map(str, call))[:60])
@@ -296,7 +305,7 @@ def test_the_worker_serves_the_native_client_as_in_process(real, tmp_path, call)
         before = served(native, env)
         args = [str(a).replace("{out}", str(out)) for a in call]
         results[name] = subprocess.run([native, *args], env=environment, cwd=tmp_path, capture_output=True,
-                                       timeout=300)
+                                       timeout=call_timeout(environment))
         outputs[name] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
         assert served(native, env) == before + (name == "warm"), "the warm call was not served by the worker"
     cold, warm = results["cold"], results["warm"]
@@ -311,7 +320,7 @@ def test_an_undecodable_argument_reads_the_same_through_the_worker(real, tmp_pat
     name = os.fsencode(tmp_path) + b"/\xff\xfe caf\xc3\xa9.png"
     results = [
         subprocess.run([native, b"convolve", name, b"-k", b"sharpen", b"-o", b"x.png"], env=environment,
-                       cwd=tmp_path, capture_output=True, timeout=300)
+                       cwd=tmp_path, capture_output=True, timeout=call_timeout(environment))
         for environment in ({**env, "CONVCLI_SERVER": "0"}, env)
     ]
     assert results[0].returncode == results[1].returncode == 1
@@ -325,14 +334,14 @@ def test_another_environment_is_refused_and_runs_in_process(real, tmp_path):
     before = served(native, env)
     other = {**env, "NUMBA_OPT": "0"}
     result = subprocess.run([native, "shapes", "--size", "28", "--kernel", "5"], env=other,
-                            capture_output=True, timeout=300)
+                            capture_output=True, timeout=START_TIMEOUT)
     assert result.returncode == 0 and b"24" in result.stdout
     assert served(native, env) == before
     other_entry = Path(protocol.entry_path(str(entry.parent), str(native.parent), other))
-    wait_until(other_entry.exists, START_TIMEOUT, "the other worker's entry")
+    wait_for_worker(other, "the other worker's entry", other_entry.exists, [native])
     assert entry.exists() and other_entry != entry
     subprocess.run([native, "server", "stop"], env=other, capture_output=True, timeout=60)
-    wait_until(lambda: not other_entry.exists(), 30, "the other worker to leave")
+    wait_until(lambda: not other_entry.exists(), 30, "the other worker to leave", other, [native])
     assert entry.exists()
 
 
@@ -367,10 +376,10 @@ def test_a_stopped_worker_takes_its_entry_with_it(real):
     assert len(entry.read_text()) == 24  # the worker's key
     result = subprocess.run([native, "server", "stop"], env=env, capture_output=True, timeout=60)
     assert result.returncode == 0
-    wait_until(lambda: not entry.exists(), 30, "the entry to go")
-    result = subprocess.run([native, "--version"], env=env, capture_output=True, timeout=300)
+    wait_until(lambda: not entry.exists(), 30, "the entry to go", env, [native])
+    result = subprocess.run([native, "--version"], env=env, capture_output=True, timeout=START_TIMEOUT)
     assert result.returncode == 0  # in-process again, and a new worker names itself
-    wait_until(entry.exists, START_TIMEOUT, "a new worker's entry")
+    wait_for_worker(env, "a new worker's entry", entry.exists, [native])
 
 
 def test_the_native_client_carries_no_rule_of_its_own():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 from commands import run
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import signal
 from test_budget import model_file, rewrite
@@ -45,8 +45,7 @@ def test_nan_stays_within_the_kernels_reach_2d(method, shape, taps, mode, seed):
     column, row = rng.standard_normal(2 * taps[0] + 1), rng.standard_normal(2 * taps[1] + 1)
     column[rng.integers(0, len(column))] = 0.0  # zero taps read nothing
     kernel = np.outer(column, row)
-    if mode == "valid" and any(k > n for k, n in zip(kernel.shape, shape, strict=True)):
-        return
+    assume(mode != "valid" or all(k <= n for k, n in zip(kernel.shape, shape, strict=True)))
     out = convolve(x, kernel, mode=mode, correlate=True, method=method)
     # every output a nonzero tap of NaN reaches is NaN, and none past the kernel's span (direct and
     # fft skip zero taps; the separable passes multiply them, and 0·NaN is NaN)

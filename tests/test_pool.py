@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy.signal import correlate2d
 
@@ -239,8 +239,7 @@ def test_boundary_modes_pad_avg_sum_lp_like_numpy_pad(case, mode):
     if op in ("max", "min"):
         op = "avg"
     padded = np.pad(x, [(0, 0)] * (x.ndim - ndim) + [(q, q) for q in p], mode=mode)
-    if any(kk > n for kk, n in zip(k, padded.shape[-ndim:], strict=True)):
-        return
+    assume(all(kk <= n for kk, n in zip(k, padded.shape[-ndim:], strict=True)))
     got = pool(x, k, stride=s, padding=p, op=op, ndim=ndim, boundary=mode)
     expected = reference_pool(padded, k, s, (0,) * ndim, (1,) * ndim, op, False, True)
     np.testing.assert_allclose(got, expected, **tolerance(x.dtype))
@@ -300,8 +299,8 @@ def test_pool_with_nan_and_inf_matches_numpy(case, ceil_mode, count_include_pad,
                                              inf_share, seed):
     x, k, s, p, d, op = case
     ndim = len(k)
-    if any(dd * (kk - 1) + 1 > n + 2 * pp for n, kk, pp, dd in zip(x.shape[-ndim:], k, p, d, strict=True)):
-        return
+    spatial = x.shape[-ndim:]
+    assume(all(dd * (kk - 1) + 1 <= n + 2 * pp for n, kk, pp, dd in zip(spatial, k, p, d, strict=True)))
     x = sprinkle_non_finite(x, seed, nan_share, inf_share)
     got = pool(x, k, stride=s, padding=p, dilation=d, op=op, ndim=ndim, ceil_mode=ceil_mode,
                count_include_pad=count_include_pad, p=power)

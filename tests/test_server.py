@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from hypothesis import given
@@ -24,37 +25,109 @@ from convcli.server import protocol
 pytestmark = pytest.mark.skipif(not protocol.supported(), reason="the warm worker needs Linux")
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-START_TIMEOUT = 600
+# The deadline of every wait on a worker: its warm-up (imports, the kernels it loads) takes a few
+# seconds, and well under this on a loaded 2-core machine with an empty Numba cache.
+START_TIMEOUT = 60
 # -P: the convcli the worker serves is the installed one (or the editable checkout), whatever the
 # test's working folder; a plain -m from the repository root would import the checkout instead
 CONVCLI = [sys.executable, "-P", "-m", "convcli"]
 CONVCLI_LINE = " ".join(CONVCLI)  # a fresh CI machine compiles the kernels the warm-up loads
 
 
+def call_timeout(env) -> float:
+    """How long a call may take: one the warm worker may serve, START_TIMEOUT; one in-process may
+    compile kernels first (an empty Numba cache), and has longer."""
+    return START_TIMEOUT if env.get("CONVCLI_SERVER") != "0" else 300
+
+
 def convcli(*args, env, **kwargs) -> subprocess.CompletedProcess:
+    """A real call; one that overruns call_timeout fails with the worker's own account."""
     kwargs.setdefault("capture_output", True)
-    kwargs.setdefault("timeout", 300)
-    return subprocess.run([*CONVCLI, *map(str, args)], env=env, **kwargs)
+    kwargs.setdefault("timeout", call_timeout(env))
+    try:
+        return subprocess.run([*CONVCLI, *map(str, args)], env=env, **kwargs)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"convcli {' '.join(map(str, args))} ran over {kwargs['timeout']} s; "
+                             f"{why_no_worker(env)}") from None
 
 
-def status(env) -> dict:
-    result = convcli("server", "status", "--json", env=env, text=True)
+def status(env, command=CONVCLI) -> dict:
+    """`server status --json` of the installation and environment ``env`` names."""
+    result = subprocess.run([*command, "server", "status", "--json"], env=env, capture_output=True, text=True,
+                            timeout=START_TIMEOUT)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
+def worker_expected() -> bool:
+    """Whether a warm worker must run here: Linux where the installation depends on tbb, Numba's
+    fork-safe threading layer (pyproject.toml's marker says where wheels exist). Elsewhere the
+    worker declines (the layer Numba has is not fork-safe) and its tests skip saying why."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    dependencies = [Requirement(line) for line in requires("convcli") or []]
+    return sys.platform == "linux" and any(
+        dependency.name == "tbb" and (dependency.marker is None or dependency.marker.evaluate({"extra": ""}))
+        for dependency in dependencies
+    )
+
+
+def why_no_worker(env, command=CONVCLI, report: dict | None = None) -> str:
+    """The worker's own account of why it serves nothing: the reason it recorded, else its status."""
+    try:
+        report = report or status(env, command)
+    except (AssertionError, subprocess.TimeoutExpired, ValueError) as error:
+        return f"server status --json failed: {error}"
+    record = report.get("unsupported") or {}
+    if record.get("holds"):
+        tried = "; ".join(record.get("tried") or [])
+        return f"the worker cannot run here: {record['reason']}; to fix: {record['fix']} (tried: {tried})"
+    if report.get("worker"):
+        return f"the worker is up: {json.dumps(report['worker'])}"
+    return f"no worker and no reason recorded (server status --json: {json.dumps(report)})"
+
+
+def no_worker(what: str, reason: str) -> NoReturn:
+    """A worker that did not start fails the test where it must run here, and skips it elsewhere."""
+    message = f"no warm worker ({what}): {reason}"
+    if worker_expected():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def wait_for_worker(env, what: str = "the worker to start", ready=None, command=CONVCLI) -> dict:
+    """The status of the worker serving ``env`` once it is up (and ``ready()``), within START_TIMEOUT;
+    a worker that records why it cannot run ends the wait at once, with its reason."""
+    started = time.monotonic()
+    while True:
+        report = status(env, command)
+        if report.get("worker") and (ready is None or ready()):
+            return report["worker"]
+        waited = time.monotonic() - started
+        if (report.get("unsupported") or {}).get("holds") or waited > START_TIMEOUT:
+            no_worker(f"waited {waited:.0f} s for {what}", why_no_worker(env, command, report))
+        time.sleep(0.2)
+
+
+def wait_until(predicate, timeout: float, what: str, env=None, command=CONVCLI):
+    """``predicate()``'s first true value, within ``timeout`` (START_TIMEOUT at most); the failure
+    says what the worker serving ``env`` reports."""
+    deadline = time.monotonic() + min(timeout, START_TIMEOUT)
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    account = f"; {why_no_worker(env, command)}" if env is not None else ""
+    raise AssertionError(f"timed out after {min(timeout, START_TIMEOUT)} s waiting for {what}{account}")
 
 
 def served(env) -> int:
-    return status(env)["worker"]["served"]
+    worker = status(env)["worker"]
+    assert worker, f"the worker left: {why_no_worker(env)}"
+    return worker["served"]
 
 
 def make_env(runtime: Path, **extra) -> dict:
@@ -83,11 +156,12 @@ def env():
     folder = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))
     env = make_env(folder)
     assert convcli("--version", env=env).returncode == 0  # in-process; starts the worker
-    wait_until(lambda: status(env)["worker"], START_TIMEOUT, "the worker to start")
+    wait_for_worker(env)
     yield env
-    pid = status(env)["worker"]["pid"]
+    worker = status(env)["worker"]
     stop_all(env)
-    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the worker to leave")
+    if worker:
+        wait_until(lambda: not Path(f"/proc/{worker['pid']}").exists(), 30, "the worker to leave", env)
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -148,7 +222,7 @@ def test_stdin_umask_and_working_folder_travel(env, cold, tmp_path):
             env=environment,
             cwd=tmp_path,
             capture_output=True,
-            timeout=120,
+            timeout=call_timeout(environment),
         )
         assert result.returncode == 0, result.stderr
         modes[name] = (tmp_path / f"{name}.png").stat().st_mode & 0o777
@@ -167,7 +241,7 @@ def test_a_call_longer_than_the_request_timeout_runs_to_its_end(env, cold, tmp_p
             stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=environment, cwd=tmp_path,
         )
         time.sleep(worker.REQUEST_TIMEOUT + 1.0)
-        _, stderr = call.communicate(data, timeout=120)
+        _, stderr = call.communicate(data, timeout=call_timeout(environment))
         assert call.returncode == 0, stderr
     assert (tmp_path / "cold.png").read_bytes() == (tmp_path / "warm.png").read_bytes()
 
@@ -179,7 +253,8 @@ def test_file_size_limit_travels(env, cold, tmp_path):
         photo = SAMPLES / "photo.png"
         command = f"ulimit -f 8; {CONVCLI_LINE} convolve {photo} -k sharpen -o {name}.png"
         results[name] = subprocess.run(
-            ["sh", "-c", command], env=environment, cwd=tmp_path, capture_output=True, timeout=120
+            ["sh", "-c", command], env=environment, cwd=tmp_path, capture_output=True,
+            timeout=call_timeout(environment),
         )
     assert results["warm"].returncode == results["cold"].returncode != 0
     assert masked(results["warm"].stderr).replace("warm", "cold") == masked(results["cold"].stderr)
@@ -215,7 +290,7 @@ def test_concurrent_clients_each_get_their_own_child(env, tmp_path):
         )
         for i in range(4)
     ]
-    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    outputs = [process.communicate(timeout=START_TIMEOUT)[0] for process in processes]
     assert [process.returncode for process in processes] == [0] * 4
     assert all(json.loads(output)["ok"] == 1 for output in outputs)
     assert served(env) == before + 4
@@ -233,7 +308,7 @@ def waiting_on_stdin(env, folder: Path) -> tuple[subprocess.Popen, int]:
     )
     client.stdin.write((SAMPLES / "photo.png").read_bytes()[:1000])
     client.stdin.flush()
-    running = wait_until(lambda: status(env)["worker"]["running"], 30, "the request to start")
+    running = wait_until(lambda: wait_for_worker(env)["running"], 30, "the request to start", env)
     return client, running[0]
 
 
@@ -254,7 +329,7 @@ def test_ctrl_c_on_the_client_interrupts_the_command(env, tmp_path):
     _, stderr = client.communicate(timeout=30)
     assert client.returncode == 130 and b"interrupted" in stderr
     assert list(tmp_path.iterdir()) == []
-    wait_until(lambda: not Path(f"/proc/{child}").exists(), 10, "the child to end")
+    wait_until(lambda: not Path(f"/proc/{child}").exists(), 10, "the child to end", env)
 
 
 def test_sigterm_on_the_client_interrupts_the_command(env, tmp_path):
@@ -270,7 +345,7 @@ def test_a_killed_client_stops_its_child_and_leaves_no_file(env, tmp_path):
     client, child = waiting_on_stdin(env, tmp_path)
     client.kill()
     client.wait(timeout=10)
-    wait_until(lambda: not status(env)["worker"]["running"], 30, "the child to stop")
+    wait_until(lambda: not wait_for_worker(env)["running"], 30, "the child to stop", env)
     assert not Path(f"/proc/{child}").exists()
     client.stdin.close()
     assert list(tmp_path.iterdir()) == []
@@ -352,15 +427,15 @@ def test_a_socket_or_folder_others_could_touch_is_not_used(env, tmp_path, harm):
 def test_a_stale_socket_is_ignored_and_replaced(tmp_path, runtime):
     env = make_env(runtime)
     assert convcli("--version", env=env).returncode == 0
-    pid = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "a worker")["pid"]
+    pid = wait_for_worker(env, "a worker")["pid"]
     key = status(env)["key"]
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 10, "the worker to die")
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 10, "the worker to die", env)
     sock = Path(protocol.worker_paths(protocol_runtime(env), key)["socket"])
     assert sock.exists()  # left behind by the killed worker
     result = convcli("convolve", SAMPLES / "photo.png", "-k", "sharpen", "-o", tmp_path / "a.png", env=env)
     assert result.returncode == 0, result.stderr
-    new = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "a new worker")
+    new = wait_for_worker(env, "a new worker")
     assert new["pid"] != pid
     stop_all(env)
 
@@ -371,11 +446,13 @@ def test_two_workers_starting_at_once_leave_one_and_it_leaves_when_idle(tmp_path
     command = protocol.worker_command(key)
     first, second = (subprocess.Popen(command, env=env) for _ in range(2))
     loser = wait_until(
-        lambda: [p for p in (first, second) if p.poll() is not None], 30, "one worker to yield"
+        lambda: [p for p in (first, second) if p.poll() is not None], 30, "one worker to yield", env
     )
+    if len(loser) == 2:
+        no_worker("both of two started at once left", why_no_worker(env))
     assert len(loser) == 1 and loser[0].returncode == 0
     winner = second if loser[0] is first else first
-    worker = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "the worker")
+    worker = wait_for_worker(env, "the worker")
     assert worker["pid"] == winner.pid
     assert winner.wait(timeout=60) == 0  # idle for 8 s: gone
     assert not Path(protocol.worker_paths(protocol_runtime(env), key)["socket"]).exists()
@@ -384,12 +461,12 @@ def test_two_workers_starting_at_once_leave_one_and_it_leaves_when_idle(tmp_path
 def test_stop_ends_the_worker_and_calls_run_in_process(tmp_path, runtime):
     env = make_env(runtime)
     convcli("--version", env=env)
-    pid = wait_until(lambda: status(env)["worker"], START_TIMEOUT, "a worker")["pid"]
+    pid = wait_for_worker(env, "a worker")["pid"]
     spares = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     assert len(spares) == 1, "a spare child waits for the next call"
     result = convcli("server", "stop", env=env, text=True)
     assert result.returncode == 0 and str(pid) in result.stdout
-    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the worker to leave")
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the worker to leave", env)
     assert not Path(f"/proc/{spares[0]}").exists()
     assert convcli("server", "stop", env=env, text=True).stdout.strip() == "no worker was running"
 

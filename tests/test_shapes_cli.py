@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from commands import run
@@ -256,11 +255,11 @@ print(heavy, time.perf_counter() - start)
 """
 
 
-def test_shapes_itself_imports_no_numba_or_scipy_and_is_quick():
-    started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
+def test_shapes_itself_imports_no_numba_or_scipy():
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
+                         timeout=120)
     heavy, seconds = out.stdout.rsplit(maxsplit=1)
     assert heavy == "[]"
-    # well under a second on an idle machine; the margin is for a busy CI box
-    assert float(seconds) < 3.0, seconds
-    assert time.perf_counter() - started < 10
+    # ~0.4 s on a loaded 2-core machine: ten times that catches a heavy import; how fast shapes is
+    # (against `python -c pass`) is measured in benchmarks/bench_warm.py
+    assert float(seconds) < 5.0, seconds

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_worker_start import CONVCLI, run, status, wait_for_worker
+from test_server import CONVCLI, status, wait_for_worker
+from test_worker_start import run
 
 from convcli.server import protocol, worker
 

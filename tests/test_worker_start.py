@@ -17,14 +17,13 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from test_server import CONVCLI, status, wait_for_worker
 
 from convcli import jit
 from convcli.server import protocol, warmup
 
 pytestmark = pytest.mark.skipif(not protocol.supported(), reason="the warm worker needs Linux")
 
-CONVCLI = [sys.executable, "-P", "-m", "convcli"]
-START_DEADLINE = 60.0  # seconds for a worker to come up once the kernels are compiled
 
 
 def tbb_is_a_dependency() -> bool:
@@ -41,24 +40,6 @@ def run(*args, env, **kwargs) -> subprocess.CompletedProcess:
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("timeout", 300)
     return subprocess.run([*CONVCLI, *map(str, args)], env=env, text=True, **kwargs)
-
-
-def status(env) -> dict:
-    result = run("server", "status", "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def wait_for_worker(env, deadline: float = START_DEADLINE) -> dict:
-    """The running worker's status; on the deadline, fail with the reason the worker recorded."""
-    end = time.monotonic() + deadline
-    while True:
-        report = status(env)
-        if report.get("worker"):
-            return report["worker"]
-        if report.get("unsupported", {}).get("holds") or time.monotonic() > end:
-            pytest.fail(f"no warm worker after {deadline:.0f} s: {report.get('unsupported') or report}")
-        time.sleep(0.2)
 
 
 @pytest.fixture()

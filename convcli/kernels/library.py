@@ -185,16 +185,17 @@ def _odd_size(kernel: str, key: str, size: int) -> int:
     return size
 
 
-def _taps(kernel: str, key: str, count: int) -> int:
-    """A tap count within the memory budget (checked before the taps are allocated)."""
+def _taps(kernel: str, key: str, count: int, lines: int = 1) -> int:
+    """A tap count within the memory budget, checked before the taps are allocated: ``lines``
+    arrays of ``count`` float64 values (a separable kernel is two, its column and its row)."""
     from convcli import budget
 
-    budget.check("memory", 8 * count, f"kernel {kernel!r} with {key}={count}")
+    budget.check("memory", 8 * count * lines, f"kernel {kernel!r} with {key}={count}")
     return count
 
 
 def _box_line(params: dict) -> np.ndarray:
-    size = _taps("box", "size", _odd_size("box", "size", params["size"]))
+    size = _taps("box", "size", _odd_size("box", "size", params["size"]), lines=2)
     return np.full(size, 1.0 / size)
 
 
@@ -203,9 +204,12 @@ def _gaussian_line(params: dict) -> np.ndarray:
     if sigma <= 0:
         raise UsageError(f"kernel 'gaussian': sigma={sigma:g} must be > 0")
     size = params["size"] if params["size"] is not None else 2 * math.ceil(3 * sigma) + 1
-    size = _taps("gaussian", "size", _odd_size("gaussian", "size", size))
-    t = np.arange(size) - size // 2
-    line = np.exp(-(t * t) / (2 * sigma * sigma))
+    size = _taps("gaussian", "size", _odd_size("gaussian", "size", size), lines=2)
+    # in place: one array of taps at a time, as the budget counts (temporaries tripled it)
+    line = np.arange(size, dtype=np.float64) - size // 2
+    np.multiply(line, line, out=line)
+    line /= -2 * sigma * sigma
+    np.exp(line, out=line)
     line /= line.sum()
     return line
 
@@ -218,6 +222,11 @@ def _moving_average(params: dict, _rate) -> np.ndarray:
     return np.full(n, 1.0 / n)
 
 
+# arrays of the taps scipy's firwin holds at its peak (measured: 6.6; its window, sinc and their
+# products), so a design within the budget stays within it while it is built
+FIRWIN_ARRAYS = 7
+
+
 def _fir(kind: str):
     def design(params: dict, sample_rate: float | None) -> np.ndarray:
         from convcli.kernels.fir import firwin, window  # numpy alone: no scipy.signal import
@@ -228,7 +237,7 @@ def _fir(kind: str):
                 "or give the array's rate (convolve --sample-rate HZ; load_kernel(..., sample_rate=HZ))"
             )
         nyquist = sample_rate / 2
-        taps = _taps(kind, "taps", _odd_size(kind, "taps", params["taps"]))
+        taps = _taps(kind, "taps", _odd_size(kind, "taps", params["taps"]), lines=FIRWIN_ARRAYS)
         edges = [params["cutoff"]] if kind in ("lowpass", "highpass") else [params["low"], params["high"]]
         for edge in edges:
             if not 0 < edge < nyquist:
