@@ -36,6 +36,9 @@ class Geometry:
     padding: PerAxisPadding | None = None
     correlate: bool = False
     method: str = "auto"
+    groups: int = 1
+    transposed: bool = False  # the adjoint of the operation the other options describe
+    output_padding: PerAxis = 0
 
     def engine_options(self, ndim: int, *, correlate: bool | None = None) -> dict:
         """Keyword arguments of ``convcli.convolve`` for an ``ndim``-D kernel."""
@@ -60,11 +63,20 @@ class Geometry:
             return self
         return replace(self, boundary="constant" if feature_maps else DEFAULT_BOUNDARY[kind])
 
+    def transposed_options(self, ndim: int) -> dict:
+        """Keyword arguments of ``convcli.conv_transpose`` for an ``ndim``-D kernel (no cval: the
+        transpose exists for a linear padding, whose constant is 0)."""
+        options = self.engine_options(ndim)
+        del options["cval"]
+        return options | {"groups": self.groups, "output_padding": self.output_padding}
+
     @property
     def keeps_size(self) -> bool:
         """Output grid equals the input grid (so alpha can pass through as is)."""
         strides = self.stride if isinstance(self.stride, tuple) else (self.stride,)
-        return self.padding is None and self.mode == "same" and all(s == 1 for s in strides)
+        extra = self.output_padding if isinstance(self.output_padding, tuple) else (self.output_padding,)
+        return (self.padding is None and self.mode == "same" and all(s == 1 for s in strides)
+                and not any(extra))
 
 
 def signal_ndim(kind: str, data: np.ndarray, kernel: Kernel) -> int:
@@ -125,25 +137,47 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
     _option_axes(geometry.stride, ndim, "stride")
     _option_axes(geometry.dilation, ndim, "dilation")
     if kernel.role == "ir":
+        if geometry.transposed or geometry.groups != 1:
+            raise UsageError(f"{kernel.spec}: --transposed and --groups take a filter or a channel-mixing "
+                             "kernel, not an impulse response")
         return _apply_ir(data, kernel, geometry)
     if kernel.role == "mix":
         data = data if data.ndim > ndim else data[None]
-        check_channels(data, kernel, ndim)
+        check_channels(data, kernel, ndim, geometry)
         weights = kernel.array
-    elif kernel.factors is not None:  # separable by construction: never built as a matrix
+    elif geometry.groups != 1:
+        raise UsageError(
+            f"kernel {kernel.spec!r} {shape_text(kernel.shape)} filters each channel alone: --groups "
+            f"{geometry.groups} needs a (C_out, C_in/groups, kh, kw) kernel file (depthwise: (C, 1, kh, kw))"
+        )
+    elif kernel.factors is not None and not geometry.transposed:  # separable: never built as a matrix
         check_fits(data, kernel.shape, geometry, kernel.spec)
         out, how = convolve_planned(data, None, factors=kernel.factors, **geometry.engine_options(ndim))
         return out, _summary(how)
     else:
         weights = kernel.array[None, :] if ndim == 2 and kernel.array.ndim == 1 else kernel.array
     weights = weights.astype(data.dtype)
+    if geometry.transposed:
+        from convcli.engine.transposed import conv_transpose_planned
+
+        out, how = conv_transpose_planned(data, weights, **geometry.transposed_options(ndim))
+        return out, _summary(how)
     check_fits(data, weights.shape[-ndim:], geometry, kernel.spec)
-    out, how = convolve_planned(data, weights, **geometry.engine_options(ndim))
+    out, how = convolve_planned(data, weights, groups=geometry.groups, **geometry.engine_options(ndim))
     return out, _summary(how)
 
 
-def check_channels(data: np.ndarray, kernel: Kernel, ndim: int) -> None:
-    """A channel-mixing kernel (C_out, C_in, *k) needs C_in input channels."""
+def check_channels(data: np.ndarray, kernel: Kernel, ndim: int, geometry: Geometry | None = None) -> None:
+    """A channel-mixing kernel (C_out, C_in, *k) needs C_in input channels; with groups or transposed,
+    the engine's rule (:func:`convcli.engine.groups.group_slices`), named with the kernel's spec."""
+    if geometry is not None and (geometry.groups != 1 or geometry.transposed):
+        from convcli.engine.groups import group_slices
+
+        try:
+            group_slices(data.shape, kernel.array.shape, geometry.groups, transposed=geometry.transposed)
+        except UsageError as error:
+            raise UsageError(f"{kernel.spec}: {error}") from None
+        return
     have, want = data.shape[-ndim - 1], kernel.array.shape[1]
     if have != want:
         raise UsageError(
@@ -198,6 +232,8 @@ def strided_sample_rate(rate: int, kernels: list[Kernel], geometry: Geometry) ->
     same duration is held at rate / s. A rate that is not a whole number cannot be written as audio."""
     stride = geometry.stride[0] if isinstance(geometry.stride, tuple) else geometry.stride
     step = stride ** len(kernels)
+    if geometry.transposed:  # each sample becomes `stride` samples over the same duration
+        return rate * step
     if rate % step:
         raise UsageError(
             f"stride {stride} on {rate} Hz audio gives {rate / step:g} Hz, not a whole number of samples "
@@ -214,6 +250,8 @@ def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -
         return None
     if geometry.keeps_size:
         return alpha
+    if geometry.transposed:
+        return _transposed_alpha(alpha, kernels, geometry)
     from convcli.engine.convolve import convolve_planned
 
     for kernel in kernels:
@@ -232,4 +270,19 @@ def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -
         else:
             options["method"] = "direct"
             alpha = convolve_planned(alpha, np.outer(*lines), **options)[0]
+    return alpha
+
+
+def _transposed_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -> np.ndarray:
+    """Alpha on a transposed convolution's grid: at each output pixel, the mean alpha of the input pixels
+    whose kernel windows reach it (the same scatter with a kernel of ones, divided by its coverage)."""
+    from convcli.engine.transposed import conv_transpose
+
+    options = geometry.transposed_options(2) | {"groups": 1, "correlate": True, "method": "direct"}
+    for kernel in kernels:
+        shape = kernel.shape[-2:] if len(kernel.shape) >= 2 else (1, kernel.shape[-1])
+        ones = np.ones(shape, dtype=alpha.dtype)
+        cover = conv_transpose(np.ones_like(alpha), ones, **options)
+        spread = conv_transpose(alpha, ones, **options)
+        alpha = np.divide(spread, cover, out=np.zeros_like(spread), where=cover > 0)
     return alpha

@@ -31,6 +31,7 @@ def can_stream(kernels: list[Kernel], geometry: Geometry) -> bool:
         and geometry.cval == 0
         and geometry.stride in (1, (1,))
         and geometry.dilation in (1, (1,))
+        and not geometry.transposed
     )
 
 
