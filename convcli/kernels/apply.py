@@ -176,7 +176,7 @@ def check_channels(data: np.ndarray, kernel: Kernel, ndim: int, geometry: Geomet
         try:
             group_slices(data.shape, kernel.array.shape, geometry.groups, transposed=geometry.transposed)
         except UsageError as error:
-            raise UsageError(f"{kernel.spec}: {error}") from None
+            raise UsageError(f"{kernel.spec}: {error.args[0]}") from None
         return
     have, want = data.shape[-ndim - 1], kernel.array.shape[1]
     if have != want:
