@@ -125,7 +125,8 @@ def convolution_matrix(
     """T of shape (output size, input size) with ``y.ravel() = T @ x.ravel()`` for
     ``convcli.convolve(x, kernel, ...)`` on an input of ``size`` (N, or (H, W) for a 2-D kernel), or
     with ``transposed=True`` for ``convcli.conv_transpose`` on that size (T is then the forward
-    matrix's transpose). ``sparse``: a ``scipy.sparse.csr_array`` instead of a dense array."""
+    matrix's transpose: exactly Tᵀ, or the transpose of its first rows where ``output_padding`` >=
+    ``stride`` makes the forward output longer). ``sparse``: a ``scipy.sparse.csr_array``, not dense."""
     kernel = _check(kernel)
     nd = kernel.ndim
     size = _sizes(size, nd)
@@ -134,8 +135,15 @@ def convolution_matrix(
 
         *_, forward_size = transposed_sizes(size, kernel.shape, mode=mode, stride=stride, dilation=dilation,
                                             padding=padding, output_padding=output_padding)
-        return convolution_matrix(kernel, forward_size, mode=mode, boundary=boundary, stride=stride,
-                                  dilation=dilation, padding=padding, correlate=correlate, sparse=sparse).T
+        forward = convolution_matrix(kernel, forward_size, mode=mode, boundary=boundary, stride=stride,
+                                     dilation=dilation, padding=padding, correlate=correlate, sparse=sparse)
+        _, _, _, forward_out = _geometry(forward_size, kernel.shape, mode, stride, dilation, padding)
+        if forward_out != size:
+            # output_padding >= stride (dilation > stride): the forward input of that size has more
+            # outputs than the transposed input has samples; the transpose scatters the first ones
+            kept = np.ravel_multi_index(np.indices(size).reshape(nd, -1), forward_out)
+            forward = forward[kept]
+        return forward.T
     if any(per_axis(output_padding, nd, "`output_padding`", low=0)):
         raise UsageError("`output_padding` applies only to transposed convolutions")
     stride, dilation, pads, out = _geometry(size, kernel.shape, mode, stride, dilation, padding)
