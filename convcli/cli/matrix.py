@@ -105,10 +105,10 @@ def matrix(spec, data, size, mode, padding, boundary, stride, dilation, correlat
         print_json("matrix", document)
         return
     click.echo(document["summary"])
-    if explain:
-        click.echo(document["explain"], err=True)
     if output is None:
         _print_table(found, view)
+    if explain:
+        click.echo(document["explain"], err=True)
 
 
 def _build(spec, data, size, options, transposed, output_padding, sparse) -> dict:
