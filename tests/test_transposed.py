@@ -462,3 +462,48 @@ def test_help_states_transposed_and_groups():
         "--output-padding",
     ]:
         assert fragment in text
+
+
+def test_cli_transposed_never_streams_and_checks_the_stuffed_size_first(tmp_path, monkeypatch):
+    samples = np.random.default_rng(6).standard_normal((300, 1)).astype(np.float32) * 0.2
+    soundfile.write(tmp_path / "a.wav", samples, 8000, subtype="FLOAT")
+    # --block-size would run a forward filter block by block: a transposed one runs in memory
+    result = run(
+        "convolve",
+        tmp_path / "a.wav",
+        "-k",
+        "1 2 3",
+        "--transposed",
+        "--block-size",
+        64,
+        "-o",
+        tmp_path / "up.wav",
+    )
+    assert result.exit_code == 0, result.output
+    out, rate = soundfile.read(tmp_path / "up.wav", dtype="float32", always_2d=True)
+    assert rate == 8000
+    # stride 1: the adjoint of convolution is the correlation, not the convolution blocks would compute
+    expected = conv_transpose(samples.T, np.array([1.0, 2, 3]))
+    np.testing.assert_allclose(expected, convcli_correlate(samples.T, [1.0, 2, 3]), atol=1e-6)
+    np.testing.assert_allclose(out.T, expected, atol=1e-6)
+    monkeypatch.setenv("CONVCLI_MAX_MEMORY", "10M")
+    huge = run(
+        "convolve",
+        tmp_path / "a.wav",
+        "-k",
+        "1 2 1",
+        "--transposed",
+        "--stride",
+        100000,
+        "-o",
+        tmp_path / "huge.npy",
+    )
+    assert (
+        huge.exit_code == 2
+        and "zero-stuffed to 29900001" in huge.stderr
+        and "CONVCLI_MAX_MEMORY" in huge.stderr
+    )
+
+
+def convcli_correlate(x, kernel):
+    return convolve(x, np.array(kernel), correlate=True)

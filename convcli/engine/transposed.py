@@ -19,6 +19,7 @@ uses for ConvTranspose: (n−1)·s − p_before − p_after + d·(k−1) + outpu
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -114,7 +115,8 @@ def conv_transpose_planned(
         output_padding=output_padding)
     spatial = tuple(range(-nd, 0))
     weights = kernel if correlate else np.flip(kernel, axis=spatial)  # the forward's correlation taps
-    stuffed_shape = ((n - 1) * s + 1 for n, s in zip(x.shape[-nd:], stride, strict=True))
+    stuffed_shape = tuple((n - 1) * s + 1 for n, s in zip(x.shape[-nd:], stride, strict=True))
+    _check_memory(x.shape, kernel.shape, groups, stuffed_shape, pads, sizes, dtype)
     stuffed = np.zeros((*x.shape[:-nd], *stuffed_shape), dtype)
     stuffed[(Ellipsis, *(slice(None, None, s) for s in stride))] = x
     # full convolution = every sample scattered over the taps (the engine flips, so pass them as is)
@@ -132,6 +134,22 @@ def conv_transpose_planned(
     reason = (f"transposed: the input {steps}scattered over the taps by a full convolution ({how.reason}), "
               f"the padding {pads} folded back by boundary {normalize_boundary(boundary)}")
     return out, replace(how, output_shape=out.shape, reason=reason, left_over=())
+
+
+def _check_memory(x_shape, kernel_shape, groups, stuffed_shape, pads, sizes, dtype) -> None:
+    """The zero-stuffed input and the scattered grid are allocated before the engine plans (and checks)
+    its own buffers: a large stride must not allocate them unchecked."""
+    from convcli import budget
+    from convcli.text import shape_text
+
+    nd = len(sizes)
+    signals = math.prod(x_shape[:-nd])
+    outputs = signals if len(kernel_shape) <= 2 else signals // x_shape[-nd - 1] * kernel_shape[1] * groups
+    grid = math.prod(n + b + a for n, (b, a) in zip(sizes, pads, strict=True))
+    values = signals * math.prod(stuffed_shape) + 2 * outputs * grid
+    budget.check("memory", np.dtype(dtype).itemsize * values,
+                 f"the transposed convolution of an input of shape {shape_text(x_shape)} (zero-stuffed to "
+                 f"{shape_text(stuffed_shape)})")
 
 
 def fold(scattered: np.ndarray, pads, sizes, mode_code: int) -> np.ndarray:
