@@ -187,7 +187,8 @@ def test_cli_table_json_and_weight_sharing_summary():
         run("matrix", "-k", "2 1", "--size", 5, "--mode", "valid", "--correlate", "--json").stdout
     )
     assert document["command"] == "matrix" and document["matrix_shape"] == [4, 5]
-    assert document["parameters"] == {"dense": 20, "kernel": 2} and document["structure"] == "Toeplitz"
+    assert (document["dense_params"], document["kernel_params"]) == (20, 2)
+    assert document["structure"] == "Toeplitz" and document["output_shape"] == [4]
     x = np.arange(1, 6.0)
     assert np.array(document["matrix"]) @ x == pytest.approx([4, 7, 10, 13])  # the notes' example, computed
 

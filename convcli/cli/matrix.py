@@ -113,7 +113,7 @@ def matrix(spec, data, size, mode, padding, boundary, stride, dilation, correlat
 
 def _build(spec, data, size, options, transposed, output_padding, sparse) -> dict:
     """The matrix and what it is of."""
-    from convcli.engine.matrix import convolution_matrix, data_matrix
+    from convcli.engine.matrix import convolution_matrix, data_matrix, output_grid
 
     if data is not None:
         if transposed:
@@ -121,14 +121,18 @@ def _build(spec, data, size, options, transposed, output_padding, sparse) -> dic
                              "leave out --transposed")
         x = _read_data(data)
         found = data_matrix(x, size, sparse=True, **options)
+        out = output_grid(size, x.shape, **{k: options[k] for k in ("mode", "stride", "dilation", "padding")})
         return {"matrix": found if sparse else found.toarray(), "of": "data", "spec": data,
-                "input_shape": list(x.shape), "kernel_shape": list(size),
+                "input_shape": list(x.shape), "output_shape": list(out), "kernel_shape": list(size),
                 "transposed": False, "title": f"D of {data} acting on a {shape_text(size)} kernel"}
     kernel = _kernel(spec, len(size))
     found = convolution_matrix(kernel, size, transposed=transposed, output_padding=output_padding,
                                sparse=True, **options)
+    out = output_grid(kernel.shape, size, transposed=transposed, output_padding=output_padding,
+                      **{k: options[k] for k in ("mode", "stride", "dilation", "padding")})
     return {"matrix": found if sparse else found.toarray(), "of": "kernel", "spec": spec,
-            "input_shape": list(size), "kernel_shape": list(kernel.shape), "kernel": kernel,
+            "input_shape": list(size), "output_shape": list(out), "kernel_shape": list(kernel.shape),
+            "kernel": kernel,
             "transposed": transposed, "title": f"T of {spec} on size {shape_text(size)}"}
 
 
@@ -203,9 +207,10 @@ def _document(view: dict, found, options: dict, explain: bool) -> dict:
                     f"kernel's {taps:,} (weight sharing: {shown}x fewer)")
     document = {
         "spec": view["spec"], "of": view["of"], "input_shape": view["input_shape"],
+        "output_shape": view["output_shape"],
         "kernel_shape": view["kernel_shape"], "matrix_shape": [rows, cols], "nonzero": nonzero,
         "structure": name, "boundary": options["boundary"], "transposed": view["transposed"],
-        "parameters": {"dense": rows * cols, "kernel": taps}, "summary": summary,
+        "dense_params": rows * cols, "kernel_params": taps, "summary": summary,
     }
     if rows * cols <= JSON_ENTRIES:
         document["matrix"] = (found.toarray() if scipy.sparse.issparse(found) else found).tolist()

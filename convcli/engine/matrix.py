@@ -55,6 +55,20 @@ def source_table(
                      for i in range(out)], dtype=np.int64).reshape(out, k)
 
 
+def output_grid(
+    kernel_shape: Sequence[int], size: Sequence[int], *, mode: str = "same", stride: PerAxis = 1,
+    dilation: PerAxis = 1, padding: PerAxisPadding | None = None, transposed: bool = False,
+    output_padding: PerAxis = 0,
+) -> tuple[int, ...]:
+    """The output shape of the operation a matrix describes (its rows, unravelled)."""
+    if transposed:
+        from convcli.engine.transposed import transposed_sizes
+
+        return transposed_sizes(size, kernel_shape, mode=mode, stride=stride, dilation=dilation,
+                                padding=padding, output_padding=output_padding)[3]
+    return _geometry(size, kernel_shape, mode, stride, dilation, padding)[3]
+
+
 def _entries(size, ksize, boundary, stride, dilation, pads, out):
     """(output index, input index, tap index) of every nonzero entry, from the per-axis tables."""
     from convcli.engine.boundary import MODE_CODES, normalize_boundary
