@@ -507,3 +507,28 @@ def test_cli_transposed_never_streams_and_checks_the_stuffed_size_first(tmp_path
 
 def convcli_correlate(x, kernel):
     return convolve(x, np.array(kernel), correlate=True)
+
+
+def test_cli_depthwise_kernel_on_an_rgb_image(tmp_path):
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, (9, 10, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    weight = rng.random((3, 1, 3, 3)) / 9  # each colour by its own blur
+    np.save(tmp_path / "dw.npy", weight)
+    result = run(
+        "convolve",
+        tmp_path / "p.png",
+        "-k",
+        tmp_path / "dw.npy",
+        "--groups",
+        3,
+        "--correlate",
+        "--boundary",
+        "constant",
+        "-o",
+        tmp_path / "out.png",
+    )
+    assert result.exit_code == 0, result.output
+    expected = grouped_reference(pixels.transpose(2, 0, 1) / 255, weight, 3, (1, 1), (1, 1), (1, 1))
+    got = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.float64).transpose(2, 0, 1)
+    assert np.abs(got - np.rint(np.clip(expected, 0, 1) * 255)).max() <= 1
