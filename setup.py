@@ -9,6 +9,7 @@
 - Windows: the entry point (convcli.exe).
 """
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -22,8 +23,21 @@ from setuptools import Distribution, setup
 build_scripts = Distribution().get_command_class("build_scripts")  # distutils' (no setuptools module)
 
 NATIVE = sys.platform.startswith("linux")
-NATIVE_SOURCE = os.path.join("convcli", "server", "client.c")
-PYTHON_CLIENT = "convcli-python"
+SERVER = os.path.join("convcli", "server")
+NATIVE_SOURCE = os.path.join(SERVER, "client.c")
+MISSING_LINE = "NATIVE_CLIENT_MISSING = None"  # in the Python client's script (convcli/server/convcli)
+
+
+def _load(name):
+    """A module of convcli/server by its path: the build has none of the package's dependencies."""
+    path = os.path.join(SERVER, name + ".py")
+    spec = importlib.util.spec_from_file_location(f"_convcli_build_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+protocol = _load("protocol")
 
 
 class NativeClientDistribution(Distribution):
@@ -38,18 +52,30 @@ class BuildScripts(build_scripts):
             self._build_native_client()
 
     def _build_native_client(self):
-        command = os.path.join(self.build_dir, "convcli")
+        command = os.path.join(self.build_dir, protocol.COMMAND)
         with tempfile.TemporaryDirectory() as folder:
-            binary = os.path.join(folder, "convcli")
+            binary = os.path.join(folder, protocol.COMMAND)
             compiler = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+            rules = _load("native_rules")
+            with open(os.path.join(folder, rules.HEADER_NAME), "w", encoding="ascii") as header:
+                header.write(rules.render(protocol))
             try:
-                subprocess.run([*compiler, "-O2", "-o", binary, NATIVE_SOURCE], check=True)
+                subprocess.run([*compiler, "-O2", "-I", folder, "-o", binary, NATIVE_SOURCE], check=True)
             except (OSError, subprocess.CalledProcessError) as error:
-                print(f"convcli: no native client ({error}); 'convcli' is the Python client", file=sys.stderr)
+                self._say_no_native_client(command, f"{shlex.join(compiler)} failed: {error}")
                 return
-            shutil.copy2(command, os.path.join(self.build_dir, PYTHON_CLIENT))
+            shutil.copy2(command, os.path.join(self.build_dir, protocol.PYTHON_CLIENT))
             shutil.copy2(binary, command)
             os.chmod(command, 0o755)
+
+    def _say_no_native_client(self, command, reason):
+        """Here (pip shows it with -v) and, once, at the command's first call: the Python client
+        carries the reason in its script."""
+        print(f"convcli: no native client ({reason}); 'convcli' is the Python client", file=sys.stderr)
+        with open(command, encoding="utf-8") as file:
+            script = file.read()
+        with open(command, "w", encoding="utf-8") as file:
+            file.write(script.replace(MISSING_LINE, f"NATIVE_CLIENT_MISSING = {reason!r}", 1))
 
 
 if os.name == "posix":

@@ -11,6 +11,7 @@ does, so that outputs compare equal on a machine whose cache is cold).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -49,6 +50,79 @@ def _load_blas_module_alone() -> None:
 
 _load_blas_module_alone()
 
+
+# Numba's tbbpool extension needs TBB's runtime under this name, and has no RPATH to find it
+TBB_DISTRIBUTION = "tbb"
+TBB_RUNTIME = {"linux": "libtbb.so.12", "win32": "tbb12.dll", "darwin": "libtbb.12.dylib"}
+TBB_MIN_INTERFACE = 12060  # Numba's own floor: TBB 2021 update 6
+
+
+class TbbUnavailable(Exception):
+    """TBB's runtime could not be loaded; the message names what was tried."""
+
+
+def load_tbb() -> str:
+    """Load the TBB runtime that this environment's ``tbb`` distribution installed; the path loaded.
+
+    Numba's TBB threading layer (the one that survives a fork: the warm worker needs it) is an
+    extension linked against ``libtbb.so.12`` with no RPATH, and pip's ``tbb`` wheel puts that
+    library in ``<prefix>/lib``: on no loader path in a venv or a ``--user`` install. Loaded here
+    first, by the path the distribution's own file list gives, the extension's dependency is met
+    by the library already in the process (the loader matches its soname). Where the distribution
+    has no such file (conda ships TBB as a conda package), the loader's own search is tried, as
+    Numba would. Raises :class:`TbbUnavailable` naming every place tried and why it failed."""
+    import ctypes
+
+    name = TBB_RUNTIME.get("linux" if sys.platform.startswith("linux") else sys.platform)
+    if name is None:
+        raise TbbUnavailable(f"no TBB runtime name is known for {sys.platform}")
+    tried: list[str] = []
+    for path in [*_distribution_files(name, tried), name]:
+        try:
+            library = ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+        except OSError as error:
+            tried.append(f"{path}: {error}")
+            continue
+        version = _tbb_interface_version(library)
+        if version is not None and version < TBB_MIN_INTERFACE:
+            tried.append(f"{path}: TBB interface {version}, older than the {TBB_MIN_INTERFACE} Numba needs")
+            continue
+        return path
+    raise TbbUnavailable("; ".join(tried))
+
+
+def _distribution_files(name: str, tried: list[str]) -> list[str]:
+    """The paths of ``name`` in the installed ``tbb`` distribution's own file list (RECORD)."""
+    from importlib import metadata
+
+    try:
+        distribution = metadata.distribution(TBB_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        tried.append(f"no '{TBB_DISTRIBUTION}' distribution is installed in {sys.prefix}")
+        return []
+    paths = [
+        os.path.realpath(distribution.locate_file(file))
+        for file in distribution.files or []
+        if file.name == name
+    ]
+    found = [path for path in paths if os.path.isfile(path)]
+    if not found:
+        where = ", ".join(paths) or "its file list names none"
+        tried.append(f"'{TBB_DISTRIBUTION}' {distribution.version} installed no {name} ({where})")
+    return found
+
+
+def _tbb_interface_version(library) -> int | None:
+    try:
+        function = library.TBB_runtime_interface_version
+    except AttributeError:
+        return None
+    import ctypes
+
+    function.argtypes = []
+    function.restype = ctypes.c_int
+    return int(function())
+
 from numba import config, njit, prange, uint64  # noqa: E402 - after the BLAS module
 from numba.core import event  # noqa: E402
 
@@ -64,8 +138,28 @@ FMA_ONLY = {"contract"}
 # NUMBA_THREADING_LAYER_PRIORITY). In-process, GNU OpenMP first: on the 4K filtering benchmarks it
 # ran 15-35 % faster than TBB, and it is thread-safe (-j N). It is not fork-safe, so the warm
 # worker, which forks a child per call, asks for TBB (convcli.server.warmup).
-if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
+# Where GNU OpenMP's runtime is missing (a slim image without the compiler's libgomp), Numba
+# would fall through to workqueue, which aborts when two threads (-j N, batched training) launch
+# parallel kernels: TBB's runtime is loaded then, so the thread-safe TBB layer takes its place.
+# (libgomp's load costs ~1 ms, which the OpenMP layer's first launch would pay anyway.)
+GNU_OPENMP_RUNTIME = "libgomp.so.1"
+
+
+def _thread_safe_layers() -> None:
+    import ctypes
+
     config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(GNU_OPENMP_RUNTIME)
+    except OSError:
+        with contextlib.suppress(TbbUnavailable):
+            load_tbb()
+
+
+if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
+    _thread_safe_layers()
 
 HEADER = (
     "convcli: compiling kernels for this machine (once after an install or upgrade; "

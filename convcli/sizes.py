@@ -61,6 +61,17 @@ def padding_pair(padding: Padding) -> tuple[int, int]:
     return before, after
 
 
+def mode_padding(mode: str, span: int) -> tuple[int, int]:
+    """(before, after) zero padding that gives ``mode``'s output for a kernel spanning ``span`` samples,
+    in the frame of correlation (a convolution's kernel already flipped)."""
+    if mode == "valid":
+        return 0, 0
+    if mode == "full":
+        return span - 1, span - 1
+    # scipy.signal's 'same': centred on the full output, the extra sample of an even span before
+    return span // 2, (span - 1) // 2
+
+
 def effective_kernel(k: int, dilation: int = 1) -> int:
     """Span of a dilated kernel: d·(k−1)+1."""
     return dilation * (k - 1) + 1

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from test_server import CALLS, START_TIMEOUT, make_env, masked, wait_until
 
 import convcli.server
-from convcli.server import protocol
+from convcli.server import native_rules, protocol
 
 COMPILER = shutil.which(os.environ.get("CC", "cc"))
 pytestmark = pytest.mark.skipif(
@@ -36,7 +36,9 @@ FALLBACK = b"the Python client ran with "
 def build(folder: Path, python_client: str) -> Path:
     """The native client in ``folder`` (warnings are errors), and a Python client beside it."""
     native = folder / "convcli"
-    subprocess.run([COMPILER, "-O2", "-Wall", "-Wextra", "-Werror", "-o", native, SOURCE], check=True)
+    (folder / native_rules.HEADER_NAME).write_text(native_rules.render(protocol))  # as setup.py does
+    command = [COMPILER, "-O2", "-Wall", "-Wextra", "-Werror", "-I", folder, "-o", native, SOURCE]
+    subprocess.run(command, check=True)
     (folder / "convcli-python").write_text(python_client)
     os.chmod(folder / "convcli-python", 0o755)
     return native
@@ -369,3 +371,32 @@ def test_a_stopped_worker_takes_its_entry_with_it(real):
     result = subprocess.run([native, "--version"], env=env, capture_output=True, timeout=300)
     assert result.returncode == 0  # in-process again, and a new worker names itself
     wait_until(entry.exists, START_TIMEOUT, "a new worker's entry")
+
+
+def test_the_native_client_carries_no_rule_of_its_own():
+    """Which worker serves a call is decided in protocol.py; client.c takes it from the header
+    setup.py generates, so no identity variable, off-word or file name is spelled in C."""
+    source = SOURCE.read_text()
+    rules = [
+        *protocol.IDENTITY_PREFIXES, *protocol.IDENTITY_NAMES, *protocol.READ_PER_CALL,
+        *protocol.READ_PER_CALL_PREFIXES, *protocol.IN_PROCESS_COMMANDS, protocol.PYTHON_CLIENT,
+        protocol.FALLBACK_RUNTIME_PREFIX, protocol.WORKER_PREFIX, protocol.ENTRY_PREFIX,
+        *protocol.RLIMITS,
+    ]
+    assert [rule for rule in rules if f'"{rule}"' in source] == []
+    # ("0" is spelled for PYTHONCOERCECLOCALE=0: PEP 538's rule, the interpreter's, not ours)
+    assert [word for word in protocol.FALSE_WORDS - {"0"} if f'"{word}"' in source] == []
+    header = native_rules.render(protocol)
+    assert all(f'"{rule}"' in header for rule in rules) and f'"{protocol.COMMAND}"' in header
+
+
+def test_setup_builds_the_native_client_with_the_generated_rules(tmp_path):
+    """setup.py's own path: the rules rendered from protocol.py loaded by its file, as the build
+    loads it (no convcli import), compile with the client."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_build_protocol", Path(protocol.__file__))
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    assert native_rules.render(loaded) == native_rules.render(protocol)
+    assert build(tmp_path, "#!/bin/sh\n").stat().st_size > 0

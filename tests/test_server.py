@@ -456,18 +456,6 @@ def test_a_worker_refuses_to_start_for_another_installation(tmp_path, runtime):
     assert not list(runtime.glob("convcli/*.sock"))
 
 
-def test_warm_up_refuses_a_threading_layer_that_is_not_fork_safe(monkeypatch, tmp_path):
-    from convcli.jit import config
-    from convcli.server import warmup
-
-    monkeypatch.setattr(config, "THREADING_LAYER", config.THREADING_LAYER)  # warm_up sets it
-
-    monkeypatch.setattr(warmup, "_command_lines", lambda work, inputs: [])
-    monkeypatch.setattr(warmup, "threading_layer", lambda: "omp")
-    reason = warmup.warm_up(tmp_path)
-    assert reason and "'omp'" in reason and "tbb" in reason
-
-
 text = st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
 values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63) | text,

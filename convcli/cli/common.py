@@ -85,8 +85,17 @@ def plan_outputs(inputs: list[str], output: str | None, *, tag: str, force: bool
     - no ``-o``: ``<stem>.<tag><ext>`` next to the input (stdout for stdin).
     Unknown extensions and existing outputs (without --force) are refused before any work.
     """
-    many = len(inputs) > 1
     stdin_data, stdin_extension = _read_stdin() if STDIO in inputs else (None, "")
+    try:
+        return _plan(inputs, output, tag, force, stdin_data, stdin_extension)
+    except BaseException:
+        remove_spooled_stdin([Job(STDIO, None, "", stdin_data)])
+        raise
+
+
+def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_data: Path | None,
+          stdin_extension: str) -> list[Job]:
+    many = len(inputs) > 1
     to_dir = (
         output is not None
         and output != STDIO
@@ -156,11 +165,17 @@ def refuse_binary_to_terminal(extension: str) -> None:
         )
 
 
-def _read_stdin() -> tuple[bytes, str]:
-    from convcli.io.files import read_stdin
+def _read_stdin() -> tuple[Path, str]:
+    from convcli.io.files import spool_stdin
 
-    buffer, extension = read_stdin()
-    return buffer.getvalue(), extension
+    return spool_stdin()
+
+
+def remove_spooled_stdin(jobs: list[Job]) -> None:
+    """Remove the temporary copy of stdin (:func:`convcli.io.files.spool_stdin`) once the jobs ran."""
+    for job in jobs:
+        if isinstance(job.stdin, Path):
+            job.stdin.unlink(missing_ok=True)
 
 
 def load_input(job: Job):
@@ -170,6 +185,10 @@ def load_input(job: Job):
     from convcli.io import read_media
     from convcli.io.files import check_input_file, sniff_extension
 
+    if job.input == STDIO and isinstance(job.stdin, Path):  # stdin spooled to a file (plan_outputs)
+        with job.stdin.open("rb") as spooled:
+            head = spooled.read(16)
+        return read_media(job.stdin, sniff_extension(head), name="stdin")
     if job.input == STDIO:
         return read_media(io.BytesIO(job.stdin or b""), sniff_extension(job.stdin or b""), name="stdin")
     path = Path(job.input)
@@ -194,7 +213,10 @@ def save_output(job: Job, media, *, force: bool, policy: str) -> int:
 def run_files(jobs: list[Job], process: Callable[[Job], Record], batch: BatchOptions, *, force: bool = False,
               quiet: bool = False):
     """:func:`convcli.executors.run_batch` with the library's parameter names shown as flags."""
-    return run_batch(jobs, process, batch, force=force, quiet=quiet, name=flag)
+    try:
+        return run_batch(jobs, process, batch, force=force, quiet=quiet, name=flag)
+    finally:
+        remove_spooled_stdin(jobs)
 
 
 def finish(

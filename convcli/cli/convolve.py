@@ -64,6 +64,10 @@ Sizes: --mode same (default: output has the input's size, centred like scipy.sig
   valid, full; or --padding P | B,A | B,A;B,A (per axis). --stride S subsamples
   (same with stride s gives ceil(n/s)); --dilation D spaces the taps: span D*(k-1)+1.
   Stride, dilation: one value, or one per axis as 'rows,cols'.
+  An impulse response (an audio file as -k) is causal, as ffmpeg afir and SoX apply
+  it: output n hears inputs n, n-1, ...; its tail is kept (N+K-1 samples, as --mode
+  full) unless --mode same asks for the input's length. Designed kernels (FIR, image)
+  stay centred (zero phase). --explain and --json name the alignment.
 
 \b
 Boundary (what lies outside the input):
@@ -83,14 +87,18 @@ Boundary (what lies outside the input):
   the boundary used.
 
 \b
-Kernels (-k, repeatable: applied one after another):
+Kernels (-k, repeatable: applied one after another; --stride applies once, after the
+  last kernel (the chain is one filter: decimating inside it would alias); --mode,
+  --padding, --boundary and --dilation apply to each kernel):
   sharpen, box:5, gaussian:sigma=2, sobel-x, moving-average:9,
-  lowpass:cutoff=3000 (audio, at the input's sample rate), highpass, bandpass:low=300,high=3000,
+  lowpass:cutoff=3000 (at the input's sample rate; arrays: --sample-rate), highpass,
+  bandpass:low=300,high=3000,
   kernel.npy / .csv / .txt / .kernel, "1 2 1; 2 4 2; 1 2 1 /16", room.wav (impulse response),
   mix.npy (C_out, C_in, kh, kw), model.npz:conv1 or model.npz:conv1[3].
   An impulse response at another sample rate is resampled to the input's rate
   (scipy.signal.resample_poly) with a warning.
-  Long audio (same/full, zero boundary, stride 1) is processed in blocks by overlap-add.
+  Long audio (1-D kernels and chains of them, zero boundary, same/full/causal; files and
+  pipes) is processed in blocks by overlap-add, in memory bounded by block and kernels.
 
 \b
 Worked example (convolution flips, correlation does not):
@@ -122,6 +130,8 @@ class Settings:
     explain: bool
     block_size: int | None
     grid: bool = False
+    sample_rate: float | None = None  # of inputs that carry none (arrays): --sample-rate
+    level: object = None  # convcli.kernels.level.Level: --gain, --normalize, --ir-norm, --mix
 
 
 def parse_ints(text: str, name: str, low: int = 1) -> int | tuple[int, ...]:
@@ -168,7 +178,13 @@ def parse_padding(text: str | None):
     metavar="SPEC",
     help="Kernel: library name[:params], file, inline matrix, audio IR, model.npz:layer[i]. Repeat to chain.",
 )
-@click.option("--mode", type=click.Choice(["same", "valid", "full"]), default="same", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["same", "valid", "full"]),
+    default=None,
+    help="Output size. [default: same; full for an impulse response (causal, its tail kept); "
+    "--mode same keeps the input's length]",
+)
 @click.option("--padding", metavar="P|B,A|B,A;B,A", help="Explicit zero/boundary padding; overrides --mode.")
 @click.option(
     "--boundary",
@@ -203,6 +219,33 @@ def parse_padding(text: str | None):
     help="Draw the output channels as a labelled grid picture (automatic for an image output with "
     "other than 1 or 3 channels).",
 )
+@click.option(
+    "--sample-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="HZ",
+    help="Sample rate of array inputs (.npy, .csv, .txt), for FIR designs in Hz and the reported rate; "
+    "audio files carry their own.",
+)
+@click.option("--gain", "gain_db", type=float, metavar="DB", help="Output times 10^(DB/20) (SoX's gain DB).")
+@click.option(
+    "--normalize",
+    "normalize_dbfs",
+    type=float,
+    metavar="DBFS",
+    help="Scale the output so its peak is DBFS, as sox --norm=DBFS (-1: peak at -1 dBFS). Long audio "
+    "in blocks reads its input twice.",
+)
+@click.option(
+    "--ir-norm",
+    type=click.Choice(["energy", "peak"]),
+    help="Scale the impulse response first: its loudest channel to unit energy, or its peak to 1.",
+)
+@click.option(
+    "--mix",
+    type=float,
+    metavar="W",
+    help="Impulse response: (1-W)*dry + W*wet, the input beside its reverb sample for sample.",
+)
 @click.option("-r", "--recursive", is_flag=True, help="Folders: also the files in their sub-folders.")
 @click.option(
     "--block-size",
@@ -228,6 +271,11 @@ def convolve(
     dtype,
     explain,
     grid,
+    sample_rate,
+    gain_db,
+    normalize_dbfs,
+    ir_norm,
+    mix,
     recursive,
     block_size,
     output,
@@ -258,13 +306,15 @@ def convolve(
         output_padding=parse_ints(output_padding, "output-padding", low=0),
     )
     _check_transposed(geometry)
-    feature_maps = _check_specs(kernels, geometry)
+    feature_maps = _check_specs(kernels, geometry, sample_rate)
+    level = _level(gain_db, normalize_dbfs, ir_norm, mix, range_policy)
     if feature_maps and "range_policy" not in given_options(click.get_current_context()):
         range_policy = "normalize"  # activations have no fixed range: show them all on one scale
     names = expand_inputs(inputs, recursive=recursive)
     check_stdio(names, output, batch)
     plans = plan_outputs(names, output, tag="convolved", force=force)
-    settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size, grid)
+    settings = Settings(tuple(kernels), geometry, dtype, range_policy, force, explain, block_size, grid,
+                        sample_rate, level)
     result = run_files(plans, functools.partial(convolve_file, settings=settings), batch, force=force,
                        quiet=quiet)
     records = result.records
@@ -291,7 +341,15 @@ def _check_transposed(geometry) -> None:
                          f"--cval {geometry.cval:g} is not linear (leave out --cval)")
 
 
-def _check_specs(specs: tuple[str, ...], geometry) -> bool:
+def _level(gain_db, normalize_dbfs, ir_norm, mix, range_policy: str):
+    from convcli.kernels.level import Level
+
+    if normalize_dbfs is not None and range_policy == "normalize":
+        raise UsageError("--normalize DBFS and --range normalize both rescale the output: give one")
+    return Level(gain_db, normalize_dbfs, ir_norm, mix)
+
+
+def _check_specs(specs: tuple[str, ...], geometry, sample_rate: float | None = None) -> bool:
     """Bad kernels fail before any file is touched; rate-dependent designs wait for the input.
     Returns whether a kernel is a model's feature map."""
     from convcli.kernels import resolve_kernel
@@ -299,7 +357,7 @@ def _check_specs(specs: tuple[str, ...], geometry) -> bool:
     feature_maps = False
     for spec in specs:
         try:
-            kernel = resolve_kernel(spec)
+            kernel = resolve_kernel(spec, sample_rate=sample_rate)
         except UsageError as error:
             if "needs a sample rate" not in str(error):
                 raise
@@ -315,7 +373,7 @@ def _check_feature_geometry(kernel, geometry) -> None:
     given = [
         text
         for text, changed in (
-            (f"--mode {geometry.mode}", geometry.mode != "same"),
+            (f"--mode {geometry.mode}", geometry.mode not in (None, "same")),
             (f"--boundary {geometry.boundary}", geometry.boundary is not None),
             ("--padding", geometry.padding is not None),
             (f"--stride {geometry.stride}", geometry.stride not in (1, (1,), (1, 1))),
@@ -341,6 +399,7 @@ def convolve_file(job: Job, settings: Settings) -> dict:
 
     import numpy as np
 
+    from convcli.io.audio import audio_info_for
     from convcli.io.files import AUDIO_EXTENSIONS
     from convcli.io.ranges import count_non_finite
     from convcli.kernels.apply import apply_chain, follow_alpha, strided_sample_rate
@@ -348,15 +407,17 @@ def convolve_file(job: Job, settings: Settings) -> dict:
 
     audio = _long_audio(job, settings)  # its header only: such a file may go through in blocks
     media = load_input(job) if audio is None else None
-    kernels = _kernels(settings.specs, audio.sample_rate if audio is not None else media.sample_rate)
+    rate = (audio.sample_rate if audio is not None else media.sample_rate) or settings.sample_rate
+    kernels = _kernels(settings.specs, rate, settings)
     feature_maps = any(kernel.role == "model" for kernel in kernels)
     kind = "audio" if audio is not None else media.kind
     geometry = settings.geometry.for_media(kind, feature_maps=feature_maps)
     if audio is not None and can_stream(kernels, geometry):
-        return _convolve_blocks(job, audio, kernels[0], geometry, settings)
+        return _convolve_blocks(job, audio, kernels, geometry, settings)
     media = media or load_input(job)
     data = media.data.astype(np.dtype(settings.dtype))
     result, plans = apply_chain(data, media.kind, kernels, geometry)
+    result = result if settings.level is None else _leveled(result, settings.level)
     record = _record(media.data.shape, result.shape, kernels, plans, settings, geometry)
     record["non_finite"] = count_non_finite(media.data)
     if _as_grid(job, result, settings.grid):
@@ -364,20 +425,35 @@ def convolve_file(job: Job, settings: Settings) -> dict:
         return record | {"picture": "grid"}
     alpha = None if media.alpha is None else follow_alpha(media.alpha, kernels, geometry)
     output = replace(media, data=result, alpha=alpha)
-    if media.audio is not None and job.extension in AUDIO_EXTENSIONS:
-        rate = strided_sample_rate(media.audio.sample_rate, kernels, geometry)
-        output = replace(output, audio=replace(media.audio, sample_rate=rate, frames=result.shape[-1]))
+    as_audio = job.extension in AUDIO_EXTENSIONS
+    if rate is not None:  # every output sample holds 1/rate s of the input; the stride makes it s/rate
+        rate = record["sample_rate"] = strided_sample_rate(rate, geometry, whole=as_audio)
+        if as_audio:
+            audio_out = media.audio or audio_info_for(job.extension, channels=len(np.atleast_2d(result)))
+            output = replace(output, audio=replace(audio_out, sample_rate=rate, frames=result.shape[-1]))
     record["clipped"] = save_output(job, output, force=settings.force, policy=settings.policy)
-    if output.audio is not None:
-        record["sample_rate"] = output.audio.sample_rate
     return record
 
 
-def _kernels(specs: tuple[str, ...], sample_rate: float | None) -> list:
-    """The kernels of one file (FIR designs are made at its sample rate)."""
+def _kernels(specs: tuple[str, ...], sample_rate: float | None, settings: Settings) -> list:
+    """The kernels of one file (FIR designs are made at its sample rate; an impulse response with
+    its level options applied)."""
     from convcli.kernels import resolve_kernel
+    from convcli.kernels.level import adjust_ir, check_level_kernels
 
-    return [resolve_kernel(spec, sample_rate=sample_rate) for spec in specs]
+    kernels = [resolve_kernel(spec, sample_rate=sample_rate) for spec in specs]
+    if settings.level is None:
+        return kernels
+    check_level_kernels(kernels, settings.level, settings.geometry)
+    return [adjust_ir(kernel, settings.level) for kernel in kernels]
+
+
+def _leveled(result, level):
+    """The result at the level --gain or --normalize asks for."""
+    from convcli.kernels.level import finite_peak
+
+    factor = level.output_factor(finite_peak(result) if level.needs_peak else None)
+    return result if factor == 1 else result * result.dtype.type(factor)
 
 
 def _as_grid(job: Job, result, asked: bool) -> bool:
@@ -410,37 +486,57 @@ STREAM_MIN_SAMPLES = 1 << 23
 
 
 def _long_audio(job: Job, settings: Settings):
-    """The :class:`~convcli.io.audio.AudioInfo` of a long audio file bound for an audio output (one
-    that may be convolved in blocks, in bounded memory), else None."""
+    """The :class:`~convcli.io.audio.AudioInfo` of a long audio input (a file, or stdin spooled to
+    one) bound for an audio output, file or stdout (one that may be convolved in blocks, in bounded
+    memory), else None."""
     from convcli.io.audio import audio_info
-    from convcli.io.files import AUDIO_EXTENSIONS, check_input_file, input_is_audio_file
+    from convcli.io.files import AUDIO_EXTENSIONS, check_input_file
 
-    if not input_is_audio_file(job.input) or job.extension not in AUDIO_EXTENSIONS or job.output is None:
+    source = _audio_source(job)
+    if source is None or job.extension not in AUDIO_EXTENSIONS or settings.dtype != "float32":
         return None
-    if settings.dtype != "float32":
-        return None
-    path = Path(job.input)
-    check_input_file(path)
-    info = audio_info(path, name=job.input)
+    check_input_file(source)
+    info = audio_info(source, name=_input_name(job))
     least = 1 if settings.block_size else STREAM_MIN_SAMPLES
     return info if info.frames * info.channels >= least else None
 
 
-def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> dict:
-    """Convolve an audio file into an audio file block by block (overlap-add; bounded memory).
-    ``normalize`` makes two passes: the first finds the peak, the second writes with that gain."""
+def _audio_source(job: Job) -> Path | None:
+    """The audio file the job reads: its input, or the file stdin was spooled to (None: not audio)."""
+    from convcli.io.files import AUDIO_EXTENSIONS, STDIO, input_is_audio_file, sniff_extension
+
+    if job.input != STDIO:
+        return Path(job.input) if input_is_audio_file(job.input) else None
+    if not isinstance(job.stdin, Path):
+        return None
+    with job.stdin.open("rb") as spooled:
+        head = spooled.read(16)
+    return job.stdin if sniff_extension(head) in AUDIO_EXTENSIONS else None
+
+
+def _input_name(job: Job) -> str:
+    from convcli.io.files import STDIO
+
+    return "stdin" if job.input == STDIO else job.input
+
+
+def _convolve_blocks(job: Job, info, kernels, geometry, settings: Settings) -> dict:
+    """Convolve an audio file into an audio file block by block (overlap-add through the chain;
+    memory bounded by the block and the kernels). Normalising makes two passes: the first finds the
+    peak, the second writes with that gain."""
     import numpy as np
 
     from convcli.engine.convolve import plan
     from convcli.executors import check_stop
     from convcli.io.audio import AudioWriter, read_audio_blocks
-    from convcli.io.files import atomic_output
+    from convcli.io.files import atomic_output, stdout_output
     from convcli.io.ranges import count_non_finite, peak_normalize_gain
-    from convcli.kernels.stream import DEFAULT_BLOCK, block_method, overlap_add, stream_taps
+    from convcli.kernels.apply import alignment_summary, strided_sample_rate
+    from convcli.kernels.level import Level, finite_peak
+    from convcli.kernels.stream import DEFAULT_BLOCK, block_method, stream_chain, stream_taps
 
-    block = settings.block_size or max(DEFAULT_BLOCK, 4 * kernel.array.shape[-1])
-    pairs, taps = stream_taps(kernel, info.channels, geometry.correlate)
-    how = plan((min(block, info.frames),), taps[0], mode="full", method=block_method(geometry))
+    block = settings.block_size or max(DEFAULT_BLOCK, 4 * max(kernel.shape[-1] for kernel in kernels))
+    rate = strided_sample_rate(info.sample_rate, geometry)  # before any work: a fractional rate is refused
     non_finite = 0
 
     def counted(blocks):
@@ -451,27 +547,38 @@ def _convolve_blocks(job: Job, info, kernel, geometry, settings: Settings) -> di
             yield data
 
     def pieces():
-        blocks = counted(read_audio_blocks(Path(job.input), block, name=job.input))
-        return overlap_add(blocks, info.frames, kernel, geometry, info.channels)
+        blocks = counted(read_audio_blocks(_audio_source(job), block, name=_input_name(job)))
+        return stream_chain(blocks, info.frames, kernels, geometry, info.channels)[0]
 
+    _, channels, _ = stream_chain(iter(()), info.frames, kernels, geometry, info.channels)
     gain = None
     if settings.policy == "normalize" and not info.is_float:
         gain = peak_normalize_gain(np.array([np.max(np.abs(p)) for p in pieces()] or [0.0]), 1.0)
+    level = settings.level or Level()
+    factor = np.float32(level.output_factor(
+        max((finite_peak(p) for p in pieces()), default=0.0) if level.needs_peak else None))
     frames = 0
     check_stop(job.run_id)
-    with atomic_output(job.output, force=settings.force or job.overwrite, run_id=job.run_id) as temp:
-        with AudioWriter(temp, sample_rate=info.sample_rate, channels=len(pairs), info=info,
+    target = (stdout_output(job.extension) if job.output is None
+              else atomic_output(job.output, force=settings.force or job.overwrite, run_id=job.run_id))
+    with target as temp:
+        with AudioWriter(temp, sample_rate=rate, channels=channels, info=info,
                          policy=settings.policy, gain=gain) as writer:
             for piece in pieces():
                 check_stop(job.run_id)  # a long file stops at the next block when its batch is interrupted
-                writer.write(piece)
+                writer.write(piece if factor == 1 else piece * factor)
                 frames += piece.shape[1]
             clipped = writer.clipped
-    reason = f"block-wise overlap-add, {block} frames per block; per block: {how.reason}"
-    plans = [{"method": how.method, "reason": reason}]
-    record = _record((info.channels, info.frames), (len(pairs), frames), [kernel], plans, settings, geometry)
-    # blocks run at stride 1: the rate is kept
-    return record | {"clipped": clipped, "non_finite": non_finite, "sample_rate": info.sample_rate}
+    passes = "; two passes over the input (the first finds the peak to normalise to)"
+    plans = []
+    for kernel in kernels:
+        taps = stream_taps(kernel, 1, geometry)[1][0]
+        how = plan((min(block, info.frames),), taps, mode="full", method=block_method(geometry))
+        reason = f"block-wise overlap-add, {block} frames per block; per block: {how.reason}"
+        reason += passes if level.needs_peak or gain is not None else ""
+        plans.append({"method": how.method, "reason": reason} | alignment_summary(kernel, geometry))
+    record = _record((info.channels, info.frames), (channels, frames), kernels, plans, settings, geometry)
+    return record | {"clipped": clipped, "non_finite": non_finite, "sample_rate": rate}
 
 
 def _record(input_shape, output_shape, kernels, plans, settings: Settings, geometry) -> dict:
@@ -483,6 +590,8 @@ def _record(input_shape, output_shape, kernels, plans, settings: Settings, geome
         "boundary": geometry.boundary,
         "method": [p["method"] for p in plans],
         "reason": [p["reason"] for p in plans],
+        "alignment": [p["alignment"] for p in plans],
+        "alignment_reason": [p["alignment_reason"] for p in plans],
         "clipped": 0,
         "notes": [n for k in kernels for n in k.notes] + _stride_notes(kernels, plans),
     }

@@ -22,6 +22,8 @@ def load_network(spec: str | None, input_shape: str | None, model: str | None):
     if not spec:
         raise UsageError("give a spec (text or file), --model NAME, or --size/--kernel for one layer")
     if spec == "-":
+        if sys.stdin is None:
+            raise UsageError("stdin: closed (the caller gave no standard input to read the spec from)")
         text = sys.stdin.read()
     elif os.path.isfile(spec):
         with open(spec, encoding="utf-8") as handle:

@@ -40,8 +40,8 @@ def status(as_json: bool) -> None:
         return
     worker = report.get("worker")
     lines = [f"enabled: {'yes' if report['enabled'] else 'no'} ({report['why']})"]
-    if report.get("unsupported"):
-        lines.append(f"unsupported here: {report['unsupported']}")
+    if report.get("unsupported") and not worker:
+        lines.append(_unsupported_line(report["unsupported"]))
     if worker:
         memory = worker.get("memory", {})
         lines += [
@@ -55,10 +55,13 @@ def status(as_json: bool) -> None:
         ]
     else:
         lines.append("worker: none running for this installation and environment")
-    native = report.get("native_client")
+    native, client = report.get("native_client"), report.get("client")
     if native:
         finds = "finds this worker" if native["finds_worker"] else "none named yet: a call starts one"
         lines.append(f"native client: {native['command']} ({finds})")
+    elif client:
+        why = client.get("native_missing") or "none was built by this installation"
+        lines.append(f"Python client: {client['command']} (no native client: {why})")
     click.echo("\n".join(lines))
 
 
@@ -87,16 +90,47 @@ def _report() -> dict:
         report["why"] = "default"
     report["idle_timeout"] = config["idle_timeout"]
     folder = _folder()
-    paths = _paths(folder)
-    report["key"] = os.path.basename(paths["socket"])[len("worker-") : -len(".sock")]
-    try:
-        with open(paths["unsupported"], encoding="utf-8") as file:
-            report["unsupported"] = file.read()
-    except OSError:
-        pass
+    report["key"] = protocol.installation_key(os.environ)
+    paths = protocol.worker_paths(folder, report["key"])
+    unsupported = protocol.read_unsupported(paths["unsupported"], os.environ)
+    if unsupported:
+        report["unsupported"] = unsupported
     report["worker"] = _ask(paths["socket"], {"op": "status"})
-    report["native_client"] = _native_client(folder, report["worker"])
+    report["client"] = _client()
+    report["native_client"] = _native_client(folder, report["worker"]) if report["client"] else None
     return report
+
+
+def _unsupported_line(record: dict) -> str:
+    """Why no worker runs here and what to do, in one line."""
+    if record.get("holds"):
+        when = (
+            f"tried again in {_duration(record.get('recheck_after', 0) - time.time())}, or at once "
+            "when the installation or the environment changes"
+        )
+    else:
+        when = "it no longer holds: the next call starts a worker again"
+    return f"no worker here: {record.get('reason')}; to fix: {record.get('fix')} ({when})"
+
+
+def _client() -> dict | None:
+    """Which client the installed ``convcli`` command is: ``native`` (server/client.c) or
+    ``python``, with why no native client was built where setup.py recorded it; None under
+    ``python -m convcli``."""
+    from convcli.server import client
+
+    launchers = client.launcher_folder()
+    if launchers is None:
+        return None
+    command = os.path.join(launchers, protocol.COMMAND)
+    try:
+        with open(command, "rb") as file:
+            native = file.read(4) == b"\x7fELF"
+    except OSError:
+        return None
+    if native:
+        return {"kind": "native", "command": command}
+    return {"kind": "python", "command": command, "native_missing": client.native_client_missing}
 
 
 def _native_client(folder: str, worker: dict | None) -> dict | None:
@@ -107,7 +141,7 @@ def _native_client(folder: str, worker: dict | None) -> dict | None:
     launchers = launcher_folder()
     if launchers is None:
         return None
-    command = os.path.join(launchers, "convcli")
+    command = os.path.join(launchers, protocol.COMMAND)
     try:
         with open(command, "rb") as file:
             if file.read(4) != b"\x7fELF":
@@ -138,7 +172,7 @@ def _all_sockets(folder: str) -> list[str]:
     return sorted(
         os.path.join(folder, name)
         for name in os.listdir(folder)
-        if name.startswith("worker-") and name.endswith(".sock")
+        if name.startswith(protocol.WORKER_PREFIX) and name.endswith(protocol.SOCKET_SUFFIX)
     )
 
 

@@ -36,6 +36,7 @@ from convcli.sizes import (
     PerAxisPadding,
     effective_kernel,
     left_over,
+    mode_padding,
     output_size,
     padding_pair,
     per_axis,
@@ -93,21 +94,12 @@ def _unknown(kind: str, name: object, choices: Sequence[str]) -> str:
     return f"unknown {kind} {name!r}{did_you_mean(str(name), choices)}; choose from {', '.join(choices)}"
 
 
-def _mode_padding(mode: str, span: int) -> tuple[int, int]:
-    if mode == "valid":
-        return 0, 0
-    if mode == "full":
-        return span - 1, span - 1
-    # scipy.signal's 'same': centred on the full output, the extra sample of an even span before
-    return span // 2, (span - 1) // 2
-
-
 def axis_padding(
     spans: Sequence[int], mode: str, padding: PerAxisPadding | None
 ) -> tuple[tuple[int, int], ...]:
     """(before, after) per axis: explicit ``padding``, else what ``mode`` gives kernels of these spans."""
     if padding is None:
-        return tuple(_mode_padding(mode, s) for s in spans)
+        return tuple(mode_padding(mode, s) for s in spans)
     return _explicit_padding(padding, len(spans))
 
 

@@ -43,7 +43,7 @@ class Job:
     input: str  # a path, or "-" for stdin
     output: Path | None
     extension: str  # output format
-    stdin: bytes | None = None  # the data piped in, when input is "-"
+    stdin: bytes | Path | None = None  # the data piped in (or the file it was spooled to), when input is "-"
     run_id: str | None = None  # the batch's id, carried by its temporary files
     overwrite: bool = False  # the client checked the output: the task may replace its own attempt
 

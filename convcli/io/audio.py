@@ -105,6 +105,13 @@ def read_audio_blocks(
             yield data
 
 
+def audio_info_for(extension: str, *, channels: int, sample_rate: int = 44100) -> AudioInfo:
+    """The info of audio made from data that had none (an array written as audio): the format's
+    default subtype, as :func:`output_subtype` picks without an input's."""
+    fmt, subtype = output_subtype(None, extension)
+    return AudioInfo(sample_rate, channels, 0, subtype, fmt)
+
+
 def output_subtype(info: AudioInfo | None, extension: str) -> tuple[str, str | None]:
     """(format, subtype) for writing: the input's subtype when the output format allows it."""
     import soundfile

@@ -7,8 +7,8 @@ the target only when complete, so a failed or interrupted run never leaves a par
 from __future__ import annotations
 
 import contextlib
-import io
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -81,16 +81,33 @@ def stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def read_stdin() -> tuple[io.BytesIO, str]:
-    """All of stdin as a seekable buffer, and the extension its content looks like. On a terminal, say
-    that we are waiting (a forgotten '< file' otherwise looks like a hang)."""
+PIPE_CHUNK = 1 << 20  # bytes copied at a time between a pipe and a temporary file
+
+
+def spool_stdin() -> tuple[Path, str]:
+    """stdin copied, a chunk at a time, to a temporary file (``TMPDIR``), and the extension its content
+    looks like. A pipe can be read neither twice nor out of order, which decoders and a two-pass
+    normalisation need; a file can, and memory stays bounded however long the input. The caller
+    removes the file. On a terminal, say that we are waiting (a forgotten '< file' looks like a hang)."""
+    if sys.stdin is None:
+        raise InputError("stdin: closed (the caller gave no standard input to read '-' from)")
     if stdin_is_terminal():
         print("convcli: waiting for the input file on stdin ('-'); pipe or redirect it (< FILE), "
               "Ctrl-D ends it", file=sys.stderr, flush=True)
-    data = sys.stdin.buffer.read()
-    if not data:
-        raise InputError("stdin: empty input")
-    return io.BytesIO(data), sniff_extension(data[:16])
+    fd, name = tempfile.mkstemp(prefix="convcli-stdin-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as spool:
+            head = sys.stdin.buffer.read(PIPE_CHUNK)
+            if not head:
+                raise InputError("stdin: empty input")
+            extension = sniff_extension(head[:16])
+            spool.write(head)
+            shutil.copyfileobj(sys.stdin.buffer, spool, PIPE_CHUNK)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path, extension
 
 
 def input_is_audio_file(name: str) -> bool:
@@ -230,7 +247,8 @@ def stdout_output(extension: str) -> Iterator[Path]:
     temp = Path(temp_name)
     try:
         yield temp
-        sys.stdout.buffer.write(temp.read_bytes())
+        with temp.open("rb") as encoded:  # a chunk at a time: long audio stays out of memory
+            shutil.copyfileobj(encoded, sys.stdout.buffer, PIPE_CHUNK)
         sys.stdout.buffer.flush()
     except Exception as error:
         _name_target(error, temp, "stdout")

@@ -13,7 +13,7 @@ import numpy as np
 
 from convcli.errors import UsageError
 from convcli.kernels import Kernel
-from convcli.sizes import PerAxis, PerAxisPadding, output_size, per_axis
+from convcli.sizes import PerAxis, PerAxisPadding, effective_kernel, output_size, per_axis
 from convcli.text import shape_text
 
 # What lies outside the input when the command line does not say. Images: reflect (d c b | a b c d,
@@ -26,9 +26,9 @@ DEFAULT_BOUNDARY = {"image": "reflect", "audio": "constant", "array": "constant"
 @dataclass(frozen=True)
 class Geometry:
     """The options of ``convcli.convolve`` shared by every kernel of a run (``boundary`` None: the
-    media's default, :data:`DEFAULT_BOUNDARY`)."""
+    media's default, :data:`DEFAULT_BOUNDARY`; ``mode`` None: the kernel's own, :meth:`for_kernel`)."""
 
-    mode: str = "same"
+    mode: str | None = "same"
     boundary: str | None = "constant"
     cval: float = 0.0
     stride: PerAxis = 1
@@ -70,13 +70,58 @@ class Geometry:
         del options["cval"]
         return options | {"groups": self.groups, "output_padding": self.output_padding}
 
+    def for_kernel(self, kernel: Kernel) -> Geometry:
+        """This geometry as it applies to ``kernel`` (:func:`alignment` says why).
+
+        A designed kernel is centred: the unset mode is 'same'. An impulse response is causal: the
+        unset mode is 'full' (its tail kept) and 'same' keeps the input's length with all the padding
+        on the side of the past (for convolution; of the future for correlation, its mirror image)."""
+        if kernel.role != "ir" or self.padding is not None:
+            return self if self.mode is not None else replace(self, mode="same")
+        if self.mode != "same":
+            return replace(self, mode=self.mode or "full")
+        dilation = self.dilation[0] if isinstance(self.dilation, tuple) else self.dilation
+        reach = effective_kernel(kernel.shape[-1], dilation) - 1
+        return replace(self, padding=((0, reach) if self.correlate else (reach, 0),))
+
+    def in_chain(self, step: int, count: int) -> Geometry:
+        """The geometry of kernel ``step`` of a chain of ``count`` (``-k a -k b``). The stride applies
+        once, after the last kernel: the chain is one filter, and decimating between its kernels would
+        alias before the next one filters (SoX and ffmpeg also resample after the effects). Mode,
+        padding, boundary and dilation apply to each kernel: each reads outside its own input, and
+        same/valid/full and dilation compose into the chain's own."""
+        return self if step == count - 1 else replace(self, stride=1)
+
     @property
     def keeps_size(self) -> bool:
         """Output grid equals the input grid (so alpha can pass through as is)."""
         strides = self.stride if isinstance(self.stride, tuple) else (self.stride,)
         extra = self.output_padding if isinstance(self.output_padding, tuple) else (self.output_padding,)
-        return (self.padding is None and self.mode == "same" and all(s == 1 for s in strides)
+        return (self.padding is None and self.mode in (None, "same") and all(s == 1 for s in strides)
                 and not any(extra))
+
+
+CAUSAL_RULE = ("an impulse response (a recording) is causal, as ffmpeg afir and SoX apply it: output n hears "
+               "inputs n, n-1, ...")
+
+
+def alignment(kernel: Kernel, geometry: Geometry) -> tuple[str, str]:
+    """(name, why) of where ``kernel`` sits against the input under ``geometry`` (as given, before
+    :meth:`Geometry.for_kernel`): what --explain and --json report."""
+    if kernel.role == "model":
+        return "model", "the layers' own padding"
+    if geometry.padding is not None:
+        return "padding", "--padding places the kernel: output i starts at input i - before"
+    if geometry.mode == "valid":
+        return "valid", "only the outputs where the whole kernel lies on the input"
+    if kernel.role == "ir":
+        if geometry.mode == "same":
+            return "causal", f"{CAUSAL_RULE}; --mode same keeps the input's length (the tail is cut)"
+        return "causal", f"{CAUSAL_RULE}; its tail of K-1 samples is kept (--mode same cuts it)"
+    if geometry.mode == "full":
+        return "full", "every output the kernel reaches"
+    return "centred", ("a designed kernel is centred as scipy.signal's 'same' (zero phase: a linear-phase "
+                       "FIR's delay of (K-1)/2 samples compensated)")
 
 
 def signal_ndim(kind: str, data: np.ndarray, kernel: Kernel) -> int:
@@ -133,6 +178,7 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
     if kernel.role == "model":
         maps = kernel.feature.apply(data, kind)
         return maps, {"method": "model", "reason": "the model's own forward pass", "left_over": []}
+    geometry = geometry.for_kernel(kernel)
     ndim = signal_ndim(kind, data, kernel)
     _option_axes(geometry.stride, ndim, "stride")
     _option_axes(geometry.dilation, ndim, "dilation")
@@ -195,6 +241,9 @@ def _apply_ir(data: np.ndarray, kernel: Kernel, geometry: Geometry) -> tuple[np.
     from convcli.engine.convolve import convolve_planned
 
     ir = kernel.array.astype(data.dtype)
+    if data.ndim == 1:  # one signal (an array file): one channel, one output per IR channel
+        out, how = _apply_ir(data[None], kernel, geometry)
+        return (out[0] if len(out) == 1 else out), how
     pairs = ir_channel_pairs(data.shape[0], ir.shape[0], kernel.spec)
     check_fits(data, ir.shape[-1:], geometry, kernel.spec)
     options = geometry.engine_options(1)
@@ -221,25 +270,33 @@ def apply_chain(
 ) -> tuple[np.ndarray, list[dict]]:
     """Several kernels one after another (``-k a -k b``); returns the result and each step's plan."""
     plans = []
-    for kernel in kernels:
-        data, how = apply_kernel(data, kind, kernel, geometry)
-        plans.append(how)
+    for step, kernel in enumerate(kernels):
+        data, how = apply_kernel(data, kind, kernel, geometry.in_chain(step, len(kernels)))
+        plans.append(how | alignment_summary(kernel, geometry))
     return data, plans
 
 
-def strided_sample_rate(rate: int, kernels: list[Kernel], geometry: Geometry) -> int:
-    """The sample rate of audio after the chain: each kernel's stride keeps every s-th sample, so the
-    same duration is held at rate / s. A rate that is not a whole number cannot be written as audio."""
+def alignment_summary(kernel: Kernel, geometry: Geometry) -> dict:
+    """The plan's entries naming the kernel's :func:`alignment`."""
+    name, why = alignment(kernel, geometry)
+    return {"alignment": name, "alignment_reason": why}
+
+
+def strided_sample_rate(rate: float, geometry: Geometry, *, whole: bool = True) -> float:
+    """The sample rate after the chain: its stride keeps every s-th sample (once per chain,
+    :meth:`Geometry.in_chain`), so the same duration is held at rate / s. ``whole``: the result is
+    written as audio, whose rate must be a whole number of samples per second."""
     stride = geometry.stride[0] if isinstance(geometry.stride, tuple) else geometry.stride
-    step = stride ** len(kernels)
     if geometry.transposed:  # each sample becomes `stride` samples over the same duration
-        return rate * step
-    if rate % step:
+        return rate * stride
+    if not whole:
+        return rate / stride if rate % stride else rate // stride
+    if rate % stride:
         raise UsageError(
-            f"stride {stride} on {rate} Hz audio gives {rate / step:g} Hz, not a whole number of samples "
-            f"per second: pick a stride that divides {rate}, or write .npy"
+            f"stride {stride} on {rate:g} Hz audio gives {rate / stride:g} Hz, not a whole number of samples "
+            f"per second: pick a stride that divides {rate:g}, or write .npy"
         )
-    return rate // step
+    return int(rate // stride)
 
 
 def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -> np.ndarray | None:
@@ -254,7 +311,7 @@ def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -
         return _transposed_alpha(alpha, kernels, geometry)
     from convcli.engine.convolve import convolve_planned
 
-    for kernel in kernels:
+    for step, kernel in enumerate(kernels):
         shape = kernel.shape[-2:] if len(kernel.shape) >= 2 else (1, kernel.shape[-1])
         correlate = geometry.correlate
         # the tap that lines up output and input: centre of the (flipped, for convolution) kernel
@@ -263,7 +320,8 @@ def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -
             line = np.zeros(size, dtype=alpha.dtype)
             line[size - 1 - (size - 1) // 2 if correlate else (size - 1) // 2] = 1
             lines.append(line)
-        options = geometry.engine_options(2, correlate=correlate) | {"cval": 0.0}
+        placed = geometry.in_chain(step, len(kernels)).for_kernel(kernel)
+        options = placed.engine_options(2, correlate=correlate) | {"cval": 0.0}
         if kernel.factors is not None:  # as the colour: two 1-D passes, no matrix of the kernel's size
             options["method"] = "separable"
             alpha = convolve_planned(alpha, None, factors=tuple(lines), **options)[0]
@@ -278,8 +336,9 @@ def _transposed_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geomet
     whose kernel windows reach it (the same scatter with a kernel of ones, divided by its coverage)."""
     from convcli.engine.transposed import conv_transpose
 
-    options = geometry.transposed_options(2) | {"groups": 1, "correlate": True, "method": "direct"}
-    for kernel in kernels:
+    for step, kernel in enumerate(kernels):
+        placed = geometry.in_chain(step, len(kernels)).for_kernel(kernel)
+        options = placed.transposed_options(2) | {"groups": 1, "correlate": True, "method": "direct"}
         shape = kernel.shape[-2:] if len(kernel.shape) >= 2 else (1, kernel.shape[-1])
         ones = np.ones(shape, dtype=alpha.dtype)
         cover = conv_transpose(np.ones_like(alpha), ones, **options)

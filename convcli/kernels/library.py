@@ -220,12 +220,12 @@ def _moving_average(params: dict, _rate) -> np.ndarray:
 
 def _fir(kind: str):
     def design(params: dict, sample_rate: float | None) -> np.ndarray:
-        from scipy.signal import firwin, get_window
+        from convcli.kernels.fir import firwin, window  # numpy alone: no scipy.signal import
 
         if sample_rate is None:
             raise UsageError(
-                f"kernel {kind!r} is designed in Hz and needs a sample rate: use it on audio input "
-                "(or give a `sample_rate`)"
+                f"kernel {kind!r} is designed in Hz and needs a sample rate: use it on audio input, "
+                "or give the array's rate (convolve --sample-rate HZ; load_kernel(..., sample_rate=HZ))"
             )
         nyquist = sample_rate / 2
         taps = _taps(kind, "taps", _odd_size(kind, "taps", params["taps"]))
@@ -239,11 +239,11 @@ def _fir(kind: str):
         if len(edges) == 2 and not edges[0] < edges[1]:
             raise UsageError(f"kernel {kind!r}: low={edges[0]:g} Hz must be below high={edges[1]:g} Hz")
         try:
-            get_window(params["window"], 3)
+            window(params["window"], 3)
         except ValueError as error:
             raise UsageError(f"kernel {kind!r}: unknown window {params['window']!r}") from error
         pass_zero = {"lowpass": True, "highpass": False, "bandpass": False, "bandstop": True}[kind]
-        return firwin(taps, edges, window=params["window"], pass_zero=pass_zero, fs=sample_rate)
+        return firwin(taps, edges, window_name=params["window"], pass_zero=pass_zero, fs=sample_rate)
 
     return design
 

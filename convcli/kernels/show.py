@@ -100,10 +100,14 @@ def explain_text(kernels, plans: list[dict], geometry) -> str:
         lines.append(channel_rule(kernel, geometry))
         lines.append(format_matrix(kernel.matrix, kernel.factors))
         lines.append(f"method: {how['method']}: {how['reason']}")
+        lines.append(f"alignment: {how['alignment']}: {how['alignment_reason']}")
     if all(kernel.role == "model" for kernel in kernels):
         return "\n".join(lines)  # the layers' own geometry, stated above
+    # unset, the mode is each kernel's own (Geometry.for_kernel): same, or full for an impulse response
+    modes = {geometry.for_kernel(kernel).mode for kernel in kernels if kernel.role != "model"}
+    mode = geometry.mode or "/".join(sorted(modes))
     lines.append(
-        f"mode {geometry.mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
+        f"mode {mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
         f"stride {geometry.stride}, dilation {geometry.dilation}, padding {geometry.padding}"
         + (f", groups {geometry.groups}" if geometry.groups != 1 else "")
         + (f"; transposed (the adjoint of that convolution), output padding {geometry.output_padding}"

@@ -86,7 +86,10 @@ def _become_caller(request: dict, fds: list[int], inherited: list[int], connecti
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-    _new_stdio()
+    closed = {fd for fd in request.get("closed") or [] if fd in (0, 1, 2)}
+    for fd in closed:  # the caller left it closed (its client held the slot with /dev/null)
+        os.close(fd)
+    _new_stdio(closed)
     os.umask(int(request.get("umask", 0o022)))
     files.refresh_umask()
     os.environ.clear()
@@ -96,24 +99,25 @@ def _become_caller(request: dict, fds: list[int], inherited: list[int], connecti
     _take_limits(request)
 
 
-def _new_stdio() -> None:
+def _new_stdio(closed: set[int]) -> None:
     """Text streams over the caller's descriptors, made as the interpreter makes them at start:
     the worker's encoding (its locale is the caller's: part of the key), stdout line-buffered
-    on a terminal only, stderr always line-buffered."""
-    old = sys.__stdout__
+    on a terminal only, stderr always line-buffered, and None for a descriptor the caller left
+    closed."""
+    old = sys.__stdout__ or sys.__stderr__
     encoding = getattr(old, "encoding", None) or "utf-8"
     errors = getattr(old, "errors", None) or "strict"
-    stdin = io.TextIOWrapper(
+    stdin = None if 0 in closed else io.TextIOWrapper(
         io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding=encoding, errors=errors, newline="\n"
     )
-    stdout = io.TextIOWrapper(
+    stdout = None if 1 in closed else io.TextIOWrapper(
         io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
         encoding=encoding,
         errors=errors,
         newline="\n",
         line_buffering=os.isatty(1),
     )
-    stderr = io.TextIOWrapper(
+    stderr = None if 2 in closed else io.TextIOWrapper(
         io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
         encoding=encoding,
         errors="backslashreplace",

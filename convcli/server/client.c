@@ -36,24 +36,26 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* COMMAND, PYTHON_CLIENT, the identity variables, the off-words, where sockets and entries live:
+   generated from protocol.py by setup.py (convcli/server/native_rules.py), never written here */
+#include "client_rules.h"
+
 extern char **environ;
 
-#define PYTHON_CLIENT "convcli-python"
-#define MAX_REPLY (1 << 20)
-#define CONNECT_SECONDS 2  /* protocol: a worker accepts in microseconds */
-#define ACCEPT_SECONDS 10  /* connect -> the child's "accepted": a fork on a loaded machine */
 
 static char **call_argv;
 static sigset_t caller_mask;  /* the signal mask to give back: SIGINT/TERM/HUP wait until then */
 static char here[PATH_MAX];  /* the folder of this program */
 static int connection = -1;
+static int closed_stdio[3];  /* which of stdin, stdout, stderr the caller left closed */
+static int closed_count;
 
 /* ------------------------------------------------------------------ leaving */
 
 static void say(const char *text) {
     /* one line on stderr, as the Python client writes it */
     char line[4096];
-    int n = snprintf(line, sizeof line, "convcli: %s\n", text);
+    int n = snprintf(line, sizeof line, COMMAND ": %s\n", text);
     if (n > 0) {
         ssize_t ignored = write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
         (void)ignored;
@@ -69,6 +71,7 @@ static void run_python_client(void) {
         _exit(1);
     }
     call_argv[0] = path;
+    for (int i = 0; i < closed_count; i++) close(closed_stdio[i]);  /* as the caller left them */
     sigprocmask(SIG_SETMASK, &caller_mask, NULL);  /* a Ctrl-C that came meanwhile acts now */
     execv(path, call_argv);
     char text[PATH_MAX + 64];
@@ -218,18 +221,14 @@ static void coerce_legacy_locale(void) {
 
 static void put_limits(buffer *b) {
     /* protocol.RLIMITS; RLIM_INFINITY travels as -1, as Python's resource module gives it */
-    static const struct { const char *name; int id; } limits[] = {
-        {"RLIMIT_FSIZE", RLIMIT_FSIZE}, {"RLIMIT_CPU", RLIMIT_CPU},   {"RLIMIT_AS", RLIMIT_AS},
-        {"RLIMIT_DATA", RLIMIT_DATA},   {"RLIMIT_NOFILE", RLIMIT_NOFILE}, {"RLIMIT_CORE", RLIMIT_CORE},
-    };
     int first = 1;
     puts_(b, "{");
-    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+    for (size_t i = 0; i < sizeof RLIMITS / sizeof RLIMITS[0]; i++) {
         struct rlimit limit;
-        if (getrlimit(limits[i].id, &limit) != 0) continue;
+        if (getrlimit(RLIMITS[i].id, &limit) != 0) continue;
         if (!first) puts_(b, ",");
         first = 0;
-        put_string(b, limits[i].name, strlen(limits[i].name));
+        put_string(b, RLIMITS[i].name, strlen(RLIMITS[i].name));
         puts_(b, ":[");
         put_int(b, (long long)limit.rlim_cur);
         puts_(b, ",");
@@ -270,7 +269,12 @@ static void put_request(buffer *b, int argc, char **argv) {
     }
     puts_(b, "],\"pid\":");
     put_int(b, (long long)getpid());
-    puts_(b, "}");
+    puts_(b, ",\"closed\":[");
+    for (int i = 0; i < closed_count; i++) {
+        if (i) puts_(b, ",");
+        put_int(b, closed_stdio[i]);
+    }
+    puts_(b, "]}");
 }
 
 /* ------------------------------------------------------------------ where the worker is */
@@ -286,9 +290,9 @@ static void runtime_folder(char *folder, size_t size) {
     const char *base = getenv("XDG_RUNTIME_DIR");
     int n;
     if (base && base[0] == '/' && private_folder(base, uid))
-        n = snprintf(folder, size, "%s%sconvcli", base, base[strlen(base) - 1] == '/' ? "" : "/");
+        n = snprintf(folder, size, "%s%s%s", base, base[strlen(base) - 1] == '/' ? "" : "/", RUNTIME_NAME);
     else
-        n = snprintf(folder, size, "/tmp/convcli-%u", (unsigned)uid);
+        n = snprintf(folder, size, "%s%u", FALLBACK_RUNTIME_PREFIX, (unsigned)uid);
     if (n >= (int)size || !private_folder(folder, uid)) run_python_client();
 }
 
@@ -298,15 +302,19 @@ static int has_prefix(const char *entry, size_t name_length, const char *prefix)
 
 /* protocol.identity_environment: the variables read once at import, which a worker shares with
    its callers (a test checks that both sides pick the same ones) */
+static int is_name(const char *entry, size_t name_length, const char *name) {
+    return name_length == strlen(name) && has_prefix(entry, name_length, name);
+}
+
 static int identity_variable(const char *entry, size_t name_length) {
-    static const char *prefixes[] = {"NUMBA_", "CONVCLI_", "OMP_", "OPENBLAS_", "MKL_", "TBB_", "PYTHON", "LC_"};
-    static const char *per_call[] = {"CONVCLI_SERVER", "CONVCLI_SERVER_IDLE", "CONVCLI_DEBUG", "CONVCLI_EXECUTOR"};
-    for (size_t i = 0; i < sizeof per_call / sizeof per_call[0]; i++)
-        if (name_length == strlen(per_call[i]) && has_prefix(entry, name_length, per_call[i])) return 0;
-    if (has_prefix(entry, name_length, "CONVCLI_MAX_")) return 0;
-    if (name_length == 4 && has_prefix(entry, name_length, "LANG")) return 1;
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-        if (has_prefix(entry, name_length, prefixes[i])) return 1;
+    for (const char *const *name = READ_PER_CALL; *name; name++)
+        if (is_name(entry, name_length, *name)) return 0;
+    for (const char *const *prefix = READ_PER_CALL_PREFIXES; *prefix; prefix++)
+        if (has_prefix(entry, name_length, *prefix)) return 0;
+    for (const char *const *name = IDENTITY_NAMES; *name; name++)
+        if (is_name(entry, name_length, *name)) return 1;
+    for (const char *const *prefix = IDENTITY_PREFIXES; *prefix; prefix++)
+        if (has_prefix(entry, name_length, *prefix)) return 1;
     return 0;
 }
 
@@ -346,8 +354,8 @@ static uint64_t entry_hash(void) {
 static void worker_socket(const char *folder, char *path, size_t size) {
     /* entry-ID.key names the key of the worker serving this folder's convcli for this identity */
     char entry[PATH_MAX];
-    if (snprintf(entry, sizeof entry, "%s/entry-%016llx.key", folder, (unsigned long long)entry_hash()) >=
-        (int)sizeof entry)
+    if (snprintf(entry, sizeof entry, "%s/%s%016llx%s", folder, ENTRY_PREFIX, (unsigned long long)entry_hash(),
+                 ENTRY_SUFFIX) >= (int)sizeof entry)
         run_python_client();
     int fd = open(entry, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) run_python_client();
@@ -361,7 +369,8 @@ static void worker_socket(const char *folder, char *path, size_t size) {
     key[n] = 0;
     for (ssize_t i = 0; i < n; i++)
         if (!((key[i] >= '0' && key[i] <= '9') || (key[i] >= 'a' && key[i] <= 'f'))) run_python_client();
-    if (snprintf(path, size, "%s/worker-%s.sock", folder, key) >= (int)size) run_python_client();
+    if (snprintf(path, size, "%s/%s%s%s", folder, WORKER_PREFIX, key, SOCKET_SUFFIX) >= (int)size)
+        run_python_client();
     /* protocol.socket_is_ours */
     if (lstat(path, &info) != 0 || !S_ISSOCK(info.st_mode) || info.st_uid != getuid() || (info.st_mode & 022))
         run_python_client();
@@ -529,15 +538,14 @@ static int follow(void) {
     action.sa_handler = forward;
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &action, NULL);
-    sigaction(SIGTERM, &action, NULL);
-    sigaction(SIGHUP, &action, NULL);
+    for (size_t i = 0; i < sizeof FORWARDED_SIGNALS / sizeof FORWARDED_SIGNALS[0]; i++)
+        sigaction(FORWARDED_SIGNALS[i], &action, NULL);
     sigprocmask(SIG_SETMASK, &caller_mask, NULL);  /* what came before the handlers goes on now */
     for (;;) {
         char *message = receive_message();
         if (!message) {
             say("error: the warm worker ended without reporting an exit status (was it killed?); "
-                "CONVCLI_SERVER=0 runs commands in-process");
+                ENABLE_VARIABLE "=0 runs commands in-process");
             return 1;
         }
         long long status;
@@ -550,25 +558,43 @@ static int follow(void) {
     }
 }
 
+static void hold_closed_stdio(void) {
+    /* client.py's _hold_closed_stdio: a closed stdin, stdout or stderr is held by /dev/null, so
+       that our socket never takes its slot and goes to the command as one of the caller's
+       streams; the request names them and the child closes them again */
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) closed_stdio[closed_count++] = fd;
+    for (int i = 0; i < closed_count; i++) {
+        int placeholder = open("/dev/null", O_RDWR);
+        if (placeholder < 0) run_python_client();
+        if (placeholder != closed_stdio[i]) {
+            dup2(placeholder, closed_stdio[i]);
+            close(placeholder);
+        }
+    }
+}
+
 static int runs_here(int argc, char **argv) {
     /* 'convcli server ...' manages the worker: the Python client runs it */
-    for (int i = 1; i < argc; i++)
-        if (argv[i][0] != '-') return strcmp(argv[i], "server") == 0;
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-') continue;
+        for (const char *const *command = IN_PROCESS_COMMANDS; *command; command++)
+            if (strcmp(argv[i], *command) == 0) return 1;
+        return 0;
+    }
     return 0;
 }
 
 static int disabled(void) {
-    /* CONVCLI_SERVER=0/off/no/false, any case, around blanks (protocol.settings); the config file
-       is the worker's to read */
-    static const char *words[] = {"0", "off", "no", "false"};
-    const char *value = getenv("CONVCLI_SERVER");
+    /* ENABLE_VARIABLE set to one of FALSE_WORDS, any case, around blanks (protocol.settings); the
+       config file is the worker's to read */
+    const char *value = getenv(ENABLE_VARIABLE);
     if (!value) return 0;
     const char *end = value + strlen(value);
     while (value < end && strchr(" \t\n\r\v\f", *value)) value++;
     while (end > value && strchr(" \t\n\r\v\f", end[-1])) end--;
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if ((size_t)(end - value) == strlen(words[i]) && strncasecmp(value, words[i], strlen(words[i])) == 0)
-            return 1;
+    for (const char *const *word = FALSE_WORDS; *word; word++)
+        if ((size_t)(end - value) == strlen(*word) && strncasecmp(value, *word, strlen(*word)) == 0) return 1;
     return 0;
 }
 
@@ -578,9 +604,8 @@ int main(int argc, char **argv) {
        would run on unasked) nor be lost: it waits, and goes to the child or to the Python client. */
     sigset_t forwarded;
     sigemptyset(&forwarded);
-    sigaddset(&forwarded, SIGINT);
-    sigaddset(&forwarded, SIGTERM);
-    sigaddset(&forwarded, SIGHUP);
+    for (size_t i = 0; i < sizeof FORWARDED_SIGNALS / sizeof FORWARDED_SIGNALS[0]; i++)
+        sigaddset(&forwarded, FORWARDED_SIGNALS[i]);
     sigprocmask(SIG_BLOCK, &forwarded, &caller_mask);
     signal(SIGPIPE, SIG_IGN);  /* as in Python: a closed stderr is an error to ignore, not death */
     ssize_t n = readlink("/proc/self/exe", here, sizeof here - 1);
@@ -593,6 +618,7 @@ int main(int argc, char **argv) {
     if (!slash) return 1;
     *slash = 0;
     if (disabled() || runs_here(argc, argv)) run_python_client();
+    hold_closed_stdio();
 
     coerce_legacy_locale();  /* the environment a Python client would have, before it is hashed or sent */
     read_environment();

@@ -15,14 +15,20 @@ import sys
 
 from convcli.server import protocol
 
-LAUNCHERS = ("convcli", "convcli-python")  # the installed commands (setup.py)
-CONNECT_TIMEOUT = 2.0  # a worker accepts in microseconds; a hung one must not hang the call
-ACCEPT_TIMEOUT = 10.0  # connect -> the child's "accepted": a fork, even on a loaded machine
+LAUNCHERS = (protocol.COMMAND, protocol.PYTHON_CLIENT)  # the installed commands (setup.py)
 STDIO_FDS = (0, 1, 2)
 
 
-def main() -> None:
+# why the native client was not built, where setup.py could not build it (the launcher says)
+native_client_missing: str | None = None
+
+
+def main(missing_native_client: str | None = None) -> None:
+    global native_client_missing
     argv = sys.argv[1:]
+    if missing_native_client:
+        native_client_missing = missing_native_client
+        _note_once_no_native_client(missing_native_client)
     config = protocol.settings()
     use_worker = bool(config["enabled"]) and protocol.supported() and not _runs_here(argv)
     key = _installation_key() if use_worker else None
@@ -43,7 +49,7 @@ def _installation_key() -> str | None:
 def _runs_here(argv: list[str]) -> bool:
     """``convcli server ...`` manages the worker itself, so it never goes through one."""
     words = [word for word in argv if not word.startswith("-")]
-    return bool(words) and words[0] == "server"
+    return bool(words) and words[0] in protocol.IN_PROCESS_COMMANDS
 
 
 # ---------------------------------------------------------------- through a worker
@@ -58,16 +64,43 @@ def _via_worker(argv: list[str], key: str) -> int | None:
         return None
     if not protocol.socket_is_ours(paths["socket"]):
         return None
+    closed = _hold_closed_stdio()
+    status = _call_worker(argv, paths["socket"], closed)
+    if status is None:
+        for fd in closed:  # the call runs here: as closed as the caller left them
+            os.close(fd)
+    return status
+
+
+def _hold_closed_stdio() -> list[int]:
+    """Which of stdin, stdout and stderr the caller left closed, each now held by /dev/null: our
+    socket or folder must never take such a slot and be handed to the command as one of the
+    caller's streams. The request names them, and the child closes them again."""
+    closed = []
+    for fd in STDIO_FDS:
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:
+        placeholder = os.open(os.devnull, os.O_RDWR)
+        if placeholder != fd:
+            os.dup2(placeholder, fd, inheritable=False)
+            os.close(placeholder)
+    return closed
+
+
+def _call_worker(argv: list[str], socket_path: str, closed: list[int]) -> int | None:
     connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     cwd = None
     try:
-        connection.settimeout(CONNECT_TIMEOUT)
-        connection.connect(paths["socket"])
+        connection.settimeout(protocol.CONNECT_TIMEOUT)
+        connection.connect(socket_path)
         if protocol.peer_uid(connection) != os.getuid():
             return None
-        connection.settimeout(ACCEPT_TIMEOUT)
+        connection.settimeout(protocol.ACCEPT_TIMEOUT)
         cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
-        protocol.send(connection, _request(argv), fds=[*STDIO_FDS, cwd])
+        protocol.send(connection, _request(argv, closed), fds=[*STDIO_FDS, cwd])
         reply, _ = protocol.receive(connection)
     except (OSError, protocol.ProtocolError):
         connection.close()
@@ -81,7 +114,7 @@ def _via_worker(argv: list[str], key: str) -> int | None:
     return _follow(connection)
 
 
-def _request(argv: list[str]) -> dict:
+def _request(argv: list[str], closed: list[int]) -> dict:
     import resource
 
     mask = os.umask(0o022)
@@ -100,6 +133,7 @@ def _request(argv: list[str]) -> dict:
         "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "affinity": sorted(os.sched_getaffinity(0)),
         "pid": os.getpid(),
+        "closed": closed,
     }
 
 
@@ -158,8 +192,8 @@ def _start_worker(key: str) -> None:
 
     try:
         paths = protocol.worker_paths(protocol.runtime_dir(), key)
-        if os.path.exists(paths["unsupported"]):
-            return
+        if protocol.unsupported_holds(paths["unsupported"], os.environ):
+            return  # it could not run here, and nothing that could change that has changed
         with open(paths["lock"], "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: one is starting
     except OSError:
@@ -187,6 +221,20 @@ def launcher_folder() -> str | None:
     if os.path.basename(path) not in LAUNCHERS:
         return None
     return os.path.dirname(os.path.realpath(path))
+
+
+def _note_once_no_native_client(reason: str) -> None:
+    """One note, at the first call of an installation built without its native client."""
+    try:
+        folder = protocol.runtime_dir()
+        stamp = os.path.join(folder, f"no-native-client-{protocol.fnv1a(os.fsencode(sys.argv[0])):016x}")
+        os.close(os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return  # said already (or nowhere to remember it: then stay quiet rather than say it each time)
+    _say(
+        f"note: this installation has no native client ({reason}), so each call pays for a Python "
+        "start (~15 ms); with a C compiler (e.g. gcc), reinstalling convcli builds it. Said once."
+    )
 
 
 # ---------------------------------------------------------------- leaving

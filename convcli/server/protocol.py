@@ -33,6 +33,19 @@ IDENTITY_NAMES = {"LANG"}
 READ_PER_CALL = {ENABLE_VARIABLE, IDLE_VARIABLE, "CONVCLI_DEBUG", "CONVCLI_EXECUTOR"}
 READ_PER_CALL_PREFIXES = ("CONVCLI_MAX_",)  # the budgets (convcli/budget.py) are read at every check
 
+# The names both clients use: the command, the Python client the native one runs for every call
+# it does not hand to a worker, the commands that never go through a worker, where sockets live.
+COMMAND = "convcli"
+PYTHON_CLIENT = "convcli-python"
+IN_PROCESS_COMMANDS = ("server",)  # 'convcli server ...' manages the worker itself
+RUNTIME_NAME = "convcli"  # $XDG_RUNTIME_DIR/convcli, else FALLBACK_RUNTIME_PREFIX + uid
+FALLBACK_RUNTIME_PREFIX = "/tmp/convcli-"
+WORKER_PREFIX, SOCKET_SUFFIX, LOCK_SUFFIX, REHEARSAL_SUFFIX = "worker-", ".sock", ".lock", ".rehearsal"
+ENTRY_PREFIX, ENTRY_SUFFIX = "entry-", ".key"
+CONNECT_TIMEOUT = 2  # seconds: a worker accepts in microseconds; a hung one must not hang the call
+ACCEPT_TIMEOUT = 10  # seconds from connect to the child's "accepted": a fork, even on a loaded machine
+MAX_REPLY = 1 << 20  # what a client reads of one answer
+
 # the client's resource limits the forked child takes on (as far as the worker's hard limits allow)
 RLIMITS = ("RLIMIT_FSIZE", "RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_NOFILE", "RLIMIT_CORE")
 # signals the client passes on to the child that runs its command
@@ -237,9 +250,9 @@ def runtime_dir(create: bool = True) -> str:
     uid = os.getuid()
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and os.path.isabs(base) and _private(base, uid):
-        folder = os.path.join(base, "convcli")
+        folder = os.path.join(base, RUNTIME_NAME)
     else:
-        folder = os.path.join("/tmp", f"convcli-{uid}")
+        folder = f"{FALLBACK_RUNTIME_PREFIX}{uid}"
     if create:
         try:
             os.mkdir(folder, 0o700)
@@ -260,9 +273,71 @@ def _private(path: str, uid: int) -> bool:
 
 def worker_paths(folder: str, key: str) -> dict[str, str]:
     """The files of the worker for ``key``: its socket, its start lock, and the reason it cannot
-    run here when it found one (clients then stop starting it)."""
-    stem = os.path.join(folder, f"worker-{key}")
-    return {"socket": stem + ".sock", "lock": stem + ".lock", "unsupported": stem + ".unsupported"}
+    run here when it found one (clients then stop starting it while :func:`unsupported_holds`)."""
+    stem = os.path.join(folder, f"{WORKER_PREFIX}{key}")
+    return {
+        "socket": stem + SOCKET_SUFFIX,
+        "lock": stem + LOCK_SUFFIX,
+        "unsupported": stem + ".unsupported",
+        "rehearsal": stem + REHEARSAL_SUFFIX,  # the small inputs its spare children rehearse on
+    }
+
+
+# ---------------------------------------------------------------- a worker that cannot run
+
+# A worker that cannot run here records why; clients stop starting it (each try costs a
+# warm-up) until the record is this old, or until what could change the verdict changes: the
+# installation and the identity variables (both in the key, so a new record is consulted), or
+# these variables, which steer the loader that finds TBB.
+RECHECK_SECONDS = 3600.0
+RECHECK_VARIABLES = ("LD_LIBRARY_PATH", "LD_PRELOAD")
+
+
+def unsupported_record(reason: str, fix: str, tried: list[str], environ: dict[str, str]) -> str:
+    """The text of a worker's ``unsupported`` file: the fingerprint of the loader's variables on
+    the first line (read without ``json`` by every client that would start a worker), then the
+    record as JSON: what failed, what fixes it, what was tried, and when it is tried again."""
+    import json
+    import time
+
+    now = time.time()
+    record = {"reason": reason, "fix": fix, "tried": tried}
+    record.update(checked=now, recheck_after=now + RECHECK_SECONDS)
+    return _loader_fingerprint(environ) + "\n" + json.dumps(record) + "\n"
+
+
+def unsupported_holds(path: str, environ: dict[str, str]) -> bool:
+    """Whether the record at ``path`` still stands for a caller with ``environ``: written for the
+    same loader variables less than :data:`RECHECK_SECONDS` ago."""
+    import time
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            fingerprint = file.readline().rstrip("\n")
+            age = time.time() - os.fstat(file.fileno()).st_mtime
+    except (OSError, ValueError):
+        return False
+    return fingerprint == _loader_fingerprint(environ) and 0 <= age < RECHECK_SECONDS
+
+
+def read_unsupported(path: str, environ: dict[str, str]) -> dict | None:
+    """The record at ``path`` with ``holds`` (:func:`unsupported_holds`), or None."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            file.readline()
+            record = json.loads(file.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    return {**record, "holds": unsupported_holds(path, environ)}
+
+
+def _loader_fingerprint(environ: dict[str, str]) -> str:
+    text = "\0".join(f"{name}={environ.get(name, '')}" for name in RECHECK_VARIABLES)
+    return f"{fnv1a(os.fsencode(text)):016x}"
 
 
 def entry_path(folder: str, launcher_folder: str, environ: dict[str, str]) -> str:
@@ -274,7 +349,7 @@ def entry_path(folder: str, launcher_folder: str, environ: dict[str, str]) -> st
     data = os.fsencode(launcher_folder) + b"\0"
     variables = sorted((os.fsencode(k), os.fsencode(v)) for k, v in identity_environment(environ).items())
     data += b"".join(name + b"=" + value + b"\0" for name, value in variables)
-    return os.path.join(folder, f"entry-{fnv1a(data):016x}.key")
+    return os.path.join(folder, f"{ENTRY_PREFIX}{fnv1a(data):016x}{ENTRY_SUFFIX}")
 
 
 def fnv1a(data: bytes) -> int:
@@ -352,6 +427,21 @@ def receive(connection: _socket.socket, *, max_fds: int = 0) -> tuple[dict | Non
         raise
 
 
+def complete_message(data: bytes | bytearray) -> dict | None:
+    """The message ``data`` holds, or None while it is incomplete; anything that is not exactly
+    one message of this protocol raises :class:`ProtocolError`."""
+    if len(data) < HEADER.size:
+        return None
+    (length,) = HEADER.unpack_from(data)
+    if length > MAX_MESSAGE:
+        raise ProtocolError(f"message of {length} bytes")
+    if len(data) < HEADER.size + length:
+        return None
+    if len(data) > HEADER.size + length:
+        raise ProtocolError("bytes after the message")
+    return _decode(bytes(data[HEADER.size :]))
+
+
 def _decode(body: bytes) -> dict:
     # the two answers every call gets, read without importing json
     for key in ("accepted", "status"):
@@ -363,7 +453,7 @@ def _decode(body: bytes) -> dict:
 
     try:
         message = json.loads(body.decode("utf-8", "surrogateescape"))
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nesting deeper than the stack
         raise ProtocolError(str(error)) from error
     if not isinstance(message, dict):
         raise ProtocolError("not a JSON object")

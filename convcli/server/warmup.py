@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -21,24 +22,53 @@ from pathlib import Path
 FORK_SAFE_LAYERS = ("tbb",)
 
 
-def warm_up(rehearsal: Path) -> str | None:
-    """Run the warm-up; the reason this worker cannot serve, or None. ``rehearsal``: a private
-    folder for the worker's life, where the warm-up leaves the small inputs its spares rehearse on."""
-    from convcli.io import files
-    from convcli.jit import config
+class Unsupported(Exception):
+    """The worker cannot serve here: ``reason`` says why, ``fix`` what to do, ``tried`` the details."""
 
-    # before any parallel kernel runs: the layer must survive the fork of every call
-    config.THREADING_LAYER = FORK_SAFE_LAYERS[0]
+    def __init__(self, reason: str, fix: str, tried: list[str] | None = None):
+        super().__init__(reason)
+        self.reason, self.fix, self.tried = reason, fix, tried or []
+
+
+def warm_up(rehearsal: Path) -> None:
+    """Run the warm-up, or raise :class:`Unsupported`. ``rehearsal``: a private folder for the
+    worker's life, where the warm-up leaves the small inputs its spares rehearse on."""
+    from convcli.io import files
+
+    _fork_safe_threading_layer()  # before any parallel kernel runs: it must survive every fork
     with tempfile.TemporaryDirectory(prefix="convcli-warm-") as folder:
         _quietly(_command_lines(Path(folder), _make_inputs(rehearsal)))
     files.release_held()  # the warm-up's replaced outputs: no child should inherit them
     layer = threading_layer()
     if layer not in FORK_SAFE_LAYERS:
-        return (
-            f"Numba's threading layer is {layer!r}, which is not fork-safe; install the 'tbb' "
-            "package (pip install tbb) for the warm worker"
+        raise Unsupported(
+            f"Numba's threading layer is {layer!r} after the warm-up, not the fork-safe 'tbb'",
+            "check NUMBA_THREADING_LAYER and NUMBA_NUM_THREADS; CONVCLI_SERVER=0 silences the attempt",
         )
-    return None
+
+
+def _fork_safe_threading_layer() -> None:
+    """Load the TBB runtime the ``tbb`` dependency installed (:func:`convcli.jit.load_tbb`), pin
+    Numba's layer to it and load Numba's TBB extension now, so a worker that cannot have it
+    says why at once instead of after a warm-up whose parallel kernels all failed."""
+    from convcli import jit
+
+    tried: list[str] = []
+    try:
+        tried.append(f"loaded {jit.load_tbb()}")
+    except jit.TbbUnavailable as error:
+        tried.append(str(error))
+    jit.config.THREADING_LAYER = FORK_SAFE_LAYERS[0]
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401 - the import is the check
+    except ImportError as error:
+        tried.append(f"numba.np.ufunc.tbbpool: {error}")
+        raise Unsupported(
+            "Numba's TBB threading layer (fork-safe, which the warm worker needs) cannot be loaded",
+            f"pip install --force-reinstall '{jit.TBB_DISTRIBUTION}' in this environment "
+            f"({sys.prefix}); calls run in-process meanwhile",
+            tried,
+        ) from error
 
 
 def rehearse(rehearsal: Path, stop: Callable[[], bool]) -> None:

@@ -18,13 +18,14 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from convcli.server import child, protocol, warmup
 
 REQUEST_TIMEOUT = 2.0  # connect -> request: the client sends it at once
+MAX_CALL_FDS = 4  # stdin, stdout, stderr and the working folder
+MAX_PENDING = 64  # connections whose request is still arriving; more are closed at once
 CHECK_EVERY = 30.0  # seconds between checks that the installation did not change
 WARM_NICE = 10  # the warm-up runs behind the user's own work
 
@@ -32,12 +33,14 @@ WARM_NICE = 10  # the warm-up runs behind the user's own work
 class Worker:
     def __init__(self, key: str, folder: str, launcher_folder: str | None = None):
         self.key = key
+        self.folder = folder
         self.paths = protocol.worker_paths(folder, key)
         # where the native client of launcher_folder finds this worker's key
         self.entry = protocol.entry_path(folder, launcher_folder, os.environ) if launcher_folder else None
         self.idle_timeout = float(protocol.settings()["idle_timeout"])
         self.identity = protocol.identity_environment(os.environ)
         self.children: dict[int, socket.socket] = {}
+        self.pending: dict[socket.socket, _Pending] = {}  # requests still arriving
         self.started = time.time()
         self.last_active = time.monotonic()
         self.served = 0
@@ -47,32 +50,45 @@ class Worker:
         self.wakeup: tuple[int, int] | None = None
         self.spare: tuple[int, socket.socket] | None = None  # a child forked ahead of its call
         self.rehearsal: Path | None = None  # the small inputs spares rehearse on
+        self.lock: int | None = None  # held until it stops; no child may hold it after
 
     # ------------------------------------------------------------ life
 
     def run(self) -> int:
-        lock = open(self.paths["lock"], "a")  # noqa: SIM115 - held for the worker's life
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        self.lock = os.open(self.paths["lock"], flags, 0o600)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(self.lock)
             return 0  # another worker of this installation is starting or running
         try:
-            self.rehearsal = Path(tempfile.mkdtemp(prefix="convcli-rehearsal-"))
+            _remove_stale_rehearsals(self.folder, own=self.paths["rehearsal"])
+            self.rehearsal = Path(self.paths["rehearsal"])
+            self.rehearsal.mkdir(mode=0o700)
             return self._serve()
         finally:
-            self._unlink_socket()
-            if self.rehearsal is not None:
-                shutil.rmtree(self.rehearsal, ignore_errors=True)
+            self._give_up_place()
 
     def _serve(self) -> int:
         self.listener = self._bind()  # before the warm-up: a full or broken folder fails fast
         nice = os.getpriority(os.PRIO_PROCESS, 0)
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, nice + WARM_NICE)
-        reason = warmup.warm_up(self.rehearsal)
-        if reason:
-            self._write(self.paths["unsupported"], reason)
+        try:
+            warmup.warm_up(self.rehearsal)
+        except warmup.Unsupported as problem:
+            self._record_unsupported(problem.reason, problem.fix, problem.tried)
             return 0
+        except Exception as error:  # noqa: BLE001 - said once in the record, not at every call
+            self._record_unsupported(
+                f"the warm-up failed: {type(error).__name__}: {error}",
+                "run the call with CONVCLI_SERVER=0 and --debug to see it; calls run in-process meanwhile",
+                [],
+            )
+            return 0
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.paths["unsupported"])  # an earlier verdict that no longer holds
         # back to the caller's priority where the system lets a process lower its nice value
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -86,6 +102,18 @@ class Worker:
                 self._write(self.entry, self.key)
         self._loop()
         return 0
+
+    def _give_up_place(self) -> None:
+        """The socket, the entry, the rehearsal folder, then the lock: from then on a new worker
+        of this installation may start (a call right after ``server stop`` starts one), while
+        this one finishes the calls it runs. Once: the places may be the new worker's next."""
+        if self.lock is None:
+            return
+        self._unlink_socket()
+        if self.rehearsal is not None:
+            shutil.rmtree(self.rehearsal, ignore_errors=True)
+        os.close(self.lock)
+        self.lock = None
 
     def _unlink_socket(self) -> None:
         """The socket, and the entry naming this worker unless a newer worker has taken it."""
@@ -107,6 +135,9 @@ class Worker:
         finally:
             os.umask(old_mask)
         return listener
+
+    def _record_unsupported(self, reason: str, fix: str, tried: list[str]) -> None:
+        self._write(self.paths["unsupported"], protocol.unsupported_record(reason, fix, tried, os.environ))
 
     def _write(self, path: str, text: str) -> None:
         temp = f"{path}.{os.getpid()}.tmp"
@@ -147,12 +178,16 @@ class Worker:
             if timeout <= 0:
                 self._stop()
                 continue
-            for selected, _ in self.selector.select(min(timeout, max(0.0, next_check - time.monotonic()))):
-                if selected.data == "accept" and not self.stopping:
+            wait = min(timeout, max(0.0, next_check - time.monotonic()), self._pending_left())
+            for selected, _ in self.selector.select(wait):
+                if isinstance(selected.data, _Pending):
+                    self._read(selected.data)
+                elif selected.data == "accept" and not self.stopping:
                     self._accept()
                 elif selected.data == "signal":
                     with contextlib.suppress(BlockingIOError):
                         os.read(read_end, 512)
+            self._expire_pending()
             self._reap()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + CHECK_EVERY
@@ -176,34 +211,85 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
-        self._unlink_socket()
         self._dismiss_spare()
         if self.selector is not None and self.listener is not None:
             self.selector.unregister(self.listener)
             self.listener.close()
+        for pending in list(self.pending.values()):
+            self._drop(pending)  # their clients run in-process
+        self._give_up_place()
 
     def _accept(self) -> None:
+        """Take a connection; its request is read as it arrives (:meth:`_read`), so a slow or
+        idle client never holds up the others, and is dropped after REQUEST_TIMEOUT."""
         try:
             connection, _ = self.listener.accept()
+        except OSError:  # gone already, or out of descriptors: the client runs in-process
+            return
+        try:
+            if protocol.peer_uid(connection) != os.getuid() or len(self.pending) >= MAX_PENDING:
+                raise PermissionError
+            connection.setblocking(False)
+        except OSError:
+            connection.close()
+            return
+        pending = _Pending(connection, time.monotonic() + REQUEST_TIMEOUT)
+        self.pending[connection] = pending
+        self.selector.register(connection, selectors.EVENT_READ, pending)
+
+    def _read(self, pending: _Pending) -> None:
+        try:
+            data, fds, _flags, _address = socket.recv_fds(pending.connection, 1 << 16, MAX_CALL_FDS)
         except BlockingIOError:
             return
+        except OSError:
+            self._drop(pending)
+            return
+        pending.fds.extend(fds)
+        pending.data.extend(data)
         try:
-            if protocol.peer_uid(connection) != os.getuid():
-                connection.close()
-                return
-            connection.settimeout(REQUEST_TIMEOUT)
-            request, fds = protocol.receive(connection, max_fds=4)
-        except (OSError, protocol.ProtocolError):
-            connection.close()
+            if not data or len(pending.fds) > MAX_CALL_FDS:
+                raise protocol.ProtocolError("closed, or too many descriptors")
+            request = protocol.complete_message(pending.data)
+        except protocol.ProtocolError:
+            self._drop(pending)  # every malformed message is a refusal, never the worker's end
             return
         if request is None:
-            connection.close()
-            return
+            return  # more to come
+        self._forget(pending)
+        connection, fds = pending.connection, pending.fds
         try:
+            connection.settimeout(REQUEST_TIMEOUT)  # for the answer: a client that reads none
             self._handle(connection, request, fds)
+        except OSError:
+            connection.close()
         finally:
             for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _pending_left(self) -> float:
+        if not self.pending:
+            return CHECK_EVERY
+        return max(0.0, min(p.deadline for p in self.pending.values()) - time.monotonic())
+
+    def _expire_pending(self) -> None:
+        now = time.monotonic()
+        for pending in [p for p in self.pending.values() if p.deadline <= now]:
+            self._drop(pending)
+
+    def _forget(self, pending: _Pending) -> None:
+        self.pending.pop(pending.connection, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.selector.unregister(pending.connection)
+
+    def _drop(self, pending: _Pending) -> None:
+        self._forget(pending)
+        pending.connection.close()
+        for fd in pending.fds:
+            with contextlib.suppress(OSError):
                 os.close(fd)
+        pending.fds.clear()
 
     def _handle(self, connection: socket.socket, request: dict, fds: list[int]) -> None:
         op = request.get("op")
@@ -225,8 +311,11 @@ class Worker:
     def _refusal(self, request: dict, fds: list[int]) -> str | None:
         if len(fds) != 4:
             return "a run request passes stdin, stdout, stderr and the working folder"
-        if not isinstance(request.get("argv"), list) or not isinstance(request.get("env"), dict):
-            return "malformed request"
+        argv, env = request.get("argv"), request.get("env")
+        if not (isinstance(argv, list) and all(isinstance(word, str) for word in argv)):
+            return "malformed request: argv is not a list of strings"
+        if not (isinstance(env, dict) and all(isinstance(value, str) for value in env.values())):
+            return "malformed request: env is not an object of strings"
         if protocol.identity_environment(request["env"]) != self.identity:
             return "the caller's environment differs in a variable read at import"
         if request.get("check_installation"):
@@ -299,11 +388,15 @@ class Worker:
             os.waitpid(pid, 0)
 
     def _inherited_fds(self) -> list[int]:
-        """What the child must close: the listener, the selector and the wakeup pipe."""
+        """What the child must close: the lock (a child outliving a killed worker must not keep
+        the next one from starting), the listener, the selector and the wakeup pipe."""
         fds = [self.listener.fileno(), *self.wakeup]
+        if self.lock is not None:
+            fds.append(self.lock)
         if hasattr(self.selector, "fileno"):
             fds.append(self.selector.fileno())
         fds.extend(c.fileno() for c in self.children.values())
+        fds.extend(c.fileno() for c in self.pending)
         if self.spare is not None:
             fds.append(self.spare[1].fileno())
         return fds
@@ -347,6 +440,44 @@ class Worker:
             "memory": _memory(self.spare[0] if self.spare else None),
             "threading_layer": warmup.threading_layer(),
         }
+
+
+class _Pending:
+    """A connection whose request is still arriving: its bytes and descriptors so far."""
+
+    __slots__ = ("connection", "data", "deadline", "fds")
+
+    def __init__(self, connection: socket.socket, deadline: float):
+        self.connection = connection
+        self.deadline = deadline
+        self.data = bytearray()
+        self.fds: list[int] = []
+
+
+def _remove_stale_rehearsals(folder: str, own: str) -> None:
+    """The rehearsal folders of workers that were killed before they could remove them: ours
+    (we hold its lock), and any other whose worker's lock nobody holds."""
+    shutil.rmtree(own, ignore_errors=True)
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        stale = [entry.path for entry in entries if entry.name.endswith(protocol.REHEARSAL_SUFFIX)]
+    for path in stale:
+        if path == own:
+            continue
+        lock = path[: -len(protocol.REHEARSAL_SUFFIX)] + protocol.LOCK_SUFFIX
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(path, ignore_errors=True)  # its worker is gone
+        except OSError:
+            pass  # its worker is alive
+        finally:
+            os.close(fd)
 
 
 def _memory(spare: int | None) -> dict:
