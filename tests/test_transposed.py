@@ -532,3 +532,29 @@ def test_cli_depthwise_kernel_on_an_rgb_image(tmp_path):
     expected = grouped_reference(pixels.transpose(2, 0, 1) / 255, weight, 3, (1, 1), (1, 1), (1, 1))
     got = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.float64).transpose(2, 0, 1)
     assert np.abs(got - np.rint(np.clip(expected, 0, 1) * 255)).max() <= 1
+
+
+def test_cli_transposed_chain_upsamples_once_at_its_last_kernel(tmp_path):
+    x = np.random.default_rng(8).standard_normal(7).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = run(
+        "convolve",
+        tmp_path / "x.npy",
+        "-k",
+        "1 2 3",
+        "-k",
+        "0.5 1 0.5",
+        "--transposed",
+        "--stride",
+        2,
+        "--output-padding",
+        1,
+        "-o",
+        tmp_path / "y.npy",
+    )
+    assert result.exit_code == 0, result.output
+    first = conv_transpose(x.astype(np.float64), np.array([1.0, 2, 3]))
+    expected = conv_transpose(first, np.array([0.5, 1, 0.5]), stride=2, output_padding=1)
+    got = np.load(tmp_path / "y.npy")
+    assert got.shape == (14,)
+    np.testing.assert_allclose(got, expected, atol=1e-5)

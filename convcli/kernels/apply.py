@@ -89,8 +89,9 @@ class Geometry:
         once, after the last kernel: the chain is one filter, and decimating between its kernels would
         alias before the next one filters (SoX and ffmpeg also resample after the effects). Mode,
         padding, boundary and dilation apply to each kernel: each reads outside its own input, and
-        same/valid/full and dilation compose into the chain's own."""
-        return self if step == count - 1 else replace(self, stride=1)
+        same/valid/full and dilation compose into the chain's own. A transposed chain upsamples once,
+        likewise: its last kernel scatters with the stride and the output padding."""
+        return self if step == count - 1 else replace(self, stride=1, output_padding=0)
 
     @property
     def keeps_size(self) -> bool:
