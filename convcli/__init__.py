@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _API = {
     "convolve": "convcli.engine.convolve",
+    "conv_transpose": "convcli.engine.transposed",
+    "convolution_matrix": "convcli.engine.matrix",
     "pool": "convcli.engine.pooling",
     "adaptive_pool": "convcli.engine.pooling",
     "output_size": "convcli.sizes",

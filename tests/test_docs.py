@@ -19,6 +19,7 @@ HELP_ORDER = [
     "pool",
     "kernels",
     "kernels show",
+    "matrix",
     "shapes",
     "params",
     "train",

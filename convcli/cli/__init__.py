@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "convolve": "convcli.cli.convolve:convolve",
     "evaluate": "convcli.cli.train:evaluate",
     "kernels": "convcli.cli.kernels:kernels",
+    "matrix": "convcli.cli.matrix:matrix",
     "params": "convcli.cli.params:params",
     "pool": "convcli.cli.pool:pool_command",
     "predict": "convcli.cli.train:predict",

@@ -48,6 +48,16 @@ Semantics:
   channels as a CNN layer does: "-k rgb2gray.npy" with shape (1, 3, 1, 1).
   sobel-x, prewitt-x, scharr-x are OpenCV's matrices: --correlate gives +d/dx,
   plain convolution gives -d/dx ('convcli kernels' states each convention).
+  --groups G takes a (C_out, C_in/G, kh, kw) kernel file: the channels split into G
+  groups and group g's outputs see only group g's inputs, as torch's conv2d(groups=G);
+  depthwise: (C, 1, kh, kw) with --groups C.
+  --transposed is the adjoint (transpose) of the operation the other options describe,
+  <A x, y> = <x, A^T y>: each input sample is scattered over the kernel, so --stride S
+  upsamples (audio comes out at rate x S). Its size is ConvTranspose's ('shapes'):
+  (n-1)*S - padding + D*(k-1) + output_padding + 1, --output-padding A < max(S, D)
+  picking among the sizes that stride maps to n. A kernel file is (C_in, C_out/G, kh, kw),
+  PyTorch's transposed layout; with --correlate it equals torch's conv_transpose1d/2d.
+  Every boundary has an adjoint: the padding is folded back onto the samples it copies.
 
 \b
 Sizes: --mode same (default: output has the input's size, centred like scipy.signal),
@@ -124,8 +134,8 @@ class Settings:
     level: object = None  # convcli.kernels.level.Level: --gain, --normalize, --ir-norm, --mix
 
 
-def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
-    """'2' -> 2, '2,1' -> (2, 1); values >= 1."""
+def parse_ints(text: str, name: str, low: int = 1) -> int | tuple[int, ...]:
+    """'2' -> 2, '2,1' -> (2, 1); values >= ``low``."""
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError as error:
@@ -133,7 +143,7 @@ def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
     from convcli.sizes import check_range  # numba-free
 
     try:
-        values = tuple(check_range(f"--{name}", value) for value in values)
+        values = tuple(check_range(f"--{name}", value, low) for value in values)
     except ValueError as error:
         raise UsageError(str(error)) from None
     return values[0] if len(values) == 1 else values
@@ -188,6 +198,12 @@ def parse_padding(text: str | None):
 @click.option("--stride", default="1", show_default=True, metavar="S|SH,SW")
 @click.option("--dilation", default="1", show_default=True, metavar="D|DH,DW")
 @click.option("--correlate", is_flag=True, help="Cross-correlation (no kernel flip), as CNN layers compute.")
+@click.option("--groups", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Channel groups of a (C_out, C_in/G, kh, kw) kernel (depthwise: --groups C).")
+@click.option("--transposed", is_flag=True,
+              help="Transposed convolution: the adjoint of the operation the other options describe.")
+@click.option("--output-padding", default="0", show_default=True, metavar="A|AH,AW",
+              help="With --transposed: samples added at the end, 0 <= A < max(stride, dilation).")
 @click.option(
     "--method",
     type=click.Choice(["auto", "direct", "separable", "fft"]),
@@ -248,6 +264,9 @@ def convolve(
     stride,
     dilation,
     correlate,
+    groups,
+    transposed,
+    output_padding,
     method,
     dtype,
     explain,
@@ -282,7 +301,11 @@ def convolve(
         padding=parse_padding(padding),
         correlate=correlate,
         method=method,
+        groups=groups,
+        transposed=transposed,
+        output_padding=parse_ints(output_padding, "output-padding", low=0),
     )
+    _check_transposed(geometry)
     feature_maps = _check_specs(kernels, geometry, sample_rate)
     level = _level(gain_db, normalize_dbfs, ir_norm, mix, range_policy)
     if feature_maps and "range_policy" not in given_options(click.get_current_context()):
@@ -306,6 +329,16 @@ def convolve(
     return finish(records, command="convolve", as_json=as_json, quiet=quiet,
                   describe=functools.partial(_describe, kernels),
                   extra={"kernels": list(kernels), **result.info})
+
+
+def _check_transposed(geometry) -> None:
+    """Options that only a transposed convolution takes, or that it cannot honour."""
+    extra = geometry.output_padding
+    if any(extra if isinstance(extra, tuple) else (extra,)) and not geometry.transposed:
+        raise UsageError("--output-padding applies only with --transposed")
+    if geometry.transposed and geometry.cval != 0:
+        raise UsageError("--transposed is the adjoint of a linear operation: a constant boundary with "
+                         f"--cval {geometry.cval:g} is not linear (leave out --cval)")
 
 
 def _level(gain_db, normalize_dbfs, ir_norm, mix, range_policy: str):
@@ -345,6 +378,8 @@ def _check_feature_geometry(kernel, geometry) -> None:
             ("--padding", geometry.padding is not None),
             (f"--stride {geometry.stride}", geometry.stride not in (1, (1,), (1, 1))),
             (f"--dilation {geometry.dilation}", geometry.dilation not in (1, (1,), (1, 1))),
+            (f"--groups {geometry.groups}", geometry.groups != 1),
+            ("--transposed", geometry.transposed),
         )
         if changed
     ]

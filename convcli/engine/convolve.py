@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -92,6 +92,15 @@ def _explicit_padding(padding: PerAxisPadding, nd: int) -> tuple[tuple[int, int]
 
 def _unknown(kind: str, name: object, choices: Sequence[str]) -> str:
     return f"unknown {kind} {name!r}{did_you_mean(str(name), choices)}; choose from {', '.join(choices)}"
+
+
+def axis_padding(
+    spans: Sequence[int], mode: str, padding: PerAxisPadding | None
+) -> tuple[tuple[int, int], ...]:
+    """(before, after) per axis: explicit ``padding``, else what ``mode`` gives kernels of these spans."""
+    if padding is None:
+        return tuple(mode_padding(mode, s) for s in spans)
+    return _explicit_padding(padding, len(spans))
 
 
 def _check_kernel(kernel: np.ndarray) -> None:
@@ -184,10 +193,7 @@ def plan(
     except ValueError as error:
         raise UsageError(str(error)) from None
     spans = tuple(effective_kernel(k, d) for k, d in zip(ksize, dilation, strict=True))
-    if padding is None:
-        pads = tuple(mode_padding(mode, s) for s in spans)
-    else:
-        pads = _explicit_padding(padding, nd)
+    pads = axis_padding(spans, mode, padding)
     spatial_out = tuple(
         output_size(size, k, stride=s, padding=p, dilation=d)
         for size, k, s, p, d in zip(spatial_in, ksize, stride, pads, dilation, strict=True)
@@ -343,6 +349,7 @@ def convolve(
     padding: PerAxisPadding | None = None,
     correlate: bool = False,
     method: str = "auto",
+    groups: int = 1,
 ) -> np.ndarray:
     """Convolve (or with ``correlate=True`` cross-correlate) ``x`` with ``kernel``.
 
@@ -354,10 +361,13 @@ def convolve(
     or (before, after) per axis) overrides it. ``boundary``: constant (``cval``) | reflect |
     symmetric | edge | wrap (and aliases). Stride subsamples the stride-1 result; dilation spaces
     the taps. float64 input stays float64, anything else is computed in float32.
+    ``groups``: a ``(C_out, C_in/groups, *k)`` kernel; input channels and output channels split into
+    ``groups`` groups, group g's outputs see only group g's inputs (``torch.nn.functional.conv2d``'s
+    ``groups``; depthwise: ``(C, 1, *k)`` with ``groups=C``).
     """
     return convolve_planned(
         x, kernel, mode=mode, boundary=boundary, cval=cval, stride=stride, dilation=dilation,
-        padding=padding, correlate=correlate, method=method,
+        padding=padding, correlate=correlate, method=method, groups=groups,
     )[0]
 
 
@@ -374,6 +384,7 @@ def convolve_planned(
     correlate: bool = False,
     method: str = "auto",
     factors: tuple[np.ndarray, np.ndarray] | None = None,
+    groups: int = 1,
 ) -> tuple[np.ndarray, ConvPlan]:
     """:func:`convolve`, also returning the plan it ran (method, reason, left-over rows).
 
@@ -388,6 +399,8 @@ def convolve_planned(
     if not np.isfinite(cval):
         raise UsageError(f"cval must be finite, got {cval}")
     if factors is not None:
+        if groups != 1:
+            raise UsageError(f"`groups` {groups} needs a channel-mixing kernel, not a separable filter")
         factors = _check_factors(factors)
         if not correlate:
             factors = tuple(f[::-1] for f in factors)
@@ -401,11 +414,36 @@ def convolve_planned(
     nd = kernel.ndim if kernel.ndim <= 2 else kernel.ndim - 2
     if not correlate:  # true convolution: flip the spatial axes
         kernel = np.flip(kernel, axis=tuple(range(-nd, 0)))
+    if groups != 1:
+        return _convolve_groups(x, kernel, groups, dtype, boundary_code, cval, mode=mode, stride=stride,
+                                dilation=dilation, padding=padding, method=method)
     how = plan(
         x.shape, kernel, mode=mode, stride=stride, dilation=dilation, padding=padding, method=method,
         dtype=dtype,
     )
     return _execute(x, kernel, how, dtype, boundary_code, cval)
+
+
+def _convolve_groups(
+    x, kernel, groups: int, dtype, boundary_code, cval, **options
+) -> tuple[np.ndarray, ConvPlan]:
+    """Each group through the ungrouped engine (see :mod:`convcli.engine.groups`); the budget is
+    checked for all groups before the first runs."""
+    from convcli.engine.groups import channels, group_slices
+
+    nd = kernel.ndim - 2
+    parts = group_slices(x.shape, kernel.shape, groups)
+    plans = [plan(channels(x, inputs, nd).shape, kernel[rows], dtype=dtype, **options)
+             for inputs, rows in parts]
+    how = plans[0]
+    budget.check("operations", groups * how.costs[how.method],
+                 f"convolving an input of shape {shape_text(x.shape)} with a {shape_text(kernel.shape)} "
+                 f"kernel in {groups} groups")
+    outs = [_execute(channels(x, inputs, nd), kernel[rows], group_plan, dtype, boundary_code, cval)[0]
+            for (inputs, rows), group_plan in zip(parts, plans, strict=True)]
+    out = np.concatenate(outs, axis=-nd - 1)
+    reason = f"{groups} groups, each: {how.reason}"
+    return out, replace(how, output_shape=out.shape, reason=reason)
 
 
 def _execute(x, kernel, how: ConvPlan, dtype, boundary_code, cval) -> tuple[np.ndarray, ConvPlan]:

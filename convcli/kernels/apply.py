@@ -36,6 +36,9 @@ class Geometry:
     padding: PerAxisPadding | None = None
     correlate: bool = False
     method: str = "auto"
+    groups: int = 1
+    transposed: bool = False  # the adjoint of the operation the other options describe
+    output_padding: PerAxis = 0
 
     def engine_options(self, ndim: int, *, correlate: bool | None = None) -> dict:
         """Keyword arguments of ``convcli.convolve`` for an ``ndim``-D kernel."""
@@ -60,6 +63,13 @@ class Geometry:
             return self
         return replace(self, boundary="constant" if feature_maps else DEFAULT_BOUNDARY[kind])
 
+    def transposed_options(self, ndim: int) -> dict:
+        """Keyword arguments of ``convcli.conv_transpose`` for an ``ndim``-D kernel (no cval: the
+        transpose exists for a linear padding, whose constant is 0)."""
+        options = self.engine_options(ndim)
+        del options["cval"]
+        return options | {"groups": self.groups, "output_padding": self.output_padding}
+
     def for_kernel(self, kernel: Kernel) -> Geometry:
         """This geometry as it applies to ``kernel`` (:func:`alignment` says why).
 
@@ -79,14 +89,17 @@ class Geometry:
         once, after the last kernel: the chain is one filter, and decimating between its kernels would
         alias before the next one filters (SoX and ffmpeg also resample after the effects). Mode,
         padding, boundary and dilation apply to each kernel: each reads outside its own input, and
-        same/valid/full and dilation compose into the chain's own."""
-        return self if step == count - 1 else replace(self, stride=1)
+        same/valid/full and dilation compose into the chain's own. A transposed chain upsamples once,
+        likewise: its last kernel scatters with the stride and the output padding."""
+        return self if step == count - 1 else replace(self, stride=1, output_padding=0)
 
     @property
     def keeps_size(self) -> bool:
         """Output grid equals the input grid (so alpha can pass through as is)."""
         strides = self.stride if isinstance(self.stride, tuple) else (self.stride,)
-        return self.padding is None and self.mode in (None, "same") and all(s == 1 for s in strides)
+        extra = self.output_padding if isinstance(self.output_padding, tuple) else (self.output_padding,)
+        return (self.padding is None and self.mode in (None, "same") and all(s == 1 for s in strides)
+                and not any(extra))
 
 
 CAUSAL_RULE = ("an impulse response (a recording) is causal, as ffmpeg afir and SoX apply it: output n hears "
@@ -171,25 +184,47 @@ def apply_kernel(data: np.ndarray, kind: str, kernel: Kernel, geometry: Geometry
     _option_axes(geometry.stride, ndim, "stride")
     _option_axes(geometry.dilation, ndim, "dilation")
     if kernel.role == "ir":
+        if geometry.transposed or geometry.groups != 1:
+            raise UsageError(f"{kernel.spec}: --transposed and --groups take a filter or a channel-mixing "
+                             "kernel, not an impulse response")
         return _apply_ir(data, kernel, geometry)
     if kernel.role == "mix":
         data = data if data.ndim > ndim else data[None]
-        check_channels(data, kernel, ndim)
+        check_channels(data, kernel, ndim, geometry)
         weights = kernel.array
-    elif kernel.factors is not None:  # separable by construction: never built as a matrix
+    elif geometry.groups != 1:
+        raise UsageError(
+            f"kernel {kernel.spec!r} {shape_text(kernel.shape)} filters each channel alone: --groups "
+            f"{geometry.groups} needs a (C_out, C_in/groups, kh, kw) kernel file (depthwise: (C, 1, kh, kw))"
+        )
+    elif kernel.factors is not None and not geometry.transposed:  # separable: never built as a matrix
         check_fits(data, kernel.shape, geometry, kernel.spec)
         out, how = convolve_planned(data, None, factors=kernel.factors, **geometry.engine_options(ndim))
         return out, _summary(how)
     else:
         weights = kernel.array[None, :] if ndim == 2 and kernel.array.ndim == 1 else kernel.array
     weights = weights.astype(data.dtype)
+    if geometry.transposed:
+        from convcli.engine.transposed import conv_transpose_planned
+
+        out, how = conv_transpose_planned(data, weights, **geometry.transposed_options(ndim))
+        return out, _summary(how)
     check_fits(data, weights.shape[-ndim:], geometry, kernel.spec)
-    out, how = convolve_planned(data, weights, **geometry.engine_options(ndim))
+    out, how = convolve_planned(data, weights, groups=geometry.groups, **geometry.engine_options(ndim))
     return out, _summary(how)
 
 
-def check_channels(data: np.ndarray, kernel: Kernel, ndim: int) -> None:
-    """A channel-mixing kernel (C_out, C_in, *k) needs C_in input channels."""
+def check_channels(data: np.ndarray, kernel: Kernel, ndim: int, geometry: Geometry | None = None) -> None:
+    """A channel-mixing kernel (C_out, C_in, *k) needs C_in input channels; with groups or transposed,
+    the engine's rule (:func:`convcli.engine.groups.group_slices`), named with the kernel's spec."""
+    if geometry is not None and (geometry.groups != 1 or geometry.transposed):
+        from convcli.engine.groups import group_slices
+
+        try:
+            group_slices(data.shape, kernel.array.shape, geometry.groups, transposed=geometry.transposed)
+        except UsageError as error:
+            raise UsageError(f"{kernel.spec}: {error.args[0]}") from None
+        return
     have, want = data.shape[-ndim - 1], kernel.array.shape[1]
     if have != want:
         raise UsageError(
@@ -253,6 +288,8 @@ def strided_sample_rate(rate: float, geometry: Geometry, *, whole: bool = True) 
     :meth:`Geometry.in_chain`), so the same duration is held at rate / s. ``whole``: the result is
     written as audio, whose rate must be a whole number of samples per second."""
     stride = geometry.stride[0] if isinstance(geometry.stride, tuple) else geometry.stride
+    if geometry.transposed:  # each sample becomes `stride` samples over the same duration
+        return rate * stride
     if not whole:
         return rate / stride if rate % stride else rate // stride
     if rate % stride:
@@ -271,6 +308,8 @@ def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -
         return None
     if geometry.keeps_size:
         return alpha
+    if geometry.transposed:
+        return _transposed_alpha(alpha, kernels, geometry)
     from convcli.engine.convolve import convolve_planned
 
     for step, kernel in enumerate(kernels):
@@ -290,4 +329,20 @@ def follow_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -
         else:
             options["method"] = "direct"
             alpha = convolve_planned(alpha, np.outer(*lines), **options)[0]
+    return alpha
+
+
+def _transposed_alpha(alpha: np.ndarray, kernels: list[Kernel], geometry: Geometry) -> np.ndarray:
+    """Alpha on a transposed convolution's grid: at each output pixel, the mean alpha of the input pixels
+    whose kernel windows reach it (the same scatter with a kernel of ones, divided by its coverage)."""
+    from convcli.engine.transposed import conv_transpose
+
+    for step, kernel in enumerate(kernels):
+        placed = geometry.in_chain(step, len(kernels)).for_kernel(kernel)
+        options = placed.transposed_options(2) | {"groups": 1, "correlate": True, "method": "direct"}
+        shape = kernel.shape[-2:] if len(kernel.shape) >= 2 else (1, kernel.shape[-1])
+        ones = np.ones(shape, dtype=alpha.dtype)
+        cover = conv_transpose(np.ones_like(alpha), ones, **options)
+        spread = conv_transpose(alpha, ones, **options)
+        alpha = np.divide(spread, cover, out=np.zeros_like(spread), where=cover > 0)
     return alpha

@@ -52,8 +52,19 @@ def _zero_below_rounding(values: np.ndarray, whole: np.ndarray) -> np.ndarray:
     return np.where(np.abs(values) <= 1e-12 * largest, 0.0, values)
 
 
-def channel_rule(kernel) -> str:
+def channel_rule(kernel, geometry=None) -> str:
     """How the kernel treats channels, in words."""
+    groups = 1 if geometry is None else geometry.groups
+    if kernel.role == "mix" and geometry is not None and geometry.transposed:
+        c_in, c_out = kernel.shape[0], kernel.shape[1] * groups
+        return (f"channels: transposed layout (C_in, C_out/groups, ...): each of the {c_in} input "
+                f"channel(s) i is scattered through kernel [i, o] into the {c_out} output channel(s) o of "
+                f"its group ({groups} group(s)), and the scatters add up (no bias)")
+    if kernel.role == "mix" and groups != 1:
+        c_out, c_in = kernel.shape[:2]
+        return (f"channels: {groups} groups: output channel o (of {c_out}) is the sum over the {c_in} input "
+                f"channel(s) i of its group (o // {c_out // groups}) of input i filtered by kernel [o, i] "
+                "(no bias)")
     if kernel.role == "mix":
         c_out, c_in = kernel.shape[:2]
         return (f"channels: mixed as a CNN layer does: each of the {c_out} output channel(s) o is the sum "
@@ -86,7 +97,7 @@ def explain_text(kernels, plans: list[dict], geometry) -> str:
             f"kernel {step}: {kernel.spec} = {kernel.description}; shape {shape_text(kernel.shape)}, "
             f"sum {kernel_sum(kernel):.6g}; applied as {applied}"
         )
-        lines.append(channel_rule(kernel))
+        lines.append(channel_rule(kernel, geometry))
         lines.append(format_matrix(kernel.matrix, kernel.factors))
         lines.append(f"method: {how['method']}: {how['reason']}")
         lines.append(f"alignment: {how['alignment']}: {how['alignment_reason']}")
@@ -98,5 +109,8 @@ def explain_text(kernels, plans: list[dict], geometry) -> str:
     lines.append(
         f"mode {mode}, boundary {geometry.boundary} (cval {geometry.cval:g}), "
         f"stride {geometry.stride}, dilation {geometry.dilation}, padding {geometry.padding}"
+        + (f", groups {geometry.groups}" if geometry.groups != 1 else "")
+        + (f"; transposed (the adjoint of that convolution), output padding {geometry.output_padding}"
+           if geometry.transposed else "")
     )
     return "\n".join(lines)

@@ -30,6 +30,8 @@ def can_stream(kernels: list[Kernel], geometry: Geometry) -> bool:
     padding, or padding within the kernel's reach); the chain's stride keeps every s-th sample."""
     if not kernels or geometry.boundary != "constant" or geometry.cval != 0:
         return False
+    if geometry.transposed or geometry.groups != 1:
+        return False
     if not all(k.role in ("filter", "ir") and len(k.shape) == (2 if k.role == "ir" else 1) for k in kernels):
         return False
     return all(_within_full(_stage(geometry, step, len(kernels), kernel), _span(kernel, geometry))
