@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from convcli.cli.output import error, flag, print_json, warn
-from convcli.errors import ExitStatus, InputError, UsageError
+from convcli.errors import ExitStatus, InputError, OutputExistsError, UsageError
 from convcli.executors import EXECUTORS, BatchOptions, Job, Record, check_stop, run_batch
 from convcli.io.files import STDIO, check_can_write, kind_of
 from convcli.text import ARROW, shape_text
@@ -213,8 +213,12 @@ def finish(
     any failure exits 1 while the other results are still written.
     """
     failed = [r for r in records if r.get("error")]
+    existing = [r for r in failed if OutputExistsError.MARK in str(r["error"])]
     for record in failed:
-        error(record["error"])
+        if len(existing) < 2 or record not in existing:
+            error(record["error"])
+    if len(existing) >= 2:
+        error(existing_outputs_line([r["output"] for r in existing]))
     for record in records:
         if record.get("clipped") and not quiet:
             warn(f"{record['input']}: {record['clipped']} values clipped to the output range (see --range)")
@@ -227,6 +231,18 @@ def finish(
             if not record.get("error"):
                 click.echo(describe(record), err=to_stdout)
     return batch_status(records)
+
+
+# how many refused outputs the summary line names
+NAMED_OUTPUTS = 3
+
+
+def existing_outputs_line(outputs: list[str]) -> str:
+    """Many outputs refused because they exist: one line with the count and the first few names."""
+    named = ", ".join(str(o) for o in outputs[:NAMED_OUTPUTS])
+    more = f" and {len(outputs) - NAMED_OUTPUTS} more" if len(outputs) > NAMED_OUTPUTS else ""
+    return (f"{len(outputs)} files not written, each output exists (use --force to replace them): "
+            f"{named}{more}")
 
 
 def batch_status(records: list[Record]) -> ExitStatus:

@@ -219,12 +219,13 @@ def convolve(
     quiet,
 ) -> ExitStatus:
     from convcli.cli.common import expand_inputs
-    from convcli.engine.boundary import normalize_boundary
+    from convcli.engine.boundary import check_cval, normalize_boundary
     from convcli.executors import check_stdio
     from convcli.kernels.apply import Geometry
 
     if boundary is None and cval != 0:
         boundary = "constant"  # a fill value asks for a constant boundary
+    check_cval(boundary, cval)
     geometry = Geometry(
         mode=mode,
         boundary=None if boundary is None else normalize_boundary(boundary),

@@ -111,7 +111,7 @@ def check_can_write(path: Path, force: bool) -> None:
     """Refuse an output in a folder that does not exist (a usage error) or an existing output
     without ``force``, before any work is done."""
     if path.exists() and not force:
-        raise OutputExistsError(f"{path}: output exists (use `force` to replace it)")
+        raise OutputExistsError(f"{path}: {OutputExistsError.MESSAGE}")
     if not path.parent.is_dir():
         raise UsageError(f"{path}: output folder {path.parent} does not exist")
 

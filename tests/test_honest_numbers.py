@@ -1,0 +1,92 @@
+"""Issue #20, class 7 (honest numbers): what the tool reports and writes says what happened.
+
+A (near-)constant result normalizes flat, not into rounding stripes; a fill value the boundary
+contradicts is refused; many refused existing outputs are one summary line, not one line each.
+"""
+
+import numpy as np
+import pytest
+from commands import run
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from convcli.io.ranges import fit_range
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("convcli: error")]
+
+
+@given(level=st.floats(-1e6, 1e6), scale=st.sampled_from([0.0, 1e-12, 1e-9]), seed=st.integers(0, 99))
+def test_normalize_of_a_near_constant_result_is_flat(level, scale, seed):
+    """Rounding noise around a level (what a normalized kernel makes of a flat image) is flat."""
+    noise = np.random.default_rng(seed).standard_normal((4, 5)) * scale * max(1.0, abs(level))
+    out, clipped = fit_range(np.float32(level) + noise.astype(np.float32), "normalize", 0.0, 1.0)
+    assert clipped == 0 and np.ptp(out) == 0.0
+
+
+@given(low=st.floats(-100, 100), spread=st.floats(1e-3, 10), seed=st.integers(0, 99))
+def test_normalize_of_a_real_signal_spans_the_range(low, spread, seed):
+    x = low + spread * np.random.default_rng(seed).random(50)
+    x[0], x[1] = low, low + spread
+    out, _ = fit_range(x, "normalize", 0.0, 1.0)
+    np.testing.assert_allclose([out.min(), out.max()], [0.0, 1.0], atol=1e-9)
+    np.testing.assert_allclose(out, (x - x.min()) / (x.max() - x.min()), atol=1e-9)
+
+
+@pytest.mark.parametrize("kernel", ["box:5", "gaussian:sigma=3", "1 2 1; 2 4 2; 1 2 1 /16"])
+@pytest.mark.parametrize("boundary", ["reflect", "edge", "wrap", "symmetric"])
+def test_a_flat_image_stays_flat_under_normalize(tmp_path, kernel, boundary):
+    Image.fromarray(np.full((23, 31), 173, np.uint8)).save(tmp_path / "flat.png")
+    result = run("convolve", tmp_path / "flat.png", "-k", kernel, "--boundary", boundary, "--range",
+                 "normalize", "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    assert np.ptp(np.asarray(Image.open(tmp_path / "out.png"))) == 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--boundary", "zero", "--cval", "0.7"], "zero contradicts --cval 0.7"),
+    (["--boundary", "reflect", "--cval", "0.5"], "never reads it"),
+    (["--boundary", "wrap", "--cval", "-1"], "never reads it"),
+])
+def test_a_fill_value_the_boundary_contradicts_is_refused(tmp_path, args, words):
+    np.save(tmp_path / "x.npy", np.arange(6.0))
+    result = run("convolve", tmp_path / "x.npy", "-k", "1 1 1", *args, "-o", tmp_path / "y.npy")
+    assert result.exit_code == 2 and not (tmp_path / "y.npy").exists()
+    assert len(error_lines(result.output)) == 1 and words in result.output, result.output
+
+
+@pytest.mark.parametrize("args", [["--boundary", "constant", "--cval", "0.7"], ["--cval", "0.7"],
+                                  ["--boundary", "zero"], ["--boundary", "zero", "--cval", "0"]])
+def test_consistent_fill_values_are_used(tmp_path, args):
+    np.save(tmp_path / "x.npy", np.arange(6.0))
+    result = run("convolve", tmp_path / "x.npy", "-k", "1 1 1", *args, "-o", tmp_path / "y.npy")
+    assert result.exit_code == 0, result.output
+    cval = 0.7 if "0.7" in args else 0.0
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.convolve(np.r_[cval, np.arange(6.0), cval],
+                                                                        np.ones(3), "valid"), rtol=1e-6)
+
+
+@pytest.mark.parametrize("count", [2, 3, 7])
+def test_many_existing_outputs_are_one_summary_line(tmp_path, count):
+    for index in range(count):
+        np.save(tmp_path / f"s{index}.npy", np.arange(8.0) + index)
+    (tmp_path / "o").mkdir()
+    first = run("convolve", str(tmp_path / "s*.npy"), "-k", "1 1", "-o", tmp_path / "o")
+    assert first.exit_code == 0, first.output
+    again = run("convolve", str(tmp_path / "s*.npy"), "-k", "1 1", "-o", tmp_path / "o")
+    assert again.exit_code == 1
+    lines = error_lines(again.output)
+    assert len(lines) == 1, again.output
+    assert f"{count} files not written" in lines[0] and "--force" in lines[0]
+    named = [f"s{index}.npy" for index in range(count)]
+    assert sum(name in lines[0] for name in named) == min(count, 3)
+    assert ("and 4 more" in lines[0]) == (count == 7)
+
+
+def test_one_existing_output_keeps_its_own_line(tmp_path):
+    np.save(tmp_path / "s.npy", np.arange(8.0))
+    np.save(tmp_path / "y.npy", np.zeros(3))
+    result = run("convolve", tmp_path / "s.npy", "-k", "1 1", "-o", tmp_path / "y.npy")
+    assert result.exit_code == 1 and "y.npy: output exists" in result.output, result.output
