@@ -90,3 +90,44 @@ def test_one_existing_output_keeps_its_own_line(tmp_path):
     np.save(tmp_path / "y.npy", np.zeros(3))
     result = run("convolve", tmp_path / "s.npy", "-k", "1 1", "-o", tmp_path / "y.npy")
     assert result.exit_code == 1 and "y.npy: output exists" in result.output, result.output
+
+
+def _data(path, labels, scale=1.0):
+    rng = np.random.default_rng(0)
+    np.savez(path, x=(rng.random((len(labels), 1, 6, 6)) * scale).astype(np.float32), y=np.asarray(labels))
+
+
+@pytest.mark.parametrize("labels", [[0] * 12, [2] * 12])
+def test_training_data_of_a_single_class_is_refused(tmp_path, labels):
+    _data(tmp_path / "d.npz", labels)
+    result = run("train", tmp_path / "d.npz", "--epochs", "1", "-o", tmp_path / "m.npz")
+    assert result.exit_code == 1 and not (tmp_path / "m.npz").exists()
+    lines = error_lines(result.output)
+    assert len(lines) == 1 and "at least two classes" in lines[0], result.output
+
+
+def test_a_single_class_folder_is_refused(tmp_path):
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    for index in range(4):
+        picture = Image.fromarray(np.full((8, 8), 40 * index, np.uint8))
+        picture.save(tmp_path / "data" / "cat" / f"{index}.png")
+    result = run("train", tmp_path / "data", "--epochs", "1", "-o", tmp_path / "m.npz")
+    assert result.exit_code != 0 and "at least two classes" in result.output, result.output
+
+
+def test_a_diverging_run_says_so_in_its_own_words(tmp_path):
+    """A learning rate so large that float32 overflows: no numpy 'overflow encountered in ...'."""
+    _data(tmp_path / "d.npz", [0, 1] * 20, scale=1000.0)
+    result = run("train", tmp_path / "d.npz", "--epochs", "3", "--lr", "1e6", "--optimizer", "sgd",
+                 "-o", tmp_path / "m.npz")
+    assert "encountered" not in result.output, result.output
+    if result.exit_code == 0:
+        assert "diverging; lower --lr (now 1e+06)" in result.output, result.output
+    else:
+        assert "lower --lr" in result.output and len(error_lines(result.output)) == 1, result.output
+
+
+def test_a_sane_run_has_no_divergence_warning(tmp_path):
+    _data(tmp_path / "d.npz", [0, 1] * 20)
+    result = run("train", tmp_path / "d.npz", "--epochs", "2", "-o", tmp_path / "m.npz")
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
