@@ -131,3 +131,37 @@ def test_a_sane_run_has_no_divergence_warning(tmp_path):
     _data(tmp_path / "d.npz", [0, 1] * 20)
     result = run("train", tmp_path / "d.npz", "--epochs", "2", "-o", tmp_path / "m.npz")
     assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
+def pytorch_lp_pool(x, k, s, p):
+    """PyTorch's LPPool2d(p, k, s, ceil_mode=True) written out from its definition (torch/nn/
+    functional.py: avg_pool2d(x^p, k, s, 0, ceil_mode) · kh·kw, then ^(1/p)), for x ≥ 0: avg_pool's
+    divisor is the window clipped to the input (no padding), and a last window must start inside."""
+    def windows(n, kk, ss):
+        count = -(-(n - kk) // ss) + 1
+        if (count - 1) * ss >= n:
+            count -= 1
+        return [(o * ss, min(o * ss + kk, n)) for o in range(count)]
+
+    out = np.empty((len(windows(x.shape[0], k[0], s[0])), len(windows(x.shape[1], k[1], s[1]))))
+    for a, (r0, r1) in enumerate(windows(x.shape[0], k[0], s[0])):
+        for b, (c0, c1) in enumerate(windows(x.shape[1], k[1], s[1])):
+            average = (x[r0:r1, c0:c1] ** p).sum() / ((r1 - r0) * (c1 - c0))
+            out[a, b] = (average * k[0] * k[1]) ** (1 / p)
+    return out
+
+
+@given(h=st.integers(2, 9), w=st.integers(2, 9), kh=st.integers(1, 4), kw=st.integers(1, 4),
+       sh=st.integers(1, 4), sw=st.integers(1, 4), p=st.sampled_from([1.0, 2.0, 3.0, 0.5]),
+       ceil_mode=st.booleans(), seed=st.integers(0, 999))
+def test_lp_pooling_equals_pytorch_on_partial_ceil_mode_windows(h, w, kh, kw, sh, sw, p, ceil_mode, seed):
+    from convcli import pool
+
+    if kh > h or kw > w:
+        return
+    x = np.random.default_rng(seed).random((h, w))
+    got = pool(x, (kh, kw), stride=(sh, sw), op="lp", p=p, ceil_mode=ceil_mode)
+    reference = pytorch_lp_pool(x, (kh, kw), (sh, sw), p)
+    if not ceil_mode:  # the whole windows only
+        reference = reference[: (h - kh) // sh + 1, : (w - kw) // sw + 1]
+    np.testing.assert_allclose(got, reference, rtol=1e-9)
