@@ -17,9 +17,9 @@ from pathlib import Path
 import click
 
 from convcli.cli.output import error, flag, print_json, warn
-from convcli.errors import ExitStatus, InputError, OutputExistsError, UsageError
+from convcli.errors import ConvcliError, ExitStatus, InputError, OutputExistsError, UsageError
 from convcli.executors import EXECUTORS, BatchOptions, Job, Record, check_stop, run_batch
-from convcli.io.files import STDIO, check_can_write, kind_of
+from convcli.io.files import STDIO, check_can_write, check_regular, kind_of
 from convcli.text import ARROW, shape_text
 
 
@@ -109,6 +109,10 @@ def plan_outputs(inputs: list[str], output: str | None, *, tag: str, force: bool
         elif output is not None:
             target = Path(output)
             out_ext = target.suffix.lower()
+            check_regular(target)
+            if not out_ext:
+                raise UsageError(f"-o {output}: no file extension to choose the format by "
+                                 f"(give one such as .png, .wav or .npy)")
         else:
             source = Path(name)
             target = source.with_name(f"{source.stem}.{tag}{source.suffix}")
@@ -117,7 +121,7 @@ def plan_outputs(inputs: list[str], output: str | None, *, tag: str, force: bool
             kind_of(out_ext)  # UsageError for an unknown output extension
         if target is None:
             refuse_binary_to_terminal(out_ext)
-        if target is not None and name != STDIO and target.resolve() == Path(name).resolve():
+        if target is not None and name != STDIO and resolved(target, UsageError) == resolved(Path(name)):
             raise UsageError(f"{name}: output would overwrite the input")
         jobs.append(Job(name, target, out_ext, stdin_data if name == STDIO else None))
     targets = [job.output for job in jobs if job.output is not None]
@@ -140,8 +144,17 @@ def _output_names(inputs: list[str]) -> dict[str, Path]:
     files = [name for name in inputs if name != STDIO]
     if len({Path(name).name for name in files}) == len(files):
         return {name: Path(Path(name).name) for name in files}
-    common = Path(os.path.commonpath([str(Path(name).resolve().parent) for name in files]))
-    return {name: Path(name).resolve().relative_to(common) for name in files}
+    common = Path(os.path.commonpath([str(resolved(Path(name)).parent) for name in files]))
+    return {name: resolved(Path(name)).relative_to(common) for name in files}
+
+
+def resolved(path: Path, error: type[ConvcliError] = InputError) -> Path:
+    """``path.resolve()``; a path that cannot be resolved (a symbolic link loop: RuntimeError before
+    Python 3.13, OSError after) is one ``error`` line naming it."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as failure:
+        raise error(f"{path}: cannot resolve the path ({failure})") from None
 
 
 def refuse_binary_to_terminal(extension: str) -> None:
