@@ -1,5 +1,6 @@
 """Issue #20, class 6 (outputs): what an output option names is checked before any work, and a
-write never replaces what is not a regular file nor silently loses another run's result."""
+write never replaces what is not a regular file nor silently loses another run's result; and
+class 5: standard input is read under the budgets a file is."""
 
 import os
 import threading
@@ -105,5 +106,25 @@ def test_two_writers_of_one_new_output_never_both_succeed(tmp_path):
 def test_force_still_replaces_a_regular_file(tmp_path, signal):
     (tmp_path / "y.npy").write_bytes(b"old")
     result = run("convolve", signal, "-k", "1 1", "-o", tmp_path / "y.npy", "--force")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.convolve(np.arange(10.0), [1, 1], "same"))
+
+
+# ---------------------------------------------------------------- class 5: every input path bounded
+@pytest.mark.parametrize("command", [["convolve", "-", "-k", "1 1"], ["pool", "-", "--size", "2"]])
+def test_standard_input_is_held_to_the_memory_budget(tmp_path, command):
+    """An endless (here: 3 MB of) standard input under a 1 MB budget: refused once past it, exit 2."""
+    result = run(*command, "-o", tmp_path / "y.npy", input=b"\x93NUMPY" + bytes(3_000_000),
+                 env={"CONVCLI_MAX_MEMORY": "1M"})
+    assert result.exit_code == 2, result.output
+    assert "stdin: the input is larger than the memory budget of 1,000,000 bytes" in result.output
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_standard_input_within_the_budget_is_read(tmp_path):
+    buffer = tmp_path / "x.npy"
+    np.save(buffer, np.arange(10.0))
+    result = run("convolve", "-", "-k", "1 1", "-o", tmp_path / "y.npy", input=buffer.read_bytes(),
+                 env={"CONVCLI_MAX_MEMORY": "1M"})
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.convolve(np.arange(10.0), [1, 1], "same"))

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from convcli import budget
 from convcli.errors import InputError, OutputExistsError, UsageError
 
 IMAGE_EXTENSIONS = {
@@ -88,10 +89,29 @@ def read_stdin() -> tuple[io.BytesIO, str]:
     if stdin_is_terminal():
         print("convcli: waiting for the input file on stdin ('-'); pipe or redirect it (< FILE), "
               "Ctrl-D ends it", file=sys.stderr, flush=True)
-    data = sys.stdin.buffer.read()
+    data = read_bounded(sys.stdin.buffer, "stdin")
     if not data:
         raise InputError("stdin: empty input")
     return io.BytesIO(data), sniff_extension(data[:16])
+
+
+# how much of an unbounded stream is read at a time
+STREAM_CHUNK = 1 << 20
+
+
+def read_bounded(stream, name: str) -> bytes:
+    """All of ``stream``, refused (budget error, exit 2) once it passes the memory budget: an
+    endless or huge standard input is held to the budget a file's decoder is held to."""
+    limit = budget.limit("memory")
+    chunks, total = [], 0
+    while chunk := stream.read(min(STREAM_CHUNK, limit + 1 - total)):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            variable = budget.BUDGETS["memory"][0]
+            raise budget.BudgetError(f"{name}: the input is larger than the memory budget of {limit:,} bytes "
+                                     f"(set {variable} to raise it)")
+    return b"".join(chunks)
 
 
 def input_is_audio_file(name: str) -> bool:
