@@ -165,3 +165,41 @@ def test_lp_pooling_equals_pytorch_on_partial_ceil_mode_windows(h, w, kh, kw, sh
     if not ceil_mode:  # the whole windows only
         reference = reference[: (h - kh) // sh + 1, : (w - kw) // sw + 1]
     np.testing.assert_allclose(got, reference, rtol=1e-9)
+
+
+# ---------------------------------------------------------------- one centring rule for even kernels
+@given(h=st.integers(1, 8), w=st.integers(1, 8), kh=st.sampled_from([2, 4, 3]), kw=st.sampled_from([2, 4, 1]),
+       dh=st.integers(1, 3), dw=st.integers(1, 3), boundary=st.sampled_from(["constant", "reflect", "wrap"]),
+       seed=st.integers(0, 999))
+def test_even_kernels_centre_by_the_stated_rule(h, w, kh, kw, dh, dw, boundary, seed):
+    """--correlate: out[i, j] = sum x[i + u·dh − span_h//2, j + v·dw − span_w//2]·k[u, v] (the padded x),
+    and convolve is the same rule on the flipped kernel, whatever the method."""
+    from convcli import convolve
+
+    rng = np.random.default_rng(seed)
+    x, k = rng.standard_normal((h, w)), rng.standard_normal((kh, kw))
+    spans = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    pads = [(s // 2, s - 1 - s // 2) for s in spans]
+    padded = np.pad(x, pads, mode=boundary)
+    reference = np.zeros((h, w))
+    for i in range(h):
+        for j in range(w):
+            reference[i, j] = sum(padded[i + u * dh, j + v * dw] * k[u, v]
+                                  for u in range(kh) for v in range(kw))
+    for method in ("direct", "fft"):
+        got = convolve(x, k, correlate=True, dilation=(dh, dw), boundary=boundary, method=method)
+        np.testing.assert_allclose(got, reference, atol=1e-9)
+        flipped = convolve(x, k[::-1, ::-1], dilation=(dh, dw), boundary=boundary, method=method)
+        np.testing.assert_allclose(flipped, reference, atol=1e-9)
+
+
+@pytest.mark.parametrize("taps", ["1 2", "1 2 3 4", "4 -1 0 2 5 3"])
+def test_even_kernels_on_the_command_line_match_numpy(tmp_path, taps):
+    x = np.random.default_rng(1).standard_normal(11)
+    np.save(tmp_path / "x.npy", x)
+    k = np.array(taps.split(), dtype=float)
+    for flag, reference in (([], np.convolve(x, k, "same")), (["--correlate"], np.correlate(x, k, "same"))):
+        result = run("convolve", tmp_path / "x.npy", "-k", taps, *flag, "-o", tmp_path / "y.npy", "--force",
+                     "--dtype", "float64")
+        assert result.exit_code == 0, result.output
+        np.testing.assert_allclose(np.load(tmp_path / "y.npy"), reference, atol=1e-12)

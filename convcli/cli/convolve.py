@@ -51,7 +51,10 @@ Semantics:
 
 \b
 Sizes: --mode same (default: output has the input's size, centred like scipy.signal),
-  valid, full; or --padding P | B,A | B,A;B,A (per axis). --stride S subsamples
+  valid, full; or --padding P | B,A | B,A;B,A (per axis). An even span centres with
+  its extra tap before: --correlate out[i] = sum_j x[i+j-span//2] k[j] (as
+  scipy.signal.correlate, numpy.correlate, OpenCV filter2D), convolve the same on the
+  flipped kernel (scipy.signal.convolve, numpy.convolve). --stride S subsamples
   (same with stride s gives ceil(n/s)); --dilation D spaces the taps: span D*(k-1)+1.
   Stride, dilation: one value, or one per axis as 'rows,cols'.
 
