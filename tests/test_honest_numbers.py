@@ -130,7 +130,7 @@ def test_a_diverging_run_says_so_in_its_own_words(tmp_path):
 def test_a_sane_run_has_no_divergence_warning(tmp_path):
     _data(tmp_path / "d.npz", [0, 1] * 20)
     result = run("train", tmp_path / "d.npz", "--epochs", "2", "-o", tmp_path / "m.npz")
-    assert result.exit_code == 0 and "warning" not in result.output, result.output
+    assert result.exit_code == 0 and "convcli: warning" not in result.output, result.output
 
 
 def pytorch_lp_pool(x, k, s, p):
@@ -203,3 +203,30 @@ def test_even_kernels_on_the_command_line_match_numpy(tmp_path, taps):
                      "--dtype", "float64")
         assert result.exit_code == 0, result.output
         np.testing.assert_allclose(np.load(tmp_path / "y.npy"), reference, atol=1e-12)
+
+
+# ---------------------------------------------------------------- overflow told in the tool's words
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_a_convolution_that_overflows_says_so(tmp_path, method):
+    np.save(tmp_path / "x.npy", np.full(40, 3e38, np.float32))
+    np.save(tmp_path / "k.npy", np.full(9, 1e10))
+    result = run("convolve", tmp_path / "x.npy", "-k", tmp_path / "k.npy", "--method", method,
+                 "-o", tmp_path / "y.npy")
+    assert result.exit_code == 0 and "encountered" not in result.output, result.output
+    assert "40 output values are ±inf or NaN although the input is finite" in result.output
+    assert "--dtype float64" in result.output
+    assert not np.isfinite(np.load(tmp_path / "y.npy")).any()
+
+
+def test_lp_pooling_that_overflows_says_so(tmp_path):
+    np.save(tmp_path / "x.npy", np.full(40, 3e38, np.float32))
+    result = run("pool", tmp_path / "x.npy", "--op", "lp", "--p", "3", "--size", "2",
+                 "-o", tmp_path / "y.npy")
+    assert result.exit_code == 0 and "encountered" not in result.output, result.output
+    assert "20 output values are ±inf or NaN" in result.output and "|x|^3" in result.output
+
+
+def test_no_overflow_no_warning(tmp_path):
+    np.save(tmp_path / "x.npy", np.full(40, 3e3, np.float32))
+    result = run("convolve", tmp_path / "x.npy", "-k", "1 1", "--method", "fft", "-o", tmp_path / "y.npy")
+    assert result.exit_code == 0 and "convcli: warning" not in result.output, result.output

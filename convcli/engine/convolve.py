@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -491,8 +492,21 @@ def _execute(x, kernel, how: ConvPlan, dtype, boundary_code, cval) -> tuple[np.n
     else:
         signals = x.reshape(-1, *x.shape[-nd - 1 :])
     spatial_out = how.output_shape[-nd:]
-    out = _run(how, signals, kernel, spatial_out, boundary_code, cval)
+    with np.errstate(over="ignore", invalid="ignore"):  # told below in the tool's words
+        out = _run(how, signals, kernel, spatial_out, boundary_code, cval)
+    wider = "; --dtype float64 reaches 1e308" if out.dtype == np.float32 else ""
+    warn_if_overflowed(x, out, f"convolution (the input's or the kernel's values are too large{wider})")
     return out.reshape(how.output_shape), how
+
+
+def warn_if_overflowed(x: np.ndarray, out: np.ndarray, what: str) -> None:
+    """Say, once, when a finite input gave values that are not finite (float overflow, or inf − inf
+    after it): numpy's own 'overflow encountered in ...' names neither the cause nor a remedy.
+    ``what``: the operation, and why it may overflow."""
+    bad = out.size - int(np.count_nonzero(np.isfinite(out)))
+    if bad and np.isfinite(x).all():
+        warnings.warn(f"{bad} output values are ±inf or NaN although the input is finite: the {what} "
+                      f"overflowed {out.dtype}", RuntimeWarning, stacklevel=3)
 
 
 def _run(how: ConvPlan, signals, kernel, spatial_out, boundary_code, cval) -> np.ndarray:

@@ -328,12 +328,16 @@ def _whole_windows(axis: AxisPlan) -> np.ndarray:
 def _lp(x: np.ndarray, plan: PoolPlan, p: float, ndim: int, area: int) -> np.ndarray:
     """PyTorch's LPPool on |x|: the average of |x|^p over each window (divisors counting padding,
     so only a ceil_mode overhang divides by fewer than ``area``) times ``area``, then ^(1/p)."""
+    from convcli.engine.convolve import warn_if_overflowed
+
     magnitude = np.abs(x)
     if math.isinf(p):
         return _run(magnitude, plan, "max", ndim)
-    powered = magnitude if p == 1 else (magnitude * magnitude if p == 2 else magnitude**p)
-    total = _run(powered, plan, "avg", ndim)
-    total *= area
+    with np.errstate(over="ignore", invalid="ignore"):  # told below in the tool's words
+        powered = magnitude if p == 1 else (magnitude * magnitude if p == 2 else magnitude**p)
+        total = _run(powered, plan, "avg", ndim)
+        total *= area
+    warn_if_overflowed(x, total, f"Lp pooling (|x|^{p:g} of the input's values is too large)")
     if p == 1:
         return total
     return np.sqrt(total, out=total) if p == 2 else np.power(total, 1.0 / p, out=total)
