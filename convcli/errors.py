@@ -77,6 +77,9 @@ class OutputExistsError(ConvcliError):
     """The output exists and --force was not given."""
 
     exit_status = ExitStatus.PROCESSING_ERROR
+    # its message after the path, by which a batch's report gathers many of them into one line
+    MESSAGE = "output exists (use `force` to replace it)"
+    MARK = ": output exists ("
 
 
 class ExecutorError(ConvcliError):

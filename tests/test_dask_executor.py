@@ -174,8 +174,8 @@ def test_an_unreachable_scheduler_is_one_clear_line(tmp_path):
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         result = run("convolve", tmp_path / "x.npy", "-k", "box:3", "-o", tmp_path / "y.npy",
                      "--scheduler-address", "tcp://127.0.0.1:9")
-    assert result.exit_code == 1
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 1s" in result.output
+    assert result.exit_code == 2
+    assert "no Dask scheduler at tcp://127.0.0.1:9: connection refused" in result.output
     assert "Traceback" not in result.output and time.monotonic() - started < 30
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import click
 
 from convcli.cli.output import error, flag, print_json, warn
-from convcli.errors import ExitStatus, InputError, UsageError
+from convcli.errors import ConvcliError, ExitStatus, InputError, OutputExistsError, UsageError
 from convcli.executors import EXECUTORS, BatchOptions, Job, Record, check_stop, run_batch
-from convcli.io.files import STDIO, check_can_write, kind_of
+from convcli.io.files import STDIO, check_can_write, check_regular, kind_of
 from convcli.text import ARROW, shape_text
 
 
@@ -118,6 +118,10 @@ def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_da
         elif output is not None:
             target = Path(output)
             out_ext = target.suffix.lower()
+            check_regular(target)
+            if not out_ext:
+                raise UsageError(f"-o {output}: no file extension to choose the format by "
+                                 f"(give one such as .png, .wav or .npy)")
         else:
             source = Path(name)
             target = source.with_name(f"{source.stem}.{tag}{source.suffix}")
@@ -126,7 +130,7 @@ def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_da
             kind_of(out_ext)  # UsageError for an unknown output extension
         if target is None:
             refuse_binary_to_terminal(out_ext)
-        if target is not None and name != STDIO and target.resolve() == Path(name).resolve():
+        if target is not None and name != STDIO and resolved(target, UsageError) == resolved(Path(name)):
             raise UsageError(f"{name}: output would overwrite the input")
         jobs.append(Job(name, target, out_ext, stdin_data if name == STDIO else None))
     targets = [job.output for job in jobs if job.output is not None]
@@ -149,8 +153,17 @@ def _output_names(inputs: list[str]) -> dict[str, Path]:
     files = [name for name in inputs if name != STDIO]
     if len({Path(name).name for name in files}) == len(files):
         return {name: Path(Path(name).name) for name in files}
-    common = Path(os.path.commonpath([str(Path(name).resolve().parent) for name in files]))
-    return {name: Path(name).resolve().relative_to(common) for name in files}
+    common = Path(os.path.commonpath([str(resolved(Path(name)).parent) for name in files]))
+    return {name: resolved(Path(name)).relative_to(common) for name in files}
+
+
+def resolved(path: Path, error: type[ConvcliError] = InputError) -> Path:
+    """``path.resolve()``; a path that cannot be resolved (a symbolic link loop: RuntimeError before
+    Python 3.13, OSError after) is one ``error`` line naming it."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as failure:
+        raise error(f"{path}: cannot resolve the path ({failure})") from None
 
 
 def refuse_binary_to_terminal(extension: str) -> None:
@@ -235,8 +248,12 @@ def finish(
     any failure exits 1 while the other results are still written.
     """
     failed = [r for r in records if r.get("error")]
+    existing = [r for r in failed if OutputExistsError.MARK in str(r["error"])]
     for record in failed:
-        error(record["error"])
+        if len(existing) < 2 or record not in existing:
+            error(record["error"])
+    if len(existing) >= 2:
+        error(existing_outputs_line([r["output"] for r in existing]))
     for record in records:
         if record.get("clipped") and not quiet:
             warn(f"{record['input']}: {record['clipped']} values clipped to the output range (see --range)")
@@ -249,6 +266,18 @@ def finish(
             if not record.get("error"):
                 click.echo(describe(record), err=to_stdout)
     return batch_status(records)
+
+
+# how many refused outputs the summary line names
+NAMED_OUTPUTS = 3
+
+
+def existing_outputs_line(outputs: list[str]) -> str:
+    """Many outputs refused because they exist: one line with the count and the first few names."""
+    named = ", ".join(str(o) for o in outputs[:NAMED_OUTPUTS])
+    more = f" and {len(outputs) - NAMED_OUTPUTS} more" if len(outputs) > NAMED_OUTPUTS else ""
+    return (f"{len(outputs)} files not written, each output exists (use --force to replace them): "
+            f"{named}{more}")
 
 
 def batch_status(records: list[Record]) -> ExitStatus:

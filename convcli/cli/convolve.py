@@ -61,7 +61,10 @@ Semantics:
 
 \b
 Sizes: --mode same (default: output has the input's size, centred like scipy.signal),
-  valid, full; or --padding P | B,A | B,A;B,A (per axis). --stride S subsamples
+  valid, full; or --padding P | B,A | B,A;B,A (per axis). An even span centres with
+  its extra tap before: --correlate out[i] = sum_j x[i+j-span//2] k[j] (as
+  scipy.signal.correlate, numpy.correlate, OpenCV filter2D), convolve the same on the
+  flipped kernel (scipy.signal.convolve, numpy.convolve). --stride S subsamples
   (same with stride s gives ceil(n/s)); --dilation D spaces the taps: span D*(k-1)+1.
   Stride, dilation: one value, or one per axis as 'rows,cols'.
   An impulse response (an audio file as -k) is causal, as ffmpeg afir and SoX apply
@@ -286,12 +289,13 @@ def convolve(
     quiet,
 ) -> ExitStatus:
     from convcli.cli.common import expand_inputs
-    from convcli.engine.boundary import normalize_boundary
+    from convcli.engine.boundary import check_cval, normalize_boundary
     from convcli.executors import check_stdio
     from convcli.kernels.apply import Geometry
 
     if boundary is None and cval != 0:
         boundary = "constant"  # a fill value asks for a constant boundary
+    check_cval(boundary, cval)
     geometry = Geometry(
         mode=mode,
         boundary=None if boundary is None else normalize_boundary(boundary),

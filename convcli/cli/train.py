@@ -203,6 +203,7 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
       convcli train samples/shapes16.npz --resume shapes.npz -o shapes.npz --epochs 10
     """
     from convcli.io.files import check_can_write
+    from convcli.nn.plots import check_picture_path
     from convcli.nn.train import TrainConfig, prepare_run
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
@@ -218,6 +219,7 @@ def train(ctx: click.Context, data: str, model_arg: str | None, output: str, epo
     check_can_write(out, force or resuming_in_place)
     for picture in pictures:
         check_can_write(picture, force)
+        check_picture_path(picture)
     run = prepare_run(data, spec=model_arg, config=config, resume=resume_path, test=test_path, read=read,
                       given=given_options(ctx))
     return _run_training(run, out, plot_path, filters_path, as_json, quiet)

@@ -48,6 +48,19 @@ def normalize_boundary(name: str) -> str:
     raise UsageError(f"unknown boundary {name!r}{hint}; choose from {', '.join(choices)}")
 
 
+def check_cval(boundary: str | None, cval: float) -> None:
+    """Refuse a fill value the boundary contradicts: ``zero`` with a nonzero ``cval``, or any
+    mode but ``constant`` (which never reads it) with one."""
+    if cval == 0 or boundary is None:
+        return
+    if str(boundary).strip().lower() == "zero":
+        raise UsageError(f"--boundary zero contradicts --cval {cval:g}: say --boundary constant "
+                         f"--cval {cval:g}")
+    if normalize_boundary(boundary) != "constant":
+        raise UsageError(f"--cval {cval:g} fills only the constant boundary; --boundary {boundary} never "
+                         "reads it")
+
+
 def source_index(i: int, n: int, mode: int) -> int:
     """Input index that padded position ``i`` copies (input is ``[0, n)``), -1 for the constant.
 

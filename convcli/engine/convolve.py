@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -53,6 +54,12 @@ PRODUCT_COST = 4.0
 # --only crossover. 1-D: the crossover lies near 400 taps (at 441,000 and 2×2,880,000 samples),
 # where the bare model put it near 50; 2-D: between 9×9 and 15×15 on 512², near 15×15 on 2048².
 FFT_SCALE = {1: 6.5, 2: 1.7}
+# The direct engine's price of a tap in a border column (an output whose taps reach past the row's
+# ends: each tap mapped alone, no SIMD) against an interior tap: measured 30-100x (a 31x31 kernel
+# on 64x48 under padding 600, against 400x400 valid). FFT_SCALE was measured on 'same' outputs of
+# kernels small against the image, so it holds their span−1 border columns: up to an eighth of the
+# row's outputs are not priced again.
+BORDER_TAP_COST = 30
 # the direct engine's tap tables, per kernel entry: the (c_in, kh, kw) index grids, each tap's
 # row and column offsets and weight, the nonzero index (measured: a 6,311,879-tap kernel peaked
 # at 530 MB, ~84 bytes a tap with the kernel's own copies)
@@ -75,6 +82,11 @@ class ConvPlan:
     fft_block: int | None = None  # overlap-add FFT length, when fft runs in blocks
     left_over: tuple[int, ...] = ()  # trailing input rows/samples per axis no window reads (stride)
     factors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # what the engines run when the boundary folds the kernel onto the input (engine/folding.py):
+    # the folded kernel (None: the kernel as given, or factors), its dilation and padding per axis
+    folded: np.ndarray | None = field(default=None, repr=False, compare=False)
+    engine_dilation: tuple[int, ...] = ()
+    engine_padding: tuple[tuple[int, int], ...] = ()
 
 
 def _explicit_padding(padding: PerAxisPadding, nd: int) -> tuple[tuple[int, int], ...]:
@@ -166,12 +178,15 @@ def plan(
     method: str = "auto",
     dtype: np.dtype | type = np.float32,
     factors: tuple[np.ndarray, np.ndarray] | None = None,
+    boundary: str = "constant",
 ) -> ConvPlan:
     """Validate a convolution request and decide how to run it (see the module doc for the model).
 
     ``factors``: the kernel is ``outer(*factors)`` (``kernel`` is then None), known separable
-    without being built. The estimated cost is checked against :mod:`convcli.budget` here,
-    before anything is allocated.
+    without being built. Taps that the ``boundary`` sends to the same input sample at every
+    output are folded into one (:mod:`convcli.engine.folding`), so the engines' work is bounded by
+    the input's size, not the kernel's; the estimated cost of that work is checked against
+    :mod:`convcli.budget` here, before anything is allocated.
     """
     x_shape = tuple(int(n) for n in x_shape)
     if factors is not None:
@@ -207,26 +222,47 @@ def plan(
     else:
         output_shape = (*x_shape[: -nd - 1], c_out, *spatial_out)
 
+    from convcli.engine import folding
+    from convcli.engine.boundary import MODE_CODES, normalize_boundary
+
+    folds = folding.fold_geometry(spatial_in, ksize, stride, dilation, pads, spatial_out,
+                                  MODE_CODES[normalize_boundary(boundary)])
+    run_ksize, run_dilation, run_pads, folded = ksize, dilation, pads, None
+    if folds is not None:
+        run_ksize = tuple(k if f is None else f.size for k, f in zip(ksize, folds, strict=True))
+        run_dilation = tuple(d if f is None else f.dilation for d, f in zip(dilation, folds, strict=True))
+        run_pads = tuple(p if f is None else f.padding for p, f in zip(pads, folds, strict=True))
+        if factors is not None:
+            factors = tuple(folding.fold_line(f, fold) for f, fold in zip(factors, folds, strict=True))
+        else:
+            kernel = folded = folding.fold_kernel(kernel, folds)
+    run_spans = tuple(effective_kernel(k, d) for k, d in zip(run_ksize, run_dilation, strict=True))
+    run_shape = (*shape[:-nd], *run_ksize)
+
     rank1 = None
     if factors is not None:
         rank1 = True
         factors = tuple(f.astype(dtype) for f in factors)
-    elif kernel.ndim == 2 and min(ksize) > 1:
+    elif kernel.ndim == 2 and min(run_ksize) > 1:
         from convcli.engine.separable import rank1_factors
 
         factors = rank1_factors(kernel, np.dtype(dtype))
         rank1 = factors is not None
 
-    costs, fft_block = _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors,
-                              priced=method == "fft")
+    taps = _direct_taps(kernel, factors, c_out) * _border_weight(spatial_in[-1], spatial_out[-1], stride[-1],
+                                                                 run_spans[-1], run_pads[-1][0])
+    costs, fft_block = _costs(n, c_in, c_out, spatial_in, spatial_out, run_ksize, stride, run_spans, factors,
+                              taps, run_pads[-1][0], priced=method == "fft")
     memory = {
-        name: _memory(name, x_shape, output_shape, shape, spatial_out, stride, spans, fft_block,
+        name: _memory(name, x_shape, output_shape, run_shape, spatial_out, stride, run_spans, fft_block,
                       np.dtype(dtype).itemsize, n * (c_in + c_out), c_in * c_out)
         for name in costs
     }
     chosen, reason = _choose(method, costs, rank1, memory)
     if chosen == "fft":
         reason += f"; overlap-add, FFT blocks of {fft_block}" if fft_block else "; one FFT of the whole input"
+    if folds is not None:
+        reason += "; " + folding.describe(ksize, folds)
     budget.check_cost(costs[chosen], memory[chosen], f"convolving an input of shape {shape_text(x_shape)} "
                       f"with a {shape_text(shape)} kernel ({chosen})")
     return ConvPlan(
@@ -242,7 +278,28 @@ def plan(
         fft_block=fft_block if chosen == "fft" else None,
         left_over=left,
         factors=factors,
+        folded=folded,
+        engine_dilation=run_dilation,
+        engine_padding=run_pads,
     )
+
+
+def _border_weight(w: int, wo: int, stride: int, span: int, pad_left: int) -> float:
+    """The direct engine's price of an output row in interior-column units (see BORDER_TAP_COST):
+    interior columns are those ``direct.correlate_direct`` runs in place."""
+    j_lo = min(wo, max(0, -(-pad_left // stride)))
+    j_hi = max(j_lo, min(wo, (w - span + pad_left) // stride + 1))
+    extra = max(0, wo - (j_hi - j_lo) - min(span - 1, wo // 8))
+    return (wo + (BORDER_TAP_COST - 1) * extra) / wo
+
+
+def _direct_taps(kernel: np.ndarray | None, factors, c_out: int) -> int:
+    """Multiply-adds of the direct engine per output position, over all output channels: it skips
+    zero taps (and keeps one tap of an all-zero kernel), see ``direct.tap_tables``."""
+    if kernel is None:
+        return max(1, int(np.count_nonzero(factors[0])) * int(np.count_nonzero(factors[1])))
+    nonzero = np.count_nonzero(kernel.reshape(c_out, -1), axis=1)
+    return int(np.maximum(nonzero, 1).sum())
 
 
 def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, spans, fft_block, itemsize,
@@ -266,14 +323,22 @@ def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, sp
     return float(arrays + extra)
 
 
-def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors, *, priced: bool = False):
+def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factors, taps: float,
+           pad_left: int, *, priced: bool = False):
     """Estimated costs of each applicable method (see the module doc), and the overlap-add length.
+    ``taps``: the direct engine's multiply-adds per output position (nonzero taps, all channels),
+    border columns priced in.
     ``priced``: fft will run, so plan it (block length included) even where it cannot win."""
-    costs = {"direct": float(n * c_out * c_in * math.prod(spatial_out) * math.prod(ksize))}
-    if factors is not None:
-        w, (ho, wo), (kh, kw) = spatial_in[1], spatial_out, ksize
-        costs["separable"] = float(n * c_in * ho * (w * kh + wo * kw))
+    costs = {"direct": float(n * math.prod(spatial_out) * taps)}
     reach = [(o - 1) * s + k for o, s, k in zip(spatial_out, stride, spans, strict=True)]
+    if factors is not None:
+        # the vertical pass fills every column of the padded row the horizontal pass reads: the
+        # input's columns in place, the padding's one by one (priced as the direct engine's border)
+        (ho, wo), (kh, kw) = spatial_out, ksize
+        interior = max(min(spatial_in[1], reach[1] - pad_left), 0)
+        border = max(0, reach[1] - interior - min(spans[1] - 1, reach[1] // 8))
+        columns = max(spatial_in[1], reach[1]) + (BORDER_TAP_COST - 1) * border
+        costs["separable"] = float(n * c_in * ho * (columns * kh + wo * kw))
     floor = _fft_cost_floor(n * (c_in + c_out), reach, spans)
     if floor >= min(costs.values()) and not priced:
         # FFT cannot win; pricing it exactly would import scipy.fft (~0.2 s of every start-up)
@@ -405,7 +470,7 @@ def convolve_planned(
         if not correlate:
             factors = tuple(f[::-1] for f in factors)
         how = plan(x.shape, None, mode=mode, stride=stride, dilation=dilation, padding=padding,
-                   method=method, dtype=dtype, factors=factors)
+                   method=method, dtype=dtype, factors=factors, boundary=boundary)
         # direct or fft (asked for by name): the dense kernel, counted in the plan's memory
         kernel = np.outer(*how.factors) if how.method != "separable" else np.ones((1, 1))
         return _execute(x, kernel, how, dtype, boundary_code, cval)
@@ -419,9 +484,9 @@ def convolve_planned(
                                 dilation=dilation, padding=padding, method=method)
     how = plan(
         x.shape, kernel, mode=mode, stride=stride, dilation=dilation, padding=padding, method=method,
-        dtype=dtype,
+        dtype=dtype, boundary=boundary,
     )
-    return _execute(x, kernel, how, dtype, boundary_code, cval)
+    return _execute(x, kernel if how.folded is None else how.folded, how, dtype, boundary_code, cval)
 
 
 def _convolve_groups(
@@ -457,23 +522,36 @@ def _execute(x, kernel, how: ConvPlan, dtype, boundary_code, cval) -> tuple[np.n
     else:
         signals = x.reshape(-1, *x.shape[-nd - 1 :])
     spatial_out = how.output_shape[-nd:]
-    out = _run(how, signals, kernel, spatial_out, boundary_code, cval)
+    with np.errstate(over="ignore", invalid="ignore"):  # told below in the tool's words
+        out = _run(how, signals, kernel, spatial_out, boundary_code, cval)
+    wider = "; --dtype float64 reaches 1e308" if out.dtype == np.float32 else ""
+    warn_if_overflowed(x, out, f"convolution (the input's or the kernel's values are too large{wider})")
     return out.reshape(how.output_shape), how
+
+
+def warn_if_overflowed(x: np.ndarray, out: np.ndarray, what: str) -> None:
+    """Say, once, when a finite input gave values that are not finite (float overflow, or inf − inf
+    after it): numpy's own 'overflow encountered in ...' names neither the cause nor a remedy.
+    ``what``: the operation, and why it may overflow."""
+    bad = out.size - int(np.count_nonzero(np.isfinite(out)))
+    if bad and np.isfinite(x).all():
+        warnings.warn(f"{bad} output values are ±inf or NaN although the input is finite: the {what} "
+                      f"overflowed {out.dtype}", RuntimeWarning, stacklevel=3)
 
 
 def _run(how: ConvPlan, signals, kernel, spatial_out, boundary_code, cval) -> np.ndarray:
     nd = len(spatial_out)
-    before = tuple(p[0] for p in how.padding)
+    before = tuple(p[0] for p in how.engine_padding)
     if how.method == "fft":
         from convcli.engine import fft
         from convcli.engine.boundary import BOUNDARIES, pad
 
-        padded = pad(signals, how.padding, BOUNDARIES[boundary_code], cval)
-        return fft.correlate(padded, kernel, spatial_out, how.stride, how.dilation, how.fft_block)
+        padded = pad(signals, how.engine_padding, BOUNDARIES[boundary_code], cval)
+        return fft.correlate(padded, kernel, spatial_out, how.stride, how.engine_dilation, how.fft_block)
     # the Numba engines take 2-D images; a 1-D signal is one row
     lift = (lambda t, one: (one, *t)) if nd == 1 else (lambda t, one: tuple(t))
     images = signals.reshape(*signals.shape[:2], *([1] * (2 - nd)), *signals.shape[2:])
-    geometry = (lift(spatial_out, 1), lift(how.stride, 1), lift(how.dilation, 1), lift(before, 0))
+    geometry = (lift(spatial_out, 1), lift(how.stride, 1), lift(how.engine_dilation, 1), lift(before, 0))
     if how.method == "separable":
         from convcli.engine import separable
 

@@ -12,9 +12,10 @@ Lp pooling: convcli's ``lp`` is the Lp norm of each window, ``(Σ |x|^p)^(1/p)``
 magnitudes, p=2: L2 norm, p=inf: largest magnitude), the seeds' ``‖·‖_n`` pooling. PyTorch's
 ``LPPool`` computes ``(Σ x^p)^(1/p)`` without the absolute value: the two agree for inputs ≥ 0
 (e.g. after a ReLU) and for even integer ``p``; for negative inputs and odd or fractional ``p``
-PyTorch gives signed sums or NaN where convcli gives the norm. PyTorch's ``LPPool`` also has no
-padding and rescales ``ceil_mode`` windows that hang over the edge; convcli treats padding as
-zeros (they add nothing to a norm) and sums only the samples a window really covers.
+PyTorch gives signed sums or NaN where convcli gives the norm. PyTorch's ``LPPool`` is
+``avg_pool(x^p)·(window area)`` then ``^(1/p)``, so a ``ceil_mode`` window hanging over the end is
+scaled up by area/covered samples; convcli does the same. PyTorch's ``LPPool`` has no padding;
+convcli treats padding as zeros (they add nothing to a norm, and count as covered).
 
 NaN and ±inf, as PyTorch: a max or min window (adaptive too) holding a NaN gives NaN; avg, sum
 and lp follow IEEE arithmetic (a NaN, or +inf with −inf, in the window gives NaN).
@@ -196,10 +197,10 @@ def pool(
         x, padding = _pad_by_boundary(x, boundary, padding, op, ndim)
     plan = pool_plan(
         x.shape, size, stride=stride, padding=padding, op=op, ndim=ndim, ceil_mode=ceil_mode,
-        count_include_pad=count_include_pad, dilation=dilation,
+        count_include_pad=count_include_pad or op == "lp", dilation=dilation,
     )
     if op == "lp":
-        return _lp(x, plan, float(p), ndim)
+        return _lp(x, plan, float(p), ndim, math.prod(per_axis(size, ndim, "pool size")))
     return _run(x, plan, op, ndim)
 
 
@@ -324,12 +325,19 @@ def _whole_windows(axis: AxisPlan) -> np.ndarray:
     return np.array([lo, hi, k, stride], dtype=np.int64)
 
 
-def _lp(x: np.ndarray, plan: PoolPlan, p: float, ndim: int) -> np.ndarray:
+def _lp(x: np.ndarray, plan: PoolPlan, p: float, ndim: int, area: int) -> np.ndarray:
+    """PyTorch's LPPool on |x|: the average of |x|^p over each window (divisors counting padding,
+    so only a ceil_mode overhang divides by fewer than ``area``) times ``area``, then ^(1/p)."""
+    from convcli.engine.convolve import warn_if_overflowed
+
     magnitude = np.abs(x)
     if math.isinf(p):
         return _run(magnitude, plan, "max", ndim)
-    powered = magnitude if p == 1 else (magnitude * magnitude if p == 2 else magnitude**p)
-    total = _run(powered, plan, "sum", ndim)
+    with np.errstate(over="ignore", invalid="ignore"):  # told below in the tool's words
+        powered = magnitude if p == 1 else (magnitude * magnitude if p == 2 else magnitude**p)
+        total = _run(powered, plan, "avg", ndim)
+        total *= area
+    warn_if_overflowed(x, total, f"Lp pooling (|x|^{p:g} of the input's values is too large)")
     if p == 1:
         return total
     return np.sqrt(total, out=total) if p == 2 else np.power(total, 1.0 / p, out=total)

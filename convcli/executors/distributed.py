@@ -20,6 +20,7 @@ every time dies alone and ends, after ``allowed-failures + 1`` deaths, as one fa
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -271,15 +272,16 @@ def _connect(distributed, options: BatchOptions):
     if options.scheduler_file:
         if not Path(options.scheduler_file).is_file():
             raise UsageError(f"`scheduler_file` {options.scheduler_file}: no such file")
-        where = f"in {options.scheduler_file}"
-        connect = {"scheduler_file": options.scheduler_file}
+        address = scheduler_file_address(options.scheduler_file)
+        where = f"at {address} (from {options.scheduler_file})"
     else:
         address = options.scheduler_address or dask.config.get("scheduler-address", None)
         if address is None:
             cluster = start_local_cluster(options.workers)
             return distributed.Client(cluster), cluster
         where = f"at {address}"
-        connect = {"address": address}
+    probe_scheduler(address)
+    connect = {"address": address}
     try:
         client = distributed.Client(**connect, timeout=timeout)
     except (OSError, TimeoutError) as error:
@@ -291,6 +293,72 @@ def _connect(distributed, options: BatchOptions):
         client.close()
         raise ExecutorError(f"the Dask scheduler {where} has no workers (waited {timeout})") from None
     return client, None
+
+
+# A scheduler file is a small JSON document; reading more than this is reading something else.
+SCHEDULER_FILE_BYTES = 1 << 20
+# Seconds to connect to a scheduler's address, then for its first bytes: a Dask server speaks first
+# (its handshake), so silence, a refusal or other bytes are found out within twice this.
+PROBE_SECONDS = 2.0
+
+
+def scheduler_file_address(path: str) -> str:
+    """The scheduler address a ``dask scheduler --scheduler-file`` document holds; a usage error
+    naming the file and what it holds instead (Dask itself fails on an assertion, or waits)."""
+    try:
+        with open(path, "rb") as file:
+            text = file.read(SCHEDULER_FILE_BYTES + 1)
+        if len(text) > SCHEDULER_FILE_BYTES:
+            raise ValueError(f"over {SCHEDULER_FILE_BYTES} bytes")
+        document = json.loads(text)
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise UsageError(f"`scheduler_file` {path}: not a Dask scheduler file ({error})") from None
+    address = document.get("address") if isinstance(document, dict) else None
+    if not isinstance(address, str) or "://" not in address:
+        raise UsageError(f"`scheduler_file` {path}: not a Dask scheduler file (no \"address\": "
+                         "\"tcp://host:port\" in it)")
+    return address
+
+
+def probe_scheduler(address: str) -> None:
+    """Refuse within seconds, naming ``address`` and what was found, a tcp:// address where no Dask
+    scheduler answers: nothing listening, no answer, or a server of another kind (silent, or
+    speaking another protocol). Dask's client would wait out its whole timeout, or forever."""
+    scheme, _, rest = address.partition("://")
+    if scheme != "tcp":
+        return  # tls://, ucx://, inproc://: Dask's own checks
+    host, _, port_text = rest.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit():
+        raise UsageError(f"Dask scheduler address {address}: expected tcp://host:port")
+    stage = "connecting"
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=PROBE_SECONDS) as probe:
+            stage = "waiting for its handshake"
+            head = b""
+            while len(head) < 16 and (part := probe.recv(16 - len(head))):
+                head += part
+    except ConnectionRefusedError:
+        raise UsageError(f"no Dask scheduler at {address}: connection refused (nothing listens there)") \
+            from None
+    except TimeoutError:
+        found = "no answer to a connection" if stage == "connecting" else \
+            "a server that sent nothing (a Dask scheduler greets first): a server of another kind"
+        raise UsageError(f"no Dask scheduler at {address}: {found} within {PROBE_SECONDS:g} s") from None
+    except OSError as error:
+        raise UsageError(f"no Dask scheduler at {address}: {error.strerror or error} ({stage})") from None
+    if not _looks_like_dask(head):
+        shown = head.decode("latin-1").encode("unicode_escape").decode("ascii")[:40]
+        found = "closed the connection without a word" if not head else f"answered {shown!r}"
+        raise UsageError(f"no Dask scheduler at {address}: a server of another kind {found}")
+
+
+def _looks_like_dask(head: bytes) -> bool:
+    """Dask's TCP framing: 8 bytes of message length, then 8 bytes of frame count (both small)."""
+    if len(head) < 16:
+        return False
+    length, frames = int.from_bytes(head[:8], "little"), int.from_bytes(head[8:16], "little")
+    return 16 <= length <= SCHEDULER_FILE_BYTES and 1 <= frames <= 64
 
 
 def start_local_cluster(workers: int, **options):

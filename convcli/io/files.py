@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from convcli import budget
 from convcli.errors import InputError, OutputExistsError, UsageError
 
 IMAGE_EXTENSIONS = {
@@ -98,16 +100,33 @@ def spool_stdin() -> tuple[Path, str]:
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as spool:
-            head = sys.stdin.buffer.read(PIPE_CHUNK)
-            if not head:
+            extension = None
+            for chunk in read_bounded(sys.stdin.buffer, "stdin"):
+                if extension is None:
+                    extension = sniff_extension(chunk[:16])
+                spool.write(chunk)
+            if extension is None:
                 raise InputError("stdin: empty input")
-            extension = sniff_extension(head[:16])
-            spool.write(head)
-            shutil.copyfileobj(sys.stdin.buffer, spool, PIPE_CHUNK)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return path, extension
+
+
+
+def read_bounded(stream, name: str) -> Iterator[bytes]:
+    """``stream`` a chunk at a time, refused (budget error, exit 2) once it passes the memory
+    budget: an endless or huge standard input is held to the budget a file's decoder is held to,
+    and never fills the temporary folder it is spooled to."""
+    limit = budget.limit("memory")
+    total = 0
+    while chunk := stream.read(min(PIPE_CHUNK, limit + 1 - total)):
+        total += len(chunk)
+        if total > limit:
+            variable = budget.BUDGETS["memory"][0]
+            raise budget.BudgetError(f"{name}: the input is larger than the memory budget of {limit:,} bytes "
+                                     f"(set {variable} to raise it)")
+        yield chunk
 
 
 def input_is_audio_file(name: str) -> bool:
@@ -125,12 +144,43 @@ def check_input_file(path: Path) -> None:
 
 
 def check_can_write(path: Path, force: bool) -> None:
-    """Refuse an output in a folder that does not exist (a usage error) or an existing output
-    without ``force``, before any work is done."""
+    """Refuse, before any work is done, an output that is not a regular file (a FIFO, a device, a
+    folder, a symbolic link loop or to nothing: never replaced, even with ``force``), an existing
+    output without ``force``, and an output in a folder that does not exist (usage errors but the
+    existing output)."""
+    check_regular(path)
     if path.exists() and not force:
-        raise OutputExistsError(f"{path}: output exists (use `force` to replace it)")
+        raise OutputExistsError(f"{path}: {OutputExistsError.MESSAGE}")
     if not path.parent.is_dir():
         raise UsageError(f"{path}: output folder {path.parent} does not exist")
+
+
+def check_regular(path: Path) -> None:
+    """Refuse an output path where something other than nothing or a regular file is."""
+    what = non_regular(path)
+    if what is not None:
+        raise UsageError(f"{path}: the output is {what}; only a regular file is ever replaced")
+
+
+def non_regular(path: Path) -> str | None:
+    """What is at ``path`` when it is something other than nothing or a regular file (or a link to one)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a symbolic link to nothing" if os.path.islink(path) else None
+    except OSError as error:  # a symbolic link loop, a name too long, a path through a file...
+        return f"unreachable ({error.strerror or error})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 @contextlib.contextmanager
@@ -150,8 +200,12 @@ def atomic_output(path: Path, *, force: bool = False, run_id: str | None = None)
     try:
         yield temp
         os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
-        if path.exists() and not force:
-            raise OutputExistsError(f"{path}: output appeared while writing (use `force` to replace it)")
+        what = non_regular(path)
+        if what is not None:
+            raise UsageError(f"{path}: the output became {what} while writing; it is not replaced")
+        if not force:
+            _link_new(temp, path)  # atomic: of two runs writing one new output, one is told it lost
+            return
         replaced = _hold(path)
         os.replace(temp, path)
         _release_later(replaced)
@@ -161,6 +215,20 @@ def atomic_output(path: Path, *, force: bool = False, run_id: str | None = None)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+def _link_new(temp: Path, path: Path) -> None:
+    """Give ``temp`` the name ``path`` only if nothing has it (a hard link fails on an existing
+    name, where a check then a rename would let another run's file in between and replace it)."""
+    appeared = f"{path}: output appeared while writing (use `force` to replace it)"
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise OutputExistsError(appeared) from None
+    except OSError:  # a file system without hard links: the check, then the rename
+        if path.exists():
+            raise OutputExistsError(appeared) from None
+        os.replace(temp, path)
 
 
 # Descriptors on files that outputs replaced: the kernel frees a replaced file's pages when its

@@ -53,17 +53,25 @@ def read_image(
     depth = png_depth(encoded)
     if depth is not None:
         check_pixels(*struct.unpack(">II", encoded[16:24]), label)
-        return _decode_png(encoded, depth, label)
+        animation = _png_chunk_before_pixels(encoded, b"acTL")  # APNG: its first field is the frame count
+        if animation is not None:
+            check_single_frame(int.from_bytes(animation[:4], "big"), "APNG", label)
+        decoded = _decode_png(encoded, depth, label)
+        if b"eXIf" not in encoded:
+            return decoded
+        with Image.open(io.BytesIO(encoded)) as image:  # reads the chunks, decodes no pixels
+            return _upright(decoded, _orientation(image))
     # convcli's own limit (check_pixels, from the header) stands for Pillow's, so that one limit,
     # configured in one place, holds for every decoder (Pillow's would refuse at 2x its value)
     Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(io.BytesIO(encoded)) as image:
             check_pixels(*image.size, label)
+            check_single_frame(getattr(image, "n_frames", 1), image.format, label)
             if _is_sixteen_bit_colour(image):
-                return _decode_sixteen_bit(image)
+                return _upright(_decode_sixteen_bit(image), _orientation(image))
             image.load()
-            return _decode(image, label)
+            return _upright(_decode(image, label), _orientation(image))
     except UsageError:
         raise  # over the pixel budget: refused, not unreadable
     except UnidentifiedImageError as error:
@@ -72,6 +80,58 @@ def read_image(
         raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
+
+
+def check_single_frame(frames: int, kind: str | None, label: str) -> None:
+    """Refuse a multi-page or animated image: reading its first frame alone would drop the others
+    without a word."""
+    if frames > 1:
+        raise InputError(f"{label}: {frames} frames (pages) in one {kind or 'image'} file; convcli reads "
+                         "single images: split it into one file per frame first")
+
+
+def _png_chunk_before_pixels(encoded: bytes, kind: bytes) -> bytes | None:
+    """The data of the first chunk of type ``kind`` before the PNG's first IDAT, or None."""
+    position = 8  # after the signature
+    while position + 8 <= len(encoded):
+        length = int.from_bytes(encoded[position : position + 4], "big")
+        chunk = encoded[position + 4 : position + 8]
+        if chunk == kind:
+            return encoded[position + 8 : position + 8 + length]
+        if chunk in (b"IDAT", b"IEND"):
+            return None
+        position += 12 + length
+    return None
+
+
+# EXIF Orientation (tag 0x0112) -> the numpy transform that shows the pixels as a viewer does:
+# (turns of 90 degrees counter-clockwise, then a left-right mirror)
+_ORIENTATIONS = {2: (0, True), 3: (2, False), 4: (2, True), 5: (3, True), 6: (3, False), 7: (1, True),
+                 8: (1, False)}
+
+
+def _orientation(image) -> int:
+    """The EXIF orientation of a Pillow image (1, upright, when it has none)."""
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except (AttributeError, ValueError, TypeError, SyntaxError, OSError):
+        return 1
+
+
+def _upright(decoded: tuple, orientation: int) -> tuple:
+    """``(colour, alpha, info)`` turned as the EXIF orientation says, so the output displays as the
+    input does (the output carries no orientation tag)."""
+    turn = _ORIENTATIONS.get(orientation)
+    if turn is None:
+        return decoded
+    turns, mirror = turn
+    colour, alpha, info = decoded
+
+    def upright(planes: np.ndarray) -> np.ndarray:
+        planes = np.rot90(planes, turns, axes=(-2, -1))
+        return np.ascontiguousarray(planes[..., ::-1] if mirror else planes)
+
+    return upright(colour), None if alpha is None else upright(alpha), info
 
 
 def _tiff_size(encoded: bytes) -> tuple[int, int]:

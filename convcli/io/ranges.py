@@ -7,6 +7,9 @@ import numpy as np
 from convcli.errors import UsageError
 
 POLICIES = ("clip", "normalize", "abs", "offset")
+# normalize: a result whose spread is within this many float32 roundings of its magnitude (or of
+# the output range's, the scale images are read at) is flat
+FLAT_ULPS = 64
 
 
 def check_policy(policy: str) -> str:
@@ -33,7 +36,9 @@ def fit_range(
             peak_gain = gain if gain is not None else peak_normalize_gain(x, high)
             return x * peak_gain, 0
         lo, hi = float(np.min(x)), float(np.max(x))
-        if hi == lo:
+        if hi - lo <= FLAT_ULPS * np.finfo(np.float32).eps * max(abs(lo), abs(hi), high - low):
+            # (near-)constant: what differs is rounding (of values, or of sums that cancel to ~0 on
+            # data of the output's scale), not signal; stretching it would paint stripes
             return np.full_like(x, low), 0
         # divide, not multiply by the reciprocal: a subnormal hi - lo would make that inf (and 0·inf NaN)
         return (x - lo) / (hi - lo) * (high - low) + low, 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convcli.errors import UsageError
 from convcli.text import shape_text
 
 DIVERGING = "RdBu_r"  # negative blue, 0 white, positive red
@@ -30,6 +31,18 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def check_picture_path(path: str | Path) -> None:
+    """Refuse, before any work, a picture name whose extension the drawing backend cannot write
+    (no extension: PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    extension = Path(path).suffix.lstrip(".").lower() or "png"
+    if extension not in formats:
+        raise UsageError(f"{path}: cannot draw a picture as '.{extension}'; choose one of "
+                         f"{', '.join('.' + name for name in sorted(formats))}")
 
 
 def _save(figure, path: str | Path) -> None:

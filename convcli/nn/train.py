@@ -221,6 +221,11 @@ def prepare_run(data: str | Path, *, spec: str | None = None, config: TrainConfi
     for part in (train_set, test_set):
         if part is not None and part.y.max() >= classes:
             raise UsageError(f"label {int(part.y.max())} is out of range for {classes} classes")
+    labels = np.unique(train_set.y)
+    if labels.size < 2:
+        name = train_set.class_names[int(labels[0])] if labels.size else "none"
+        raise InputError(f"{data}: every training sample has the same label ({name!r}): a classifier "
+                         "needs samples of at least two classes")
     if test_set is not None and resumed is None and "val_split" not in given:
         config.val_split = 0.0  # a test set replaces the default validation part; an explicit one is kept
     train_part, val_part = split_validation(train_set, config.val_split, np.random.default_rng(config.seed))
@@ -297,9 +302,11 @@ class Progress:
 
 
 def evaluate_loss(model: Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(mean loss, accuracy) of prepared samples in evaluation mode."""
-    logits = model.logits(x)
-    loss, _ = F.cross_entropy_forward(logits, y)
+    """(mean loss, accuracy) of prepared samples in evaluation mode (overflow gives an inf or NaN
+    loss, which the caller reports: no numpy warnings)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        logits = model.logits(x)
+        loss, _ = F.cross_entropy_forward(logits, y)
     return loss, float((logits.argmax(axis=1) == y).mean())
 
 
@@ -312,9 +319,19 @@ def fit(model: Model, x: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray
     ``on_epoch`` gets each epoch's record after it completes (the CLI saves the model there).
     Raises :class:`NonFiniteLoss` naming the step when the loss stops being finite.
     """
-    # overflow shows up as a non-finite loss, reported below with its step: no numpy warnings
-    with np.errstate(over="ignore", invalid="ignore"):
-        return _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_epoch)
+    # a loss that stops being finite is reported with its step (NonFiniteLoss); overflow that leaves
+    # it finite is counted and told once, in these words: never numpy's own warnings
+    overflows = []
+    with np.errstate(over="call", invalid="ignore", divide="ignore",
+                     call=lambda kind, _flag: overflows.append(kind)):
+        history = _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_epoch)
+    if overflows and history:
+        warnings.warn(ParameterWarning(
+            f"values overflowed float32 {len(overflows)} times during training (final loss "
+            f"{history[-1]['loss']:.4g}): the run is likely diverging; lower `lr` "
+            f"(now {history[-1]['lr']:g})"),
+            stacklevel=2)
+    return history
 
 
 def _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_epoch) -> list[dict]:
