@@ -481,12 +481,17 @@ def convolve_planned(
         kernel = np.flip(kernel, axis=tuple(range(-nd, 0)))
     if groups != 1:
         return _convolve_groups(x, kernel, groups, dtype, boundary_code, cval, mode=mode, stride=stride,
-                                dilation=dilation, padding=padding, method=method)
+                                dilation=dilation, padding=padding, method=method, boundary=boundary)
     how = plan(
         x.shape, kernel, mode=mode, stride=stride, dilation=dilation, padding=padding, method=method,
         dtype=dtype, boundary=boundary,
     )
-    return _execute(x, kernel if how.folded is None else how.folded, how, dtype, boundary_code, cval)
+    return _execute(x, _planned_kernel(kernel, how), how, dtype, boundary_code, cval)
+
+
+def _planned_kernel(kernel: np.ndarray, how: ConvPlan) -> np.ndarray:
+    """The kernel the plan's engine geometry runs: folded by the boundary where the plan folded it."""
+    return kernel if how.folded is None else how.folded
 
 
 def _convolve_groups(
@@ -504,8 +509,11 @@ def _convolve_groups(
     budget.check("operations", groups * how.costs[how.method],
                  f"convolving an input of shape {shape_text(x.shape)} with a {shape_text(kernel.shape)} "
                  f"kernel in {groups} groups")
-    outs = [_execute(channels(x, inputs, nd), kernel[rows], group_plan, dtype, boundary_code, cval)[0]
-            for (inputs, rows), group_plan in zip(parts, plans, strict=True)]
+    outs = [
+        _execute(channels(x, inputs, nd), _planned_kernel(kernel[rows], group_plan), group_plan, dtype,
+                 boundary_code, cval)[0]
+        for (inputs, rows), group_plan in zip(parts, plans, strict=True)
+    ]
     out = np.concatenate(outs, axis=-nd - 1)
     reason = f"{groups} groups, each: {how.reason}"
     return out, replace(how, output_shape=out.shape, reason=reason)
