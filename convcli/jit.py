@@ -126,7 +126,44 @@ def _tbb_interface_version(library) -> int | None:
 from numba import config, njit, prange, uint64  # noqa: E402 - after the BLAS module
 from numba.core import event  # noqa: E402
 
-__all__ = ["FMA_ONLY", "config", "njit", "prange", "uint64"]
+__all__ = ["FMA_ONLY", "SERIAL_BELOW", "config", "njit", "parallel_kernel", "prange", "uint64"]
+
+# Work (elements, or multiply-adds) below which a parallel kernel's serial twin runs: threads do
+# not pay for themselves on ~1 ms of work, and a process whose calls are all small (the README's
+# first command on a 256² photo) never compiles Numba's parallel machinery, whose first compile in
+# a process costs ~2.3 s on top of each kernel's own (measured: a trivial prange loop 2.9 s first,
+# 0.6 s second, 0.27 s serial).
+SERIAL_BELOW = 1 << 20
+
+
+class KernelPair:
+    """A ``parallel=True`` kernel and its serial twin (the same function: ``prange`` runs as
+    ``range``), each with its own name in Numba's cache; :meth:`pick` chooses by the work."""
+
+    def __init__(self, function, options: dict):
+        self.parallel = njit(cache=True, parallel=True, **options)(function)
+        self.serial = njit(cache=True, **options)(_renamed(function, "_serial"))
+
+    def pick(self, work: int):
+        return self.serial if work < SERIAL_BELOW else self.parallel
+
+
+def parallel_kernel(**options):
+    """``@njit(cache=True, parallel=True, **options)``, with a serial twin: see :class:`KernelPair`."""
+    return lambda function: KernelPair(function, options)
+
+
+def _renamed(function, suffix: str):
+    """A copy of ``function`` under another name (Numba's cache files are named after it)."""
+    import types
+
+    code = function.__code__.replace(
+        co_name=function.__name__ + suffix, co_qualname=function.__qualname__ + suffix
+    )
+    twin = types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__,
+                              function.__closure__)
+    twin.__qualname__, twin.__module__, twin.__doc__ = code.co_qualname, function.__module__, function.__doc__
+    return twin
 
 # fastmath for the filtering kernels: fused multiply-adds only. No reassociation, so a column's
 # rounding does not depend on whether it falls in the vectorized body or the scalar tail of a

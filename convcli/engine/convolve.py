@@ -227,6 +227,8 @@ def plan(
 
     folds = folding.fold_geometry(spatial_in, ksize, stride, dilation, pads, spatial_out,
                                   MODE_CODES[normalize_boundary(boundary)])
+    if method == "separable" and folds is not None and any(f is not None and f.size == 1 for f in folds):
+        folds = None  # a side folded to one tap is no longer separable, and separable was asked for
     run_ksize, run_dilation, run_pads, folded = ksize, dilation, pads, None
     if folds is not None:
         run_ksize = tuple(k if f is None else f.size for k, f in zip(ksize, folds, strict=True))

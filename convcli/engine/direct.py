@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from convcli.engine import boundary
-from convcli.jit import FMA_ONLY, njit, prange, uint64
+from convcli.jit import FMA_ONLY, njit, parallel_kernel, prange, uint64
 
 # the one definition of the boundary index mapping, compiled for the kernels
 source_index = njit(cache=True, nogil=True)(boundary.source_index)
@@ -142,7 +142,7 @@ def _border_value(src, row_starts, weights, offsets, position, w, mode, cval):
     return total
 
 
-@njit(cache=True, parallel=True, fastmath=FMA_ONLY)
+@parallel_kernel(fastmath=FMA_ONLY)
 def correlate_direct(
     x, tap_rows, input_offsets, max_offsets, tap_weights, tap_counts, out, kh, stride_h, stride_w, dil_h,
     dil_w, pad_top, pad_left, mode, cval,
@@ -230,7 +230,7 @@ def correlate(
     # tap offsets as input columns, and each output channel's widest: array arithmetic inside the
     # kernel would compile Numba's ufunc and reduction machinery (seconds on the first run)
     max_offsets = np.array([offsets[co, : counts[co]].max() for co in range(len(counts))], dtype=np.int64)
-    correlate_direct(
+    correlate_direct.pick(out.size * int(counts.max()))(
         np.ascontiguousarray(x), rows, offsets - pad_before[1], max_offsets, weights, counts, out,
         kernel.shape[2], *stride, *dilation, *pad_before, mode, x.dtype.type(cval),
     )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from convcli.jit import njit, prange
+from convcli.jit import parallel_kernel, prange
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel()
 def _to_floats(pixels, scale, colour, alpha):  # pragma: no cover - compiled
     height, width, channels = pixels.shape
     n_colour = colour.shape[0]
@@ -36,11 +36,11 @@ def to_floats(pixels: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray | N
     has_alpha = channels in (2, 4)
     colour = np.empty((channels - has_alpha, height, width), dtype=np.float32)
     alpha = np.empty((height, width) if has_alpha else (0, 0), dtype=np.float32)
-    _to_floats(np.ascontiguousarray(pixels), 65535 if bits == 16 else 255, colour, alpha)
+    _to_floats.pick(pixels.size)(np.ascontiguousarray(pixels), 65535 if bits == 16 else 255, colour, alpha)
     return colour, alpha if has_alpha else None
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel()
 def _to_integers(planes, n_counted, scale, out, clipped):  # pragma: no cover - compiled
     n_planes, height, width = planes.shape
     for y in prange(height):
@@ -61,5 +61,5 @@ def to_integers(planes: np.ndarray, bits: int, counted: int) -> tuple[np.ndarray
     scale, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
     out = np.empty((planes.shape[1], planes.shape[2], planes.shape[0]), dtype=dtype)
     clipped = np.zeros(planes.shape[1], dtype=np.int64)  # per row: no reduction compiled into the kernel
-    _to_integers(np.ascontiguousarray(planes), counted, scale, out, clipped)
+    _to_integers.pick(planes.size)(np.ascontiguousarray(planes), counted, scale, out, clipped)
     return out, int(clipped.sum())

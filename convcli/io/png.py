@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from convcli.jit import njit, prange
+from convcli.jit import njit, parallel_kernel, prange
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB, RGBA (no palette)
@@ -51,7 +51,7 @@ def _magnitude(v, prediction):  # pragma: no cover - compiled
     return min(d, 256 - d)
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel()
 def _filter_rows(framed, bpp, out):  # pragma: no cover - compiled
     """Filter row y of the image, ``framed[y + 1, bpp:]`` (row 0 and the first ``bpp`` columns
     are zeros: PNG's missing neighbours), into ``out[y]`` (filter type, then the bytes).
@@ -106,7 +106,7 @@ def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
     framed = np.zeros((height + 1, rows.shape[1] + bpp), dtype=np.uint8)
     framed[1:, bpp:] = rows
     filtered = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
-    _filter_rows(framed, bpp, filtered)
+    _filter_rows.pick(framed.size)(framed, bpp, filtered)
     stream = imagecodecs.deflate_encode(filtered, level=level)  # a zlib stream (header and Adler-32)
     header = struct.pack(">IIBBBBB", width, height, 8 * size, PNG_COLOUR_TYPE[channels], 0, 0, 0)
     return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")

@@ -117,6 +117,9 @@ def _command_lines(work: Path, inputs: dict[str, str]) -> list[list[str]]:
         ["kernels"],
         ["convolve", inputs["rgb8"], inputs["gray8"], "-k", "sharpen", "-o", out, "-j", "2", *quiet],
         ["convolve", inputs["rgb8"], "-k", "gaussian:sigma=2", "-o", out, *quiet],
+        # large enough for the parallel kernels (small ones run their serial twins: jit.SERIAL_BELOW)
+        ["convolve", inputs["rgb8-large"], "-k", "sharpen", "-o", out, *quiet],
+        ["convolve", inputs["rgb16-large"], "-k", "sharpen", "-o", out, *quiet],
         ["convolve", inputs["rgb16"], "-k", "box:3", "-o", out, *quiet],
         ["convolve", inputs["rgb8"], "-k", "box:3", "--method", "fft", "-o", str(work / "f.npy"), *quiet],
         ["convolve", inputs["wav"], "-k", "moving-average:9", "-o", str(work / "m.wav"), *quiet],
@@ -148,6 +151,8 @@ def _inputs(work: Path) -> dict[str, str]:
         "rgb8": str(work / "rgb8.png"),
         "gray8": str(work / "gray8.png"),
         "rgb16": str(work / "rgb16.png"),
+        "rgb8-large": str(work / "rgb8-large.png"),
+        "rgb16-large": str(work / "rgb16-large.png"),
         "wav": str(work / "clip.wav"),
         "images": str(work / "images.npz"),
         "signals": str(work / "signals.npz"),
@@ -166,6 +171,10 @@ def _make_inputs(work: Path) -> dict[str, str]:
     Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(inputs["gray8"])
     deep = rng.integers(0, 65536, (24, 32, 3), dtype=np.uint16)
     Path(inputs["rgb16"]).write_bytes(imagecodecs.png_encode(deep))
+    side = 640  # 640² x 3 samples: over jit.SERIAL_BELOW
+    Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(inputs["rgb8-large"])
+    Path(inputs["rgb16-large"]).write_bytes(imagecodecs.png_encode(rng.integers(0, 65536, (side, side, 3),
+                                                                                dtype=np.uint16)))
     soundfile.write(inputs["wav"], rng.uniform(-0.5, 0.5, (1600, 2)), 16000, subtype="PCM_16")
     labels = np.arange(40) % 2
     np.savez(inputs["images"], x=rng.integers(0, 256, (40, 12, 12), dtype=np.uint8), y=labels)
