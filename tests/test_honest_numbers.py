@@ -7,7 +7,7 @@ contradicts is refused; many refused existing outputs are one summary line, not 
 import numpy as np
 import pytest
 from commands import run
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -157,8 +157,7 @@ def pytorch_lp_pool(x, k, s, p):
 def test_lp_pooling_equals_pytorch_on_partial_ceil_mode_windows(h, w, kh, kw, sh, sw, p, ceil_mode, seed):
     from convcli import pool
 
-    if kh > h or kw > w:
-        return
+    assume(kh <= h and kw <= w)
     x = np.random.default_rng(seed).random((h, w))
     got = pool(x, (kh, kw), stride=(sh, sw), op="lp", p=p, ceil_mode=ceil_mode)
     reference = pytorch_lp_pool(x, (kh, kw), (sh, sw), p)

@@ -57,8 +57,9 @@ def reference_pool(x, k, s, p, d, op, ceil_mode, count_include_pad, power=2.0):
         elif op == "avg":
             mask = in_padded if count_include_pad else in_input
             value = window.sum(axis=-1) / mask[taps].sum()
-        else:
-            value = (np.abs(window) ** power).sum(axis=-1) ** (1 / power)
+        else:  # PyTorch's LPPool: avg_pool of |x|^p (its divisor counts the padding) times the area
+            area, covered = np.prod(k), in_padded[taps].sum()
+            value = ((np.abs(window) ** power).sum(axis=-1) / covered * area) ** (1 / power)
         out[(Ellipsis, *index)] = value
     return out
 
@@ -342,3 +343,12 @@ def test_nan_examples_every_op():
                                   [-np.inf, 3.0])
     np.testing.assert_array_equal(adaptive_pool(np.array([np.inf, 1.0, 2.0]), 2, ndim=1, op="sum"),
                                   [np.inf, 3.0])
+
+
+def test_lp_reference_scales_a_ceil_mode_overhang_as_pytorch():
+    """The fresh-machine run's failing kind: an lp window hanging over the end under ceil_mode."""
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    got = pool(x, (2,), stride=(2,), op="lp", p=2.0, ndim=1, ceil_mode=True)
+    expected = reference_pool(x, (2,), (2,), (0,), (1,), "lp", True, True, 2.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert got[-1] == np.sqrt(25.0 * 2)  # avg_pool's 25/1, times the area 2
