@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from test_server import CONVCLI, status, wait_for_worker
+from test_server import convcli, status, wait_for_worker
 
 from convcli import jit
 from convcli.server import protocol, warmup
@@ -37,9 +37,8 @@ def tbb_files() -> set[str]:
 
 
 def run(*args, env, **kwargs) -> subprocess.CompletedProcess:
-    kwargs.setdefault("capture_output", True)
-    kwargs.setdefault("timeout", 300)
-    return subprocess.run([*CONVCLI, *map(str, args)], env=env, text=True, **kwargs)
+    """test_server's real call (its deadline and the worker's account on overrun), as text."""
+    return convcli(*args, env=env, text=True, **kwargs)
 
 
 @pytest.fixture()
