@@ -1,5 +1,9 @@
 """convcli: convolutions for signals and images, and small CNNs on the CPU.
 
+Public names (``help(convcli)`` documents each): ``convolve``, ``conv_transpose``,
+``convolution_matrix``, ``pool``, ``adaptive_pool``, ``output_size``, ``load_kernel``,
+``parse_spec``, ``load_model``, ``train`` and ``TrainConfig``.
+
 The public API is loaded lazily so that ``import convcli`` (and the CLI's ``--help``,
 ``shapes`` and ``params``) never pays for Numba or SciPy.
 """
@@ -23,6 +27,8 @@ _API = {
     "load_kernel": "convcli.kernels",
     "parse_spec": "convcli.nn.spec",
     "load_model": "convcli.nn.model",
+    "train": "convcli.nn.train",
+    "TrainConfig": "convcli.nn.train",
 }
 
 __all__ = ["__version__", *_API]

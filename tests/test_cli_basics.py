@@ -75,3 +75,16 @@ def test_the_wheel_ships_every_filter_file():
     if importlib.util.find_spec("convcli.filters") is not None:
         shipped = {entry.name for entry in files("convcli.filters").iterdir()}
         assert data <= shipped, f"missing from the package: {sorted(data - shipped)}"
+
+
+def test_public_api_is_top_level_and_in_help():
+    import pydoc
+
+    import convcli
+    from convcli.nn.train import TrainConfig, train
+
+    assert convcli.train is train and convcli.TrainConfig is TrainConfig
+    text = pydoc.render_doc(convcli, renderer=pydoc.plaintext)
+    for name in convcli.__all__:
+        assert name.strip("_") in text.replace("VERSION", "version"), name
+    assert "train(data" in text and "class TrainConfig" in text
