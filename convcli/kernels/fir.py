@@ -105,4 +105,8 @@ def firwin(taps: int, edges: list[float], *, window_name: str, pass_zero: bool, 
     h *= window(window_name, taps)
     left, right = bands[0]
     scale_frequency = 0.0 if left == 0 else 1.0 if right == 1 else 0.5 * (left + right)
-    return h / np.sum(h * np.cos(np.pi * m * scale_frequency))
+    gain = np.sum(h * np.cos(np.pi * m * scale_frequency))
+    if gain == 0 or not np.isfinite(gain):
+        # e.g. 2 taps of a window that is zero at both ends: scipy returns NaNs here
+        raise ValueError(f"the {window_name} window leaves {taps} taps with no gain to scale by")
+    return h / gain

@@ -252,7 +252,10 @@ def _fir(kind: str):
         except ValueError as error:
             raise UsageError(f"kernel {kind!r}: unknown window {params['window']!r}") from error
         pass_zero = {"lowpass": True, "highpass": False, "bandpass": False, "bandstop": True}[kind]
-        return firwin(taps, edges, window_name=params["window"], pass_zero=pass_zero, fs=sample_rate)
+        try:
+            return firwin(taps, edges, window_name=params["window"], pass_zero=pass_zero, fs=sample_rate)
+        except ValueError as error:
+            raise UsageError(f"kernel {kind!r}: {error}") from error
 
     return design
 
