@@ -77,6 +77,11 @@ def effective_kernel(k: int, dilation: int = 1) -> int:
     return dilation * (k - 1) + 1
 
 
+def input_reach(out: int, span: int, stride: int = 1) -> int:
+    """Padded input positions that ``out`` outputs of a ``span``-wide (dilated) kernel read."""
+    return (out - 1) * stride + span
+
+
 def _check(n: int, k: int, stride: int, dilation: int) -> None:
     for name, value in (("input size", n), ("kernel size", k), ("stride", stride), ("dilation", dilation)):
         check_range(name, value)

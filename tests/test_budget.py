@@ -147,6 +147,8 @@ HUGE = st.one_of(st.integers(1, 5), st.integers(1, 10**4), st.integers(10**4, 10
 @example(kernel="moving-average:6311879", stride=1, dilation=1, padding=None, method="auto", target="s.npy")
 # 300 samples padded to 58.7M outputs: within budgets of 256 MB and 3e9 operations, 21 s (over SECONDS)
 @example(kernel="moving-average:40", stride=1, dilation=1, padding=29345477, method="auto", target="s.npy")
+# 24x20 padded by 1483 for a 1x1 output: fft padded the whole 2990x2986 (134 MB traced) to read one position
+@example(kernel="box:1", stride=2990, dilation=1, padding=1483, method="auto", target="x.npy")
 def test_convolve_any_option_values_finish_or_exit_2(small, kernel, stride, dilation, padding, method,
                                                      target):
     args = ["convolve", small / target, "-k", kernel, "--stride", stride, "--dilation", dilation,

@@ -6,7 +6,7 @@ import scipy.signal
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from convcli.engine.boundary import ALIASES, BOUNDARIES, normalize_boundary, pad
+from convcli.engine.boundary import ALIASES, BOUNDARIES, normalize_boundary, pad, window
 from convcli.engine.convolve import convolve, plan
 
 METHODS = ("direct", "fft")
@@ -307,6 +307,35 @@ def test_pad_matches_numpy_pad_even_wider_than_input(shape, widths, boundary):
     expected = np.pad(x, widths, mode=NUMPY_MODE[boundary], **extra)
     np.testing.assert_array_equal(pad(x, widths, boundary, 7.0), expected)
     np.testing.assert_array_equal(pad(x[None], widths, boundary, 7.0)[0], expected)  # trailing axes only
+
+
+@given(
+    shape=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    windows=st.tuples(*[st.tuples(st.integers(-20, 20), st.integers(0, 12))] * 2),
+    boundary=st.sampled_from(BOUNDARIES),
+)
+def test_window_is_the_slice_of_a_padding_that_holds_it(shape, windows, boundary):
+    x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape) + 1
+    extra = {"constant_values": 7.0} if boundary == "constant" else {}
+    wide = np.pad(x, 40, mode=NUMPY_MODE[boundary], **extra)
+    expected = wide[tuple(slice(40 + first, 40 + first + count) for first, count in windows)]
+    np.testing.assert_array_equal(window(x, windows, boundary, 7.0), expected)
+
+
+def test_fft_under_a_wide_padding_makes_only_the_window_it_reads():
+    """--padding 1483 --stride 2990 on 24x20 reads one padded position per axis: padding it all
+    once took 134 MB (over a 64 MiB budget) for a 1x1 output (a hypothesis example in test_budget)."""
+    import tracemalloc
+
+    x = np.random.default_rng(0).random((3, 24, 20)).astype(np.float32)
+    for boundary in BOUNDARIES:
+        tracemalloc.start()
+        got = convolve(x, np.ones((1, 1)), padding=1483, stride=2990, method="fft", boundary=boundary)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        expected = convolve(x, np.ones((1, 1)), padding=1483, stride=2990, method="direct", boundary=boundary)
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        assert peak < 1 << 20, (boundary, peak)
 
 
 # ---- the planner ---------------------------------------------------------------------------

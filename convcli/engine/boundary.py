@@ -104,34 +104,54 @@ def pad(
     """
     from convcli.sizes import padding_pair
 
-    mode = MODE_CODES[normalize_boundary(boundary)]
     x = np.asarray(x)
     if len(pad_widths) > x.ndim:
         raise ValueError(f"{len(pad_widths)} pad widths given for an array with {x.ndim} dimensions")
-    out = x
     first_axis = x.ndim - len(pad_widths)
-    for axis, width in enumerate(pad_widths, start=first_axis):
+    windows = []
+    for n, width in zip(x.shape[first_axis:], pad_widths, strict=True):
         before, after = padding_pair(width)
-        if before == after == 0:
+        windows.append((-before, before + n + after))
+    return window(x, windows, boundary, cval)
+
+
+def window(
+    x: np.ndarray,
+    windows: Sequence[tuple[int, int]],
+    boundary: str = "constant",
+    cval: float = 0.0,
+) -> np.ndarray:
+    """The padded positions ``first, ..., first + count - 1`` of each trailing axis, one
+    ``(first, count)`` per axis (``pad`` with widths ``(b, a)`` is the window ``(-b, b + n + a)``):
+    only the part of a padded input that is read is made, however wide the padding."""
+    mode = MODE_CODES[normalize_boundary(boundary)]
+    x = np.asarray(x)
+    out = x
+    first_axis = x.ndim - len(windows)
+    for axis, (first, count) in enumerate(windows, start=first_axis):
+        if first == 0 and count == x.shape[axis]:
             continue
-        out = _pad_axis(out, axis, before, after, mode, cval)
+        out = _window_axis(out, axis, first, count, mode, cval)
     return out if out is not x else x.copy()
 
 
-def _pad_axis(x: np.ndarray, axis: int, before: int, after: int, mode: int, cval: float) -> np.ndarray:
+def _window_axis(x: np.ndarray, axis: int, first: int, count: int, mode: int, cval: float) -> np.ndarray:
     """Copy the interior once, then fill each side from its mapped indices (or cval)."""
     n = x.shape[axis]
     shape = list(x.shape)
-    shape[axis] = before + n + after
+    shape[axis] = count
     out = np.empty(shape, dtype=x.dtype)
 
     def along(part: slice) -> tuple:
         return (slice(None),) * axis + (part,)
 
-    out[along(slice(before, before + n))] = x
-    for side, first, count in ((slice(0, before), -before, before), (slice(before + n, None), n, after)):
+    # output positions [lo, hi) copy the input in place; those before and after are mapped
+    lo = min(count, max(0, -first))
+    hi = max(lo, min(count, n - first))
+    out[along(slice(lo, hi))] = x[along(slice(first + lo, first + hi))]
+    for side, start, length in ((slice(0, lo), first, lo), (slice(hi, count), first + hi, count - hi)):
         if mode == CONSTANT:
             out[along(side)] = cval
-        elif count:
-            out[along(side)] = np.take(x, _source_indices(first, count, n, mode), axis=axis)
+        elif length:
+            out[along(side)] = np.take(x, _source_indices(start, length, n, mode), axis=axis)
     return out

@@ -36,6 +36,7 @@ from convcli.sizes import (
     PerAxis,
     PerAxisPadding,
     effective_kernel,
+    input_reach,
     left_over,
     mode_padding,
     output_size,
@@ -309,7 +310,7 @@ def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, sp
     """Bytes the chosen method allocates: the input's float copy, the output, and the method's own
     buffers (the direct engine's column map, a factored kernel made dense, the FFT's padded input,
     spectra and full result). ``signals``: input plus output signals (N·C_in + N·C_out)."""
-    reach = [(o - 1) * s + k for o, s, k in zip(spatial_out, stride, spans, strict=True)]
+    reach = [input_reach(o, k, s) for o, s, k in zip(spatial_out, stride, spans, strict=True)]
     arrays = itemsize * (math.prod(x_shape) + math.prod(output_shape))
     # per thread, the Numba engines hold the input rows under the kernel (c_in·kh rows of width w)
     rows = (os.cpu_count() or 1) * itemsize * x_shape[-1] * math.prod(kernel_shape[:-1])
@@ -332,7 +333,7 @@ def _costs(n, c_in, c_out, spatial_in, spatial_out, ksize, stride, spans, factor
     border columns priced in.
     ``priced``: fft will run, so plan it (block length included) even where it cannot win."""
     costs = {"direct": float(n * math.prod(spatial_out) * taps)}
-    reach = [(o - 1) * s + k for o, s, k in zip(spatial_out, stride, spans, strict=True)]
+    reach = [input_reach(o, k, s) for o, s, k in zip(spatial_out, stride, spans, strict=True)]
     if factors is not None:
         # the vertical pass fills every column of the padded row the horizontal pass reads: the
         # input's columns in place, the padding's one by one (priced as the direct engine's border)
@@ -554,9 +555,14 @@ def _run(how: ConvPlan, signals, kernel, spatial_out, boundary_code, cval) -> np
     before = tuple(p[0] for p in how.engine_padding)
     if how.method == "fft":
         from convcli.engine import fft
-        from convcli.engine.boundary import BOUNDARIES, pad
+        from convcli.engine.boundary import BOUNDARIES, window
 
-        padded = pad(signals, how.engine_padding, BOUNDARIES[boundary_code], cval)
+        # only the padded positions some output reads: a wide --padding with a large stride reads a
+        # few of them, and the plan's fft memory counts no more
+        spans = [effective_kernel(k, d) for k, d in zip(kernel.shape[-nd:], how.engine_dilation, strict=True)]
+        windows = [(-b, input_reach(o, k, s)) for b, o, k, s in zip(before, spatial_out, spans, how.stride,
+                                                                      strict=True)]
+        padded = window(signals, windows, BOUNDARIES[boundary_code], cval)
         return fft.correlate(padded, kernel, spatial_out, how.stride, how.engine_dilation, how.fft_block)
     # the Numba engines take 2-D images; a 1-D signal is one row
     lift = (lambda t, one: (one, *t)) if nd == 1 else (lambda t, one: tuple(t))

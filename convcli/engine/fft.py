@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.fft as sfft
 
+from convcli.sizes import input_reach
+
 WORKERS = -1  # scipy.fft: use every core
 MIN_BLOCK = 4096  # smallest overlap-add FFT length (measured: smaller blocks are slower)
 # Above this length a batch of 1-D transforms runs one row per call, on threads: pocketfft's
@@ -121,7 +123,7 @@ def correlate(
     flipped = np.flip(dilate(kernel, dilation), axis=tuple(range(-nd, 0)))
     span = flipped.shape[-nd:]
     # only the part of the padded input that some output reaches
-    reach = tuple((o - 1) * s + k for o, s, k in zip(out_shape, stride, span, strict=True))
+    reach = tuple(input_reach(o, k, s) for o, s, k in zip(out_shape, stride, span, strict=True))
     padded = padded[(Ellipsis, *(slice(0, r) for r in reach))]
     if block is not None:
         full = _overlap_add(padded, flipped, block)
