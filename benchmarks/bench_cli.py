@@ -1,7 +1,7 @@
 """End-to-end benchmarks of `convcli convolve`: whole processes, against the tools a user would
 run instead. Every result is a ratio (reference time / convcli time; > 1 means convcli is faster).
 
-    python benchmarks/bench_cli.py [--repeat 3] [--json]
+    python benchmarks/bench_cli.py [--repeat 3] [--json] [--results DIR | --no-results]
 
 Cases (inputs are generated in a temporary folder):
   4k-png-sharpen     one 3840x2160 RGB PNG, 3x3 sharpen   vs ImageMagick `convert -morphology Convolve`
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_time, report  # noqa: E402
+from common import Results, add_results_option, best_time, report, save  # noqa: E402
 
 CONVCLI = [sys.executable, "-m", "convcli"]
 SHARPEN_IM = "3x3: 0,-1,0 -1,5,-1 0,-1,0"
@@ -50,7 +50,7 @@ def photo(height: int, width: int, seed: int) -> np.ndarray:
     return np.clip(image * 255, 0, 255).astype(np.uint8)
 
 
-def case_4k(folder: Path, repeat: int, as_json: bool) -> None:
+def case_4k(folder: Path, repeat: int, as_json: bool, results: Results) -> None:
     from PIL import Image
 
     convert = imagemagick("convert")
@@ -71,10 +71,11 @@ def case_4k(folder: Path, repeat: int, as_json: bool) -> None:
         repeat=repeat,
         min_seconds=0,
     )
-    report("4k-png-sharpen (3840x2160 RGB, 3x3)", ours, {"imagemagick convert": magick}, as_json=as_json)
+    report("4k-png-sharpen (3840x2160 RGB, 3x3)", ours, {"imagemagick convert": magick}, as_json=as_json,
+           results=results)
 
 
-def case_batch(folder: Path, repeat: int, as_json: bool) -> None:
+def case_batch(folder: Path, repeat: int, as_json: bool, results: Results) -> None:
     from PIL import Image
 
     mogrify = imagemagick("mogrify")
@@ -113,7 +114,8 @@ def case_batch(folder: Path, repeat: int, as_json: bool) -> None:
         repeat=repeat,
         min_seconds=0,
     )
-    report("batch-40x512-j2 (40 PNGs, sharpen, -j 2)", ours, {"mogrify": theirs}, as_json=as_json)
+    report("batch-40x512-j2 (40 PNGs, sharpen, -j 2)", ours, {"mogrify": theirs}, as_json=as_json,
+           results=results)
 
 
 def music_and_ir(folder: Path) -> tuple[str, str]:
@@ -138,7 +140,7 @@ def afir(ffmpeg: str, wav: str, ir: str, out: Path) -> list[str]:
     return [ffmpeg, "-y", "-loglevel", "error", "-i", wav, "-i", ir, "-filter_complex", "afir", str(out)]
 
 
-def case_audio(folder: Path, repeat: int, as_json: bool) -> None:
+def case_audio(folder: Path, repeat: int, as_json: bool, results: Results) -> None:
     ffmpeg = shutil.which("ffmpeg", path="/usr/bin")
     if ffmpeg is None:
         print("wav-60s-ir-2s: skipped (no ffmpeg in /usr/bin)")
@@ -150,7 +152,8 @@ def case_audio(folder: Path, repeat: int, as_json: bool) -> None:
         min_seconds=0,
     )
     theirs = best_time(lambda: run(afir(ffmpeg, wav, ir, folder / "ff.wav")), repeat=repeat, min_seconds=0)
-    report("wav-60s-ir-2s (stereo 48 kHz, 2 s IR)", ours, {"ffmpeg afir": theirs}, as_json=as_json)
+    report("wav-60s-ir-2s (stereo 48 kHz, 2 s IR)", ours, {"ffmpeg afir": theirs}, as_json=as_json,
+           results=results)
 
 
 def main() -> None:
@@ -159,11 +162,14 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per tool (best is kept)")
     parser.add_argument("--json", action="store_true", help="one JSON line per case")
+    add_results_option(parser)
     args = parser.parse_args()
+    results = Results("bench_cli", note=f"whole processes, best of {args.repeat}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for case in (case_4k, case_batch, case_audio):
-            case(folder, args.repeat, args.json)
+            case(folder, args.repeat, args.json, results)
+    save(results, args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """convcli.convolve against OpenCV, scipy.ndimage and scipy.signal, side by side in one run.
 
     python benchmarks/bench_convolve.py [--json] [--skip-slow] [--only image|audio|cache|crossover]
+                                        [--results DIR | --no-results]
 
 Cases (the issue's): a 4K RGB float32 image (3×2160×3840), edge boundary, with a 3×3
 sharpen, 5×5 Gaussian, 7×7 random, 15×15 and 31×31 Gaussian kernel, against
@@ -30,7 +31,7 @@ import scipy.ndimage
 import scipy.signal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import best_time, best_times, have, report  # noqa: E402
+from common import Results, add_results_option, best_time, best_times, have, report, save  # noqa: E402
 
 from convcli.engine.convolve import convolve, plan  # noqa: E402
 
@@ -48,7 +49,7 @@ def time_once(fn) -> float:
     return time.perf_counter() - start
 
 
-def image_cases(as_json: bool, skip_slow: bool) -> None:
+def image_cases(as_json: bool, skip_slow: bool, results: Results) -> None:
     rng = np.random.default_rng(0)
     image = rng.random((3, 2160, 3840), dtype=np.float32)
     interleaved = np.ascontiguousarray(image.transpose(1, 2, 0))  # OpenCV's H×W×3
@@ -86,10 +87,10 @@ def image_cases(as_json: bool, skip_slow: bool) -> None:
             others["scipy.ndimage"] = best_time(run_ndimage, repeat=2)
         elif not skip_slow:
             others["scipy.ndimage"] = time_once(run_ndimage)
-        report(f"4K RGB edge {name} [{how.method}]", ours, others, as_json=as_json)
+        report(f"4K RGB edge {name} [{how.method}]", ours, others, as_json=as_json, results=results)
 
 
-def audio_cases(as_json: bool) -> None:
+def audio_cases(as_json: bool, results: Results) -> None:
     rng = np.random.default_rng(1)
     rate = 48_000
     audio = rng.standard_normal((2, 60 * rate)).astype(np.float32)
@@ -113,7 +114,7 @@ def audio_cases(as_json: bool) -> None:
         }, rounds=5)
         ours = others.pop("ours")
         others["scipy.signal best"] = min(others.values())
-        report(f"60 s stereo 48 kHz {name} [{how.method}]", ours, others, as_json=as_json)
+        report(f"60 s stereo 48 kHz {name} [{how.method}]", ours, others, as_json=as_json, results=results)
 
 
 FIRST_CALL = """
@@ -129,7 +130,7 @@ print(time.perf_counter() - start)
 """
 
 
-def cache_case(as_json: bool) -> None:
+def cache_case(as_json: bool, results: Results) -> None:
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
 
@@ -140,9 +141,9 @@ def cache_case(as_json: bool) -> None:
 
         compile_time = first_call()
         cached_time = first_call()
+    results.add("first call: compile vs second process loading the cache",
+                compile_over_cached=compile_time / cached_time, compile_s=compile_time, cached_s=cached_time)
     if as_json:
-        import json
-
         print(json.dumps({"case": "first call", "compile_over_cached": compile_time / cached_time,
                           "compile_s": compile_time, "cached_s": cached_time}))
     else:
@@ -158,7 +159,7 @@ CROSSOVER_CASES = [
 ]
 
 
-def crossover_cases(as_json: bool) -> None:
+def crossover_cases(as_json: bool, results: Results) -> None:
     rng = np.random.default_rng(0)
     for x_shape, k_shape in CROSSOVER_CASES:
         x = rng.standard_normal(x_shape).astype(np.float32)
@@ -169,6 +170,7 @@ def crossover_cases(as_json: bool) -> None:
         faster = min(times, key=times.get)
         line = {"case": f"{x_shape} * {k_shape}", "direct_ms": times["direct"] * 1e3,
                 "fft_ms": times["fft"] * 1e3, "auto": picked, "faster": faster}
+        results.add(**line)
         if as_json:
             print(json.dumps(line))
         else:
@@ -181,15 +183,18 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON line per case")
     parser.add_argument("--skip-slow", action="store_true", help="skip scipy.ndimage on the big kernels")
     parser.add_argument("--only", choices=["image", "audio", "cache", "crossover"], help="run one group")
+    add_results_option(parser)
     args = parser.parse_args()
+    results = Results("bench_convolve", note="best of 9 rounds (audio: 5), contenders alternating")
     if args.only in (None, "image"):
-        image_cases(args.json, args.skip_slow)
+        image_cases(args.json, args.skip_slow, results)
     if args.only in (None, "audio"):
-        audio_cases(args.json)
+        audio_cases(args.json, results)
     if args.only in (None, "cache"):
-        cache_case(args.json)
+        cache_case(args.json, results)
     if args.only == "crossover":
-        crossover_cases(args.json)
+        crossover_cases(args.json, results)
+    save(results, args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ defaults instead (as a cluster started by ``dask worker`` runs); ``--one-task-pe
 groups off. Needs the extra: pip install 'convcli[dask]'.
 
     python benchmarks/bench_dask.py [--files 200] [--rounds 3] [--dask-defaults] [--one-task-per-file]
+                                    [--results DIR | --no-results]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cli import photo  # noqa: E402
+from common import Results, add_results_option, save  # noqa: E402
 
 from convcli.cli.convolve import Settings, convolve_file  # noqa: E402
 from convcli.executors import BatchOptions, Job, run_batch  # noqa: E402
@@ -67,6 +69,7 @@ def main() -> None:
                         help="a LocalCluster with Dask's defaults, not the one convcli starts")
     parser.add_argument("--one-task-per-file", action="store_true",
                         help="no groups (to measure what they save)")
+    add_results_option(parser)
     args = parser.parse_args()
     if args.one_task_per_file:
         import convcli.executors.distributed
@@ -136,6 +139,22 @@ def main() -> None:
           "threads (connect + preflight)")
     print(f"  LocalCluster start / stop                {cluster_start:.2f} s / {cluster_stop:.2f} s")
     print(f"  load average before / after              {load_before[0]:.2f} / {os.getloadavg()[0]:.2f}")
+    results = Results("bench_dask", note=f"{cluster}; groups {'off' if args.one_task_per_file else 'on'}; "
+                      f"best of {args.rounds}")
+    results.add(
+        f"{many} PNGs 512x512 sharpen, 2-worker LocalCluster vs -j 2 threads",
+        speedup_vs={"threads": speed},
+        tasks=tasks,
+        overhead_per_file_wall_ms=1000 * (wall["dask"] - wall["threads"]),
+        threads_per_file_wall_ms=1000 * wall["threads"],
+        overhead_per_file_cpu_ms=1000 * (cpu["dask"] - cpu["threads"]),
+        threads_per_file_cpu_ms=1000 * cpu["threads"],
+        fixed_cost_s=fixed["dask"] - fixed["threads"],
+        cluster_start_s=cluster_start,
+        cluster_stop_s=cluster_stop,
+        load_average=[round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+    )
+    save(results, args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Pooling a 4K RGB float32 image: convcli vs skimage.measure.block_reduce and PyTorch's CPU pooling.
 
-    python benchmarks/bench_pool.py [--json] [--threads 2]
+    python benchmarks/bench_pool.py [--json] [--threads 2] [--results DIR | --no-results]
 
 Ratios > 1 mean convcli is faster. block_reduce only tiles (stride = size, no overlap), so it
 appears in the 2×2 cases only. PyTorch runs with the same number of threads as convcli's Numba
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_time, have, report  # noqa: E402
+from common import Results, add_results_option, best_time, have, report, save  # noqa: E402
 
 from convcli.engine.pooling import pool  # noqa: E402
 
@@ -49,7 +49,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON line per case")
     parser.add_argument("--threads", type=int, default=2, help="threads for Numba and PyTorch")
+    add_results_option(parser)
     args = parser.parse_args()
+    results = Results("bench_pool", note=f"{args.threads} threads for Numba and PyTorch")
 
     import numba
 
@@ -71,7 +73,8 @@ def main() -> None:
             print(f"{name}: no reference library installed (pip install scikit-image torch)")
             continue
         seconds = best_time(lambda o=op, k=size, s=stride: pool(image, k, stride=s, op=o))
-        report(f"4K RGB float32 {name}", seconds, others, as_json=args.json)
+        report(f"4K RGB float32 {name}", seconds, others, as_json=args.json, results=results)
+    save(results, args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Training speed and accuracy of convcli against PyTorch (CPU, 2 threads), side by side.
 
-    /work/venv/bin/python benchmarks/bench_train.py [--steps 40] [--epochs 8] [--json]
+    python benchmarks/bench_train.py [--steps 20] [--epochs 8] [--json] [--results DIR | --no-results]
 
 Cases (the issue's): the seeds' small CNN on 1×28×28 inputs and a strided 1-D CNN on
 length-40 signals, batch 100, Adam (PyTorch defaults), the same number of steps on the
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import have  # noqa: E402
+from common import Results, add_results_option, have, save  # noqa: E402
 
 CASES = {
     "small-cnn 1x28x28 batch 100": {
@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per round")
     parser.add_argument("--epochs", type=int, default=8, help="epochs of the accuracy comparison")
     parser.add_argument("--json", action="store_true")
+    add_results_option(parser)
     args = parser.parse_args()
     if not have("torch"):
         sys.exit("bench_train: PyTorch is not installed (pip install torch==2.13.0)")
@@ -174,7 +175,8 @@ def main() -> None:
     def as_numpy(xb, yb):
         return np.ascontiguousarray(xb), yb
 
-    results = []
+    note = f"batch {BATCH}, Adam, 2 threads; accuracy after {args.epochs} epochs"
+    results = Results("bench_train", note=note)
     for title, case in CASES.items():
         x, y, x_test, y_test = make_data(case)
         speed = samples_per_second({"convcli": Ours(case, 0), "pytorch": Theirs(case, 0)}, x, y, args.steps,
@@ -186,16 +188,16 @@ def main() -> None:
             theirs.step(*as_torch(xb, yb))
         accuracy = {"convcli": ours.accuracy(x_test, y_test),
                     "pytorch": theirs.accuracy(*as_torch(x_test, y_test))}
-        result = {"case": title, "speed_ratio_vs_pytorch": ours_speed / theirs_speed,
-                  "test_accuracy": accuracy,
-                  "accuracy_points_vs_pytorch": 100 * (accuracy["convcli"] - accuracy["pytorch"])}
-        results.append(result)
+        result = results.add(title, speedup_vs={"pytorch": ours_speed / theirs_speed},
+                             speed_ratio_vs_pytorch=ours_speed / theirs_speed, test_accuracy=accuracy,
+                             accuracy_points_vs_pytorch=100 * (accuracy["convcli"] - accuracy["pytorch"]))
         if args.json:
             print(json.dumps(result))
         else:
             print(f"{title:<32} speed ratio vs PyTorch(2 threads) {result['speed_ratio_vs_pytorch']:5.2f}x   "
                   f"test accuracy convcli {accuracy['convcli']:.3f} vs PyTorch {accuracy['pytorch']:.3f} "
                   f"({result['accuracy_points_vs_pytorch']:+.1f} points)")
+    save(results, args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ the same way (ImageMagick, SoX, ffmpeg), with the warm worker and without it (CO
 Every result is a ratio (their time / ours; > 1: convcli faster), calls alternating round by
 round so a slow phase of the machine slows every contender alike.
 
-    python benchmarks/bench_warm.py [--rounds 7] [--json]
+    python benchmarks/bench_warm.py [--rounds 7] [--json] [--results DIR | --no-results]
 
 Cases (inputs are generated in a temporary folder; a missing tool skips its case):
   png512-sharpen   512x512 RGB PNG, 3x3 sharpen    vs `convert -morphology Convolve`
@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cli import afir, music_and_ir, photo  # noqa: E402
+from common import Results, add_results_option, save  # noqa: E402
 
 CONVCLI = str(Path(sys.executable).with_name("convcli"))
 SHARPEN_IM = "3x3: 0,-1,0 -1,5,-1 0,-1,0"
@@ -81,8 +82,13 @@ def wait_for_worker(seconds: float = 120.0) -> dict:
     raise RuntimeError("the worker did not start")
 
 
-def show(case: str, ours: float, others: dict[str, float], note: str = "", as_json: bool = False) -> None:
+RESULTS = Results("bench_warm", note="whole processes, alternating round by round")
+
+
+def show(case: str, ours: float, others: dict[str, float], note: str = "", as_json: bool = False,
+         **figures) -> None:
     ratios = {name: theirs / ours for name, theirs in others.items()}
+    RESULTS.add(case, speedup_vs=ratios, **figures)
     if as_json:
         print(json.dumps({"case": case, "speedup_vs": ratios, "note": note}))
         return
@@ -98,9 +104,12 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", action="store_true")
+    add_results_option(parser)
     args = parser.parse_args()
+    RESULTS.note += f", best of {args.rounds} rounds"
     with tempfile.TemporaryDirectory() as tmp:
         run_cases(Path(tmp), args.rounds, args.json)
+    save(RESULTS, args)
 
 
 def run_cases(folder: Path, rounds: int, as_json: bool) -> None:
@@ -140,6 +149,9 @@ def run_cases(folder: Path, rounds: int, as_json: bool) -> None:
             f"[worker off: {best['cold'][0]:.3f} s wall ({best['cold'][0] / 0.5:.2f}x the 0.5 s goal), "
             f"peak {best['cold'][1] / 1024:.0f} MiB; ImageMagick {best['im'][1] / 1024:.0f} MiB]",
             as_json,
+            wall_s=best["cold"][0],
+            peak_mib=best["cold"][1] / 1024,
+            imagemagick_peak_mib=best["im"][1] / 1024,
         )
     if sox:
         wav = str(folder / "clip10s.wav")
@@ -234,6 +246,7 @@ def case_idle(worker: dict, as_json: bool) -> None:
         ).stdout
     )["worker"]
     memory = status["memory"]
+    RESULTS.add("idle worker", cpu_seconds_in_10_s=used, memory=memory)
     text = (
         f"idle worker: {used:.2f} CPU seconds in 10 s; {memory.get('rss', 0) / 2**20:.0f} MiB resident, "
         f"{memory.get('pss', 0) / 2**20:.0f} MiB proportional"

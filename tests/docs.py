@@ -1,12 +1,16 @@
-"""Running documentation: the README's command blocks and every ``--help`` example, as written.
+"""Running documentation: the command blocks of README.md and docs/**/*.md and every ``--help``
+example, as written.
 
-Conventions the documentation follows so that it can be checked (and so it cannot drift):
+Each document runs on its own, top to bottom, in a fresh folder holding a copy of samples/ (a
+document that needs a trained model trains it itself). Conventions the documentation follows so
+that it can be checked (and so it cannot drift):
 
 - A command block is a fenced block whose lines start with ``$ ``; the lines after a command, up to
   the next ``$ `` line, are its output (stdout and stderr, in the order they were written). A command
   may continue on the next line after a trailing backslash.
 - In an output line, ``~`` before a number marks a value that varies between runs (seconds, samples
-  per second, file sizes, what training computes): ``~0.50 s`` matches any number there. Columns may
+  per second, file sizes; what training computes and counts that float rounding decides, which
+  differ from one CPU to another): ``~0.50 s`` matches any number there. Columns may
   move with it (runs of two or more spaces match any run of whitespace, and so do the spaces before a
   ``~``, which takes a column: the cells ``│ ~0.76 │`` and ``│~0.980 │`` match ``│  0.76 │`` and
   ``│ 0.980 │``); nothing else may differ.
@@ -30,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+README_MAX_LINES = 400
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>\w*)\s*$")
 VARIES = re.compile(r"~(-?\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?)")
@@ -65,7 +71,12 @@ def fenced_blocks(text: str) -> list[tuple[str, list[str], int, int]]:
     return blocks
 
 
-def readme_steps(text: str) -> list[Step]:
+def documents() -> list[Path]:
+    """The documents whose command blocks run: the README, then docs/ in path order."""
+    return [README, *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def document_steps(text: str) -> list[Step]:
     steps: list[Step] = []
     blocks = fenced_blocks(text)
     for index, (lang, body, start, end) in enumerate(blocks):
@@ -166,3 +177,47 @@ def run_step(step: Step, cwd: Path) -> tuple[int, list[str]]:
         timeout=300,
     )
     return result.returncode, [ANSI.sub("", line).rstrip() for line in result.stdout.splitlines()]
+
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6}\s+(?P<title>.+?)\s*#*\s*$")
+
+
+def local_links(text: str) -> list[tuple[int, str]]:
+    """(line number, target) of every link that is not a web address, outside fenced blocks."""
+    fenced = {n for _, _, start, end in fenced_blocks(text) for n in range(start - 1, end + 1)}
+    return [
+        (number, match["target"])
+        for number, line in enumerate(text.splitlines(), start=1)
+        if number not in fenced
+        for match in LINK.finditer(line)
+        if not re.match(r"[a-z][a-z0-9+.-]*:", match["target"])
+    ]
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a document's headings: lower case, punctuation dropped, spaces as
+    hyphens (a repeated heading gets -1, -2...)."""
+    fenced = {n for _, _, start, end in fenced_blocks(text) for n in range(start - 1, end + 1)}
+    found, repeats = set(), {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        heading = HEADING.match(line)
+        if heading and number not in fenced:
+            slug = re.sub(r"[^\w\- ]", "", heading["title"].lower()).replace(" ", "-")
+            found.add(f"{slug}-{repeats[slug]}" if slug in repeats else slug)
+            repeats[slug] = repeats.get(slug, 0) + 1
+    return found
+
+
+def broken_links(path: Path) -> list[str]:
+    """Links of ``path`` to a file that does not exist, or to a heading its target does not have."""
+    broken = []
+    for number, target in local_links(path.read_text()):
+        file_part, _, anchor = target.partition("#")
+        linked = (path.parent / file_part).resolve() if file_part else path
+        where = f"{path.relative_to(REPO)}:{number}: {target}"
+        if not linked.exists():
+            broken.append(f"{where} (no such file)")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked.read_text()):
+            broken.append(f"{where} (no heading #{anchor})")
+    return broken
