@@ -235,3 +235,48 @@ def correlate(
         kernel.shape[2], *stride, *dilation, *pad_before, mode, x.dtype.type(cval),
     )
     return out
+
+
+# outputs per task of correlate_lines: a 10 s 44.1 kHz row is seven tasks for the cores to share
+LINE_CHUNK = 1 << 16
+
+
+@parallel_kernel()
+def correlate_lines(padded, weights, offsets, out, stride):
+    """The Numba twin of :func:`convcli.engine.lines.correlate_numpy` (its module doc says why):
+    ``out[r, j] = ((w0·x[r, o0 + j·s] + w1·x[r, o1 + j·s]) + …)``, the taps added one by one in
+    order, four per pass over a block of the row. No fastmath: a fused multiply-add would round
+    otherwise than numpy's multiply then add."""
+    rows, length = out.shape
+    width = padded.shape[1]
+    flat = padded.reshape(-1)
+    n_taps = weights.shape[0]
+    chunks = (length + LINE_CHUNK - 1) // LINE_CHUNK
+    for task in prange(rows * chunks):
+        row = task // chunks
+        chunk_end = min(length, (task % chunks + 1) * LINE_CHUNK)
+        for j0 in range((task % chunks) * LINE_CHUNK, chunk_end, COLUMN_BLOCK):
+            j1 = min(chunk_end, j0 + COLUMN_BLOCK)
+            block = out[row, j0:j1]
+            m = j1 - j0
+            step = uint64(stride)
+            start = row * width + j0 * stride
+            b0, w0 = uint64(start + offsets[0]), weights[0]
+            for j in range(m):
+                block[j] = w0 * flat[b0 + uint64(j) * step]
+            t = 1
+            while t + 4 <= n_taps:
+                b1, b2 = uint64(start + offsets[t]), uint64(start + offsets[t + 1])
+                b3, b4 = uint64(start + offsets[t + 2]), uint64(start + offsets[t + 3])
+                w1, w2, w3, w4 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
+                for j in range(m):
+                    k = uint64(j) * step
+                    block[j] = (((block[j] + w1 * flat[b1 + k]) + w2 * flat[b2 + k]) + w3 * flat[b3 + k]) + (
+                        w4 * flat[b4 + k]
+                    )
+                t += 4
+            while t < n_taps:
+                b1, w1 = uint64(start + offsets[t]), weights[t]
+                for j in range(m):
+                    block[j] = block[j] + w1 * flat[b1 + uint64(j) * step]
+                t += 1
