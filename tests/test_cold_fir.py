@@ -4,6 +4,7 @@ that has not loaded Numba need not load it, and a warm worker writes what a cold
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,9 +17,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convcli
-from convcli import twins
+from convcli import jit, twins
 from convcli.engine import direct, lines
-from convcli.engine.boundary import BOUNDARIES
+from convcli.engine.boundary import BOUNDARIES, pad
 from convcli.engine.convolve import plan
 from convcli.io import pcm16, pcm16_jit
 
@@ -40,32 +41,52 @@ def _taps(rng: np.random.Generator, k: int, zeros: float, dtype) -> np.ndarray:
 
 @given(
     rows=st.integers(1, 3), n=st.integers(1, 200), k=st.integers(1, 40), stride=st.integers(1, 4),
-    dilation=st.integers(1, 3), zeros=st.sampled_from([0.0, 0.3, 1.0]), special=st.booleans(),
+    dilation=st.integers(1, 3), before=st.integers(0, 60), after=st.integers(0, 60), mode=st.integers(0, 4),
+    zeros=st.sampled_from([0.0, 0.3, 1.0]), special=st.booleans(), parallel=st.booleans(),
     dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16),
 )
-def test_numpy_rows_give_the_numba_twins_bytes(rows, n, k, stride, dilation, zeros, special, dtype, seed):
+def test_numpy_rows_give_the_numba_twins_bytes(rows, n, k, stride, dilation, before, after, mode, zeros,
+                                               special, parallel, dtype, seed):
+    """numpy on the padded rows, Numba on the rows in place and on padded copies of their ends:
+    the same bytes, under every boundary, with NaN and inf, serial or parallel."""
     rng = np.random.default_rng(seed)
     weights, offsets = lines.tap_table(_taps(rng, k, zeros, dtype), dilation)
-    span = int(offsets[-1]) + 1
-    padded = _signal(rng, (rows, n + span - 1), dtype, special)
-    length = (n - 1) // stride + 1
+    span = dilation * (k - 1) + 1
+    assume(n + before + after >= span)
+    x = _signal(rng, (rows, n), dtype, special)
+    cval = float(rng.standard_normal()) if mode == 0 else 0.0
+    length = (n + before + after - span) // stride + 1
     with np.errstate(invalid="ignore"):  # inf - inf, 0·inf: NaN, as in the Numba twin
-        expected = lines.correlate_numpy(padded, weights, offsets, length, stride)
-    for kernel in (direct.correlate_lines.serial, direct.correlate_lines.parallel):
-        out = np.full((rows, length), 7, dtype=dtype)
-        kernel(padded, weights, offsets, out, stride)
-        np.testing.assert_array_equal(out, expected)  # bitwise, NaN where NaN
-        assert out.tobytes() == expected.tobytes() or special
+        expected = lines.correlate_numpy(pad(x, ((before, after),), BOUNDARIES[mode], cval), weights, offsets,
+                                         length, stride)
+    out = np.full((rows, length), 7, dtype=dtype)
+    with _serial_below(0 if parallel else 1 << 62):
+        lines._numba_rows(x, weights, offsets, out, stride, before, mode, cval, rows * length * k)
+    np.testing.assert_array_equal(out, expected)  # NaN where NaN
+    assert out.tobytes() == expected.tobytes() or special
 
 
-def test_rows_longer_than_a_task_give_the_numpy_bytes():
+@contextlib.contextmanager
+def _serial_below(work: int):
+    """Numba's parallel kernels run from ``work`` multiply-adds on (convcli.jit.SERIAL_BELOW)."""
+    kept = jit.SERIAL_BELOW
+    jit.SERIAL_BELOW = work
+    try:
+        yield
+    finally:
+        jit.SERIAL_BELOW = kept
+
+
+def test_rows_longer_than_a_column_block_give_the_numpy_bytes():
     rng = np.random.default_rng(3)
     weights, offsets = lines.tap_table(rng.standard_normal(101).astype(np.float32), 1)
-    padded = rng.standard_normal((2, direct.LINE_CHUNK * 2 + 5000)).astype(np.float32)
-    length = padded.shape[1] - 100
+    x = rng.standard_normal((2, direct.COLUMN_BLOCK * 5 + 77)).astype(np.float32)
+    length = x.shape[1]
     out = np.empty((2, length), dtype=np.float32)
-    direct.correlate_lines.parallel(padded, weights, offsets, out, 1)
-    assert out.tobytes() == lines.correlate_numpy(padded, weights, offsets, length, 1).tobytes()
+    with _serial_below(0):
+        lines._numba_rows(x, weights, offsets, out, 1, 50, 1, 0.0, 0)
+    expected = lines.correlate_numpy(pad(x, ((50, 50),), "reflect"), weights, offsets, length, 1)
+    assert out.tobytes() == expected.tobytes()
 
 
 def _numpy_reference(x, kernel, *, mode, stride, dilation, boundary, correlate):

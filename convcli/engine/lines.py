@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convcli.engine.boundary import BOUNDARIES, pad
+from convcli.engine.boundary import BOUNDARIES, pad, window
 
 # extra samples of padding per row that the explicit padded copy may hold beyond the row's own
 # length (more padding than that goes to the general direct engine, which pads virtually)
@@ -51,18 +51,34 @@ def correlate(
     (1, 1, k) ``kernel``: (N, 1, ``length``)."""
     from convcli.twins import numba_pays
 
-    rows = signals.reshape(-1, signals.shape[-1])
-    padded = np.ascontiguousarray(pad(rows, (padding,), BOUNDARIES[boundary_code], cval))
-    weights, offsets = tap_table(kernel.reshape(-1).astype(padded.dtype), dilation)
+    rows = np.ascontiguousarray(signals.reshape(-1, signals.shape[-1]))
+    weights, offsets = tap_table(kernel.reshape(-1).astype(rows.dtype), dilation)
     work = rows.shape[0] * length * weights.size
-    if numba_pays(2 * work):
-        from convcli.engine.direct import correlate_lines
-
-        out = np.empty((rows.shape[0], length), dtype=padded.dtype)
-        correlate_lines.pick(work)(padded, weights, offsets, out, stride)
-    else:
-        out = correlate_numpy(padded, weights, offsets, length, stride)
+    if not numba_pays(2 * work):
+        padded = pad(rows, (padding,), BOUNDARIES[boundary_code], cval)
+        return correlate_numpy(padded, weights, offsets, length, stride).reshape(signals.shape[0], 1, length)
+    out = np.empty((rows.shape[0], length), dtype=rows.dtype)
+    _numba_rows(rows, weights, offsets, out, stride, padding[0], boundary_code, cval, work)
     return out.reshape(signals.shape[0], 1, length)
+
+
+def _numba_rows(rows, weights, offsets, out, stride, before, boundary_code, cval, work) -> None:
+    """Fill ``out`` with the Numba twin: the outputs whose taps all lie on the input read ``rows``
+    in place; those reaching into the padding read a padded copy of the few samples they need (the
+    same values as the whole padded row, so the same bytes as numpy's)."""
+    from convcli.engine.direct import correlate_lines
+
+    n, length = rows.shape[1], out.shape[1]
+    span = int(offsets[-1]) + 1
+    kernel = correlate_lines.pick(work if rows.shape[0] > 1 else 0)
+    lo = min(length, -(-before // stride))  # first output whose window starts on the input
+    hi = max(lo, min(length, (n - span + before) // stride + 1 if n - span + before >= 0 else 0))
+    kernel(rows, -before, weights, offsets, out, stride, lo, hi)
+    for first, last in ((0, lo), (hi, length)):
+        if last > first:
+            start = first * stride  # padded position of the first window's first sample
+            edge = window(rows, start - before, (last - 1 - first) * stride + span, boundary_code, cval)
+            kernel(edge, -start, weights, offsets, out, stride, first, last)
 
 
 def correlate_numpy(
