@@ -120,7 +120,7 @@ def _command_lines(work: Path, inputs: dict[str, str]) -> list[list[str]]:
         # large enough for the parallel kernels (small ones run their serial twins: jit.SERIAL_BELOW)
         ["convolve", inputs["rgb8-large"], "-k", "sharpen", "-o", out, *quiet],
         ["convolve", inputs["rgb16-large"], "-k", "sharpen", "-o", out, *quiet],
-        ["convolve", inputs["wav-large"], "-k", "lowpass:cutoff=1000", "-o", out, *quiet],  # 1-D rows, parallel
+        ["convolve", inputs["wav-large"], "-k", "lowpass:cutoff=1000", "-o", out, *quiet],  # parallel rows
         ["convolve", inputs["rgb16"], "-k", "box:3", "-o", out, *quiet],
         ["convolve", inputs["rgb8"], "-k", "box:3", "--method", "fft", "-o", str(work / "f.npy"), *quiet],
         ["convolve", inputs["wav"], "-k", "moving-average:9", "-o", str(work / "m.wav"), *quiet],
