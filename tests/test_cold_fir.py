@@ -137,7 +137,7 @@ def test_the_plan_runs_1d_filters_as_rows_and_says_so():
     kernel = np.hanning(101).astype(np.float32)
     how = plan((2, 441000), kernel)
     assert how.method == "direct" and how.lines
-    assert "as 1-D rows, taps added in order" in how.reason
+    assert "1-D rows, taps summed in order" in how.reason
     assert not plan((1, 2, 441000), kernel[None, None].repeat(2, axis=1)).lines  # channel mixing
     assert not plan((64, 64), np.ones((3, 3))).lines
     assert not plan((10,), np.ones(3), padding=(0, 10**6)).lines  # padding far wider than the row

@@ -267,7 +267,7 @@ def plan(
     chosen, reason = _choose(method, costs, rank1, memory)
     lines = bool(lines_width) and chosen == "direct"
     if lines:
-        reason += "; as 1-D rows, taps added in order (numpy, or Numba once loaded: the same bytes)"
+        reason += "; 1-D rows, taps summed in order (numpy or Numba: the same bytes)"
     if chosen == "fft":
         reason += f"; overlap-add, FFT blocks of {fft_block}" if fft_block else "; one FFT of the whole input"
     if folds is not None:
