@@ -133,6 +133,28 @@ def test_rows_equal_the_general_direct_engine_and_numpy(channels, n, k, stride, 
     assert how.method != "direct" or how.lines == lines.fits(n, how.engine_padding[0])
 
 
+@given(
+    channels=st.integers(1, 3), n=st.integers(1, 150), k=st.integers(1, 30), stride=st.integers(1, 3),
+    mode=st.sampled_from(["same", "full"]), boundary=st.sampled_from(BOUNDARIES), seed=st.integers(0, 2**16),
+)
+def test_a_process_without_numba_gives_the_same_bytes(channels, n, k, stride, mode, boundary, seed):
+    """convcli.convolve where Numba is not loaded (the numpy twin runs) and where it is."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((channels, n)).astype(np.float32)
+    kernel = _taps(rng, k, 0.2, np.float32)
+    options = {"mode": mode, "stride": stride, "boundary": boundary}
+    assume(plan(x.shape, kernel, **options).lines)  # (a tiny input under a long kernel may take fft)
+    warm = convcli.convolve(x, kernel, **options)
+    numba = sys.modules.pop("numba")
+    kept, twins._numpy_work_done = twins._numpy_work_done, 0
+    try:
+        cold = convcli.convolve(x, kernel, **options)
+        assert twins._numpy_work_done > 0  # the numpy twin ran
+    finally:
+        sys.modules["numba"], twins._numpy_work_done = numba, kept
+    assert cold.tobytes() == warm.tobytes()
+
+
 def test_the_plan_runs_1d_filters_as_rows_and_says_so():
     kernel = np.hanning(101).astype(np.float32)
     how = plan((2, 441000), kernel)
