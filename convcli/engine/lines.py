@@ -3,13 +3,14 @@ Numba (:func:`convcli.engine.direct.correlate_lines`), with the same bytes.
 
 A 1-D kernel that filters each signal alone (an audio FIR, a short impulse response, a 1-D array
 filter) runs here when the plan picks ``direct`` and the padding is at most about the input's
-length (:func:`fits`): the rows are padded once (:func:`convcli.engine.boundary.pad`), then each
-output is ``((w0·x0 + w1·x1) + w2·x2) + …`` over the kernel's nonzero taps, every product and sum
-rounded to the compute dtype in that order, with no fused multiply-add. numpy runs one tap at a
-time over whole rows, the Numba twin four taps per pass over blocks of a row; the operations are
-the same, so a cold process, which has no Numba loaded and does not load it for a small call
-(:func:`convcli.twins.numba_pays`), writes the bytes a warm worker writes. Against the general
-direct engine (fused multiply-adds, eight taps per pass) results agree to float rounding.
+length (:func:`fits`). Each output is ``((w0·x0 + w1·x1) + w2·x2) + …`` over the kernel's nonzero
+taps of the padded row, every product and sum rounded to the compute dtype in that order, with no
+fused multiply-add. numpy pads the rows (:func:`convcli.engine.boundary.pad`) and runs one tap at a
+time over whole rows; the Numba twin reads the rows in place, and a padded copy of their ends only
+for the outputs that reach into the padding, eight taps per pass over blocks of a row. The values
+and the operations are the same, so a cold process, which has no Numba loaded and does not load it
+for a small call (:func:`convcli.twins.numba_pays`), writes the bytes a warm worker writes. Against
+the general direct engine (fused multiply-adds) results agree to float rounding.
 """
 
 from __future__ import annotations
