@@ -92,7 +92,7 @@ def _source_indices(first: int, count: int, n: int, mode: int) -> np.ndarray:
     return np.fromiter((source_index(first + t, n, mode) for t in range(count)), np.int64, count)
 
 
-def window(x: np.ndarray, first: int, count: int, mode: int, cval: float) -> np.ndarray:
+def padded_piece(x: np.ndarray, first: int, count: int, mode: int, cval: float) -> np.ndarray:
     """Positions ``first .. first + count - 1`` of the last axis of ``x`` extended by boundary
     ``mode`` (a code) on both sides: a piece of what :func:`pad` gives, as a contiguous copy."""
     source = _source_indices(first, count, x.shape[-1], mode)

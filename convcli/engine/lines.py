@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convcli.engine.boundary import BOUNDARIES, pad, window
+from convcli.engine.boundary import BOUNDARIES, pad, padded_piece
 
 # extra samples of padding per row that the explicit padded copy may hold beyond the row's own
 # length (more padding than that goes to the general direct engine, which pads virtually)
@@ -78,7 +78,7 @@ def _numba_rows(rows, weights, offsets, out, stride, before, boundary_code, cval
     for first, last in ((0, lo), (hi, length)):
         if last > first:
             start = first * stride  # padded position of the first window's first sample
-            edge = window(rows, start - before, (last - 1 - first) * stride + span, boundary_code, cval)
+            edge = padded_piece(rows, start - before, (last - 1 - first) * stride + span, boundary_code, cval)
             kernel(edge, -start, weights, offsets, out, stride, first, last)
 
 
