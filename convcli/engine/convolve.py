@@ -4,7 +4,9 @@ One code path: :func:`plan` validates the request, works out padding and output 
 (through :func:`convcli.sizes.output_size`) and picks a method from a measured cost model;
 :func:`convolve` pads nothing itself and hands the plan to one of three engines:
 
-- ``direct``    (Numba) cost = N·C_out·C_in·prod(out)·prod(k) multiply-adds
+- ``direct``    (Numba) cost = N·C_out·C_in·prod(out)·prod(k) multiply-adds; a 1-D kernel that
+  filters each signal alone runs as rows (:mod:`convcli.engine.lines`: numpy, or its Numba twin,
+  the same bytes), so a cold FIR call needs no Numba
 - ``separable`` (Numba, rank-1 2-D kernels) cost = N·C·Ho·(W·kh + Wo·kw) multiply-adds
 - ``fft``       (scipy.fft) cost = FFT_COST·(#transforms)·L·log2 L + N·C_out·C_in·L/2 complex
   products, with L the padded transform size (whole axis, or overlap-add blocks for 1-D);
@@ -88,6 +90,7 @@ class ConvPlan:
     folded: np.ndarray | None = field(default=None, repr=False, compare=False)
     engine_dilation: tuple[int, ...] = ()
     engine_padding: tuple[tuple[int, int], ...] = ()
+    lines: bool = False  # direct, run as 1-D rows by convcli.engine.lines
 
 
 def _explicit_padding(padding: PerAxisPadding, nd: int) -> tuple[tuple[int, int], ...]:
@@ -252,16 +255,20 @@ def plan(
         factors = rank1_factors(kernel, np.dtype(dtype))
         rank1 = factors is not None
 
+    lines_width = _lines_width(shape, spatial_in, run_pads)
     taps = _direct_taps(kernel, factors, c_out) * _border_weight(spatial_in[-1], spatial_out[-1], stride[-1],
                                                                  run_spans[-1], run_pads[-1][0])
     costs, fft_block = _costs(n, c_in, c_out, spatial_in, spatial_out, run_ksize, stride, run_spans, factors,
                               taps, run_pads[-1][0], priced=method == "fft")
     memory = {
         name: _memory(name, x_shape, output_shape, run_shape, spatial_out, stride, run_spans, fft_block,
-                      np.dtype(dtype).itemsize, n * (c_in + c_out), c_in * c_out)
+                      np.dtype(dtype).itemsize, n * (c_in + c_out), c_in * c_out, lines_width)
         for name in costs
     }
     chosen, reason = _choose(method, costs, rank1, memory)
+    lines = bool(lines_width) and chosen == "direct"
+    if lines:
+        reason += "; 1-D rows, taps summed in order (numpy or Numba: the same bytes)"
     if chosen == "fft":
         reason += f"; overlap-add, FFT blocks of {fft_block}" if fft_block else "; one FFT of the whole input"
     if folds is not None:
@@ -284,7 +291,18 @@ def plan(
         folded=folded,
         engine_dilation=run_dilation,
         engine_padding=run_pads,
+        lines=lines,
     )
+
+
+def _lines_width(shape: tuple[int, ...], spatial_in: tuple[int, ...], pads) -> int:
+    """Where direct would run as 1-D rows (:mod:`convcli.engine.lines`: a 1-D kernel filtering each
+    signal alone, padding it fits), the width of the padded rows it copies; else 0."""
+    from convcli.engine.lines import fits
+
+    if len(shape) != 1 or not fits(spatial_in[0], pads[0]):
+        return 0
+    return spatial_in[0] + sum(pads[0])
 
 
 def _border_weight(w: int, wo: int, stride: int, span: int, pad_left: int) -> float:
@@ -306,10 +324,11 @@ def _direct_taps(kernel: np.ndarray | None, factors, c_out: int) -> int:
 
 
 def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, spans, fft_block, itemsize,
-            signals: int, kernel_pairs: int) -> float:
+            signals: int, kernel_pairs: int, lines_width: int = 0) -> float:
     """Bytes the chosen method allocates: the input's float copy, the output, and the method's own
     buffers (the direct engine's column map, a factored kernel made dense, the FFT's padded input,
-    spectra and full result). ``signals``: input plus output signals (N·C_in + N·C_out)."""
+    spectra and full result; as rows, the padded rows of ``lines_width`` and numpy's product row).
+    ``signals``: input plus output signals (N·C_in + N·C_out)."""
     reach = [input_reach(o, k, s) for o, s, k in zip(spatial_out, stride, spans, strict=True)]
     arrays = itemsize * (math.prod(x_shape) + math.prod(output_shape))
     # per thread, the Numba engines hold the input rows under the kernel (c_in·kh rows of width w)
@@ -319,6 +338,8 @@ def _memory(method, x_shape, output_shape, kernel_shape, spatial_out, stride, sp
     extra = itemsize * math.prod(kernel_shape) + rows
     if method == "direct":
         extra += DIRECT_TAP_BYTES * math.prod(kernel_shape)
+        if lines_width:
+            extra += itemsize * (math.prod(x_shape[:-1]) * lines_width + math.prod(output_shape))
     if method == "fft":
         # overlap-add holds ~reach·block/step points per signal; one transform, about reach points
         points = math.prod(reach) if fft_block is None else 2 * (reach[0] + fft_block)
@@ -553,6 +574,11 @@ def warn_if_overflowed(x: np.ndarray, out: np.ndarray, what: str) -> None:
 def _run(how: ConvPlan, signals, kernel, spatial_out, boundary_code, cval) -> np.ndarray:
     nd = len(spatial_out)
     before = tuple(p[0] for p in how.engine_padding)
+    if how.lines:
+        from convcli.engine import lines
+
+        return lines.correlate(signals, kernel, spatial_out[0], how.stride[0], how.engine_dilation[0],
+                               how.engine_padding[0], boundary_code, cval)
     if how.method == "fft":
         from convcli.engine import fft
         from convcli.engine.boundary import BOUNDARIES, window

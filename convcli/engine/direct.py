@@ -235,3 +235,67 @@ def correlate(
         kernel.shape[2], *stride, *dilation, *pad_before, mode, x.dtype.type(cval),
     )
     return out
+
+
+@parallel_kernel()
+def correlate_lines(source, shift, weights, offsets, out, stride, first, last):
+    """Outputs ``[first, last)`` of each row of ``out``, the Numba twin of
+    :func:`convcli.engine.lines.correlate_numpy` (its module doc says why): ``out[r, j] =
+    ((w0·x[r, o0 + j·s] + w1·x[r, o1 + j·s]) + …)`` with ``x[r, p] = source[r, p + shift]``, the
+    taps added one by one in order (:func:`line_taps`), over blocks of a row; one task per row, as
+    ``correlate_direct`` runs 1-D signals."""
+    rows = out.shape[0]
+    width = source.shape[1]
+    flat = source.reshape(-1)
+    for row in prange(rows):
+        for j0 in range(first, last, COLUMN_BLOCK):
+            j1 = min(last, j0 + COLUMN_BLOCK)
+            line_taps(out[row, j0:j1], flat, row * width + shift + j0 * stride, stride, weights, offsets)
+
+
+@njit(cache=True, nogil=True)
+def line_taps(block, flat, start, stride, weights, offsets):
+    """``block[j] = ((w0·flat[start + o0 + j·s] + w1·flat[start + o1 + j·s]) + …)``, eight (then
+    four, then one) taps per pass. No fastmath: a fused multiply-add would round otherwise than
+    numpy's multiply then add. Indices are unsigned so that the loops vectorize (see
+    :func:`accumulate_taps`); callers guarantee ``start + o0 >= 0``."""
+    m = block.shape[0]
+    n_taps = weights.shape[0]
+    step = uint64(stride)
+    b0, w0 = uint64(start + offsets[0]), weights[0]
+    for j in range(m):
+        block[j] = w0 * flat[b0 + uint64(j) * step]
+    t = 1
+    while t + 8 <= n_taps:
+        _eight_line_taps(block, m, flat, start, step, weights, offsets, t)
+        t += 8
+    while t + 4 <= n_taps:
+        b1, b2 = uint64(start + offsets[t]), uint64(start + offsets[t + 1])
+        b3, b4 = uint64(start + offsets[t + 2]), uint64(start + offsets[t + 3])
+        w1, w2, w3, w4 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
+        for j in range(m):
+            k = uint64(j) * step
+            block[j] = (((block[j] + w1 * flat[b1 + k]) + w2 * flat[b2 + k]) + w3 * flat[b3 + k]) + (
+                w4 * flat[b4 + k]
+            )
+        t += 4
+    while t < n_taps:
+        b1, w1 = uint64(start + offsets[t]), weights[t]
+        for j in range(m):
+            block[j] = block[j] + w1 * flat[b1 + uint64(j) * step]
+        t += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _eight_line_taps(block, m, flat, start, step, weights, offsets, t):
+    """Taps ``t .. t+7`` of :func:`line_taps` in one pass, added one by one in order."""
+    b1, b2 = uint64(start + offsets[t]), uint64(start + offsets[t + 1])
+    b3, b4 = uint64(start + offsets[t + 2]), uint64(start + offsets[t + 3])
+    b5, b6 = uint64(start + offsets[t + 4]), uint64(start + offsets[t + 5])
+    b7, b8 = uint64(start + offsets[t + 6]), uint64(start + offsets[t + 7])
+    w1, w2, w3, w4 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
+    w5, w6, w7, w8 = weights[t + 4], weights[t + 5], weights[t + 6], weights[t + 7]
+    for j in range(m):
+        k = uint64(j) * step
+        total = (((block[j] + w1 * flat[b1 + k]) + w2 * flat[b2 + k]) + w3 * flat[b3 + k]) + w4 * flat[b4 + k]
+        block[j] = (((total + w5 * flat[b5 + k]) + w6 * flat[b6 + k]) + w7 * flat[b7 + k]) + w8 * flat[b8 + k]

@@ -1,11 +1,11 @@
-"""16-bit PCM frames from float samples, converted as libsndfile converts them (Numba: import
-this module lazily, where a file is written).
+"""16-bit PCM frames from float samples, converted as libsndfile converts them.
 
-One pass over the samples: the conversion, the interleaving into C-ordered frames (what
-libsndfile takes without a copy) and the count of samples outside [-1, 1], the 'clip' policy's
-report. The conversion saturates such samples at the end steps, exactly as clipping them to
-[-1, 1] first would. A 60 s stereo file: ~6 ms, where numpy's passes (clip count, clip, scale,
-floor, bounds, cast, transposed copy) took ~27 ms.
+One pass over the samples in Numba (:mod:`convcli.io.pcm16_jit`): the conversion, the
+interleaving into C-ordered frames (what libsndfile takes without a copy) and the count of samples
+outside [-1, 1], the 'clip' policy's report. The conversion saturates such samples at the end
+steps, exactly as clipping them to [-1, 1] first would. A 60 s stereo file: ~6 ms, where numpy's
+passes take ~27 ms; numpy's passes (:func:`convert_numpy`, the same values: tested) run where
+Numba is not loaded and loading it would cost more (:func:`convcli.twins.numba_pays`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from convcli.io.audio import PCM16_SCALE
-from convcli.jit import njit
 
 SCALE = np.float32(PCM16_SCALE)
 LOWEST = np.float32(-PCM16_SCALE)
 HIGHEST = np.float32(PCM16_SCALE - 1)
+# numpy operations per sample of convert_numpy (its passes), as convcli.twins counts work
+NUMPY_PASSES = 7
 
 
 def pcm16_frames(block: np.ndarray) -> tuple[np.ndarray, int]:
@@ -27,26 +28,25 @@ def pcm16_frames(block: np.ndarray) -> tuple[np.ndarray, int]:
     multiply would), then bounded to [-32768, 32767]; NaN becomes -32768. That is libsndfile's
     rule, except that libsndfile rounds up values within ~3e-5 of a step. The count looks at
     the samples as given."""
+    from convcli.twins import numba_pays
+
     block = np.ascontiguousarray(block)
+    if not numba_pays(NUMPY_PASSES * block.size):
+        return convert_numpy(block)
+    from convcli.io.pcm16_jit import convert
+
     frames = np.empty(block.shape[::-1], dtype=np.int16)
-    outside = _convert(block, frames.reshape(-1))
+    outside = convert(block, frames.reshape(-1))
     return frames, int(outside)
 
 
-@njit(cache=True, nogil=True)
-def _convert(block, flat):
-    channels, n = block.shape
-    outside = 0
-    for c in range(channels):  # a row at a time: the count and the scaling vectorize
-        row = block[c]
-        for j in range(n):
-            x = row[j]
-            outside += (x < -1.0) | (x > 1.0)
-    for c in range(channels):
-        row = block[c]
-        for j in range(n):
-            step = np.floor(np.float32(row[j]) * SCALE)
-            step = step if step >= LOWEST else LOWEST  # NaN fails the test: the lowest step
-            step = step if step <= HIGHEST else HIGHEST
-            flat[j * channels + c] = np.int16(step)
-    return outside
+def convert_numpy(block: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`pcm16_frames` in numpy passes: the twin of :func:`convcli.io.pcm16_jit.convert`."""
+    outside = int(np.count_nonzero(np.abs(block) > 1.0))  # NaN is not counted, nor by the kernel
+    steps = np.multiply(block, SCALE, dtype=np.float32)
+    np.floor(steps, out=steps)
+    np.fmax(steps, LOWEST, out=steps)  # NaN gives the lowest step, as the Numba kernel's test does
+    np.minimum(steps, HIGHEST, out=steps)
+    frames = np.empty(block.shape[::-1], dtype=np.int16)
+    np.copyto(frames, steps.T, casting="unsafe")
+    return frames, outside

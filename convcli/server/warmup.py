@@ -120,6 +120,7 @@ def _command_lines(work: Path, inputs: dict[str, str]) -> list[list[str]]:
         # large enough for the parallel kernels (small ones run their serial twins: jit.SERIAL_BELOW)
         ["convolve", inputs["rgb8-large"], "-k", "sharpen", "-o", out, *quiet],
         ["convolve", inputs["rgb16-large"], "-k", "sharpen", "-o", out, *quiet],
+        ["convolve", inputs["wav-large"], "-k", "lowpass:cutoff=1000", "-o", out, *quiet],  # parallel rows
         ["convolve", inputs["rgb16"], "-k", "box:3", "-o", out, *quiet],
         ["convolve", inputs["rgb8"], "-k", "box:3", "--method", "fft", "-o", str(work / "f.npy"), *quiet],
         ["convolve", inputs["wav"], "-k", "moving-average:9", "-o", str(work / "m.wav"), *quiet],
@@ -154,6 +155,7 @@ def _inputs(work: Path) -> dict[str, str]:
         "rgb8-large": str(work / "rgb8-large.png"),
         "rgb16-large": str(work / "rgb16-large.png"),
         "wav": str(work / "clip.wav"),
+        "wav-large": str(work / "clip-large.wav"),
         "images": str(work / "images.npz"),
         "signals": str(work / "signals.npz"),
     }
@@ -176,6 +178,8 @@ def _make_inputs(work: Path) -> dict[str, str]:
     Path(inputs["rgb16-large"]).write_bytes(imagecodecs.png_encode(rng.integers(0, 65536, (side, side, 3),
                                                                                 dtype=np.uint16)))
     soundfile.write(inputs["wav"], rng.uniform(-0.5, 0.5, (1600, 2)), 16000, subtype="PCM_16")
+    # 2 x 8000 samples under 101 taps: over jit.SERIAL_BELOW
+    soundfile.write(inputs["wav-large"], rng.uniform(-0.5, 0.5, (8000, 2)), 16000, subtype="PCM_16")
     labels = np.arange(40) % 2
     np.savez(inputs["images"], x=rng.integers(0, 256, (40, 12, 12), dtype=np.uint8), y=labels)
     np.savez(inputs["signals"], x=rng.standard_normal((40, 32)).astype(np.float32), y=labels)
