@@ -11,6 +11,8 @@ import subprocess
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
+from convcli.cli import COMMANDS, cli
 from docs import (
     README,
     README_MAX_LINES,
@@ -27,8 +29,6 @@ from docs import (
     run_step,
     workspace,
 )
-
-from convcli.cli import COMMANDS, cli
 
 # the order in which the help examples run: train writes the model evaluate and predict use
 HELP_ORDER = [
