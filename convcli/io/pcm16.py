@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convcli.io.audio import PCM16_SCALE
+from convcli.io.ranges import PCM16_SCALE
 from convcli.jit import njit
 
 SCALE = np.float32(PCM16_SCALE)
