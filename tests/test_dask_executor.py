@@ -115,7 +115,7 @@ class Poison(distributed.WorkerPlugin):
     name = "convcli-test-poison"
 
     def setup(self, worker):
-        import convcli.cli.convolve as command
+        import convcli.jobs.convolve as command
 
         original = command.load_input
 
