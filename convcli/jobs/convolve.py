@@ -34,13 +34,14 @@ class ConvolveSettings:
 
 
 def check_transposed(geometry) -> None:
-    """Options that only a transposed convolution takes, or that it cannot honour."""
+    """Options that only a transposed convolution takes, or that it cannot honour (the messages mark
+    the parameters they name: the command shows its flags)."""
     extra = geometry.output_padding
     if any(extra if isinstance(extra, tuple) else (extra,)) and not geometry.transposed:
-        raise UsageError("--output-padding applies only with --transposed")
+        raise UsageError("`output_padding` applies only with `transposed`")
     if geometry.transposed and geometry.cval != 0:
-        raise UsageError("--transposed is the adjoint of a linear operation: a constant boundary with "
-                         f"--cval {geometry.cval:g} is not linear (leave out --cval)")
+        raise UsageError("`transposed` is the adjoint of a linear operation: a constant boundary with "
+                         f"`cval` {geometry.cval:g} is not linear (leave out `cval`)")
 
 
 
