@@ -100,8 +100,12 @@ def convolve_files(
     are the failures. Raises ``ValueError`` (:class:`convcli.errors.UsageError`) for a bad kernel or
     option, before any file is read.
 
-    >>> results = convcli.convolve_files(["a.png", "b.png"], "gaussian:sigma=2", "blurred")
-    >>> [(r.output.name, r.details["output_shape"]) for r in results if r.ok]  # doctest: +SKIP
+    Example::
+
+        results = convcli.convolve_files(sorted(glob.glob("photos/*.png")), "gaussian:sigma=2", "blurred",
+                                         workers=4, executor="process")
+        for failed in (r for r in results if not r.ok):
+            print(failed.error)
     """
     from convcli.engine.boundary import check_cval, normalize_boundary
     from convcli.io.ranges import check_policy
