@@ -79,6 +79,18 @@ def test_each_contract_breaks_on_an_import_it_forbids(copy, module, line, broken
     assert f"{importer} -> " in done.stdout  # the report names the import
 
 
+def test_a_new_module_must_be_given_its_layer(copy):
+    """The layers contract is exhaustive: a module nobody placed breaks it."""
+    path = copy / "convcli" / "unplaced.py"
+    path.write_text('"""A module added without a place in the layers."""\n')
+    try:
+        done = lint(copy)
+    finally:
+        path.unlink()
+    assert done.returncode == 1 and "unplaced" in done.stdout, done.stdout + done.stderr
+    assert f"{contract_names()['layers']} BROKEN" in done.stdout
+
+
 def test_the_copy_keeps_every_contract_before_an_injection(copy):
     """The injections above break contracts, not the copy itself."""
     done = lint(copy)
