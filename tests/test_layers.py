@@ -24,6 +24,7 @@ def contract_names() -> dict[str, str]:
 
 def lint(project: Path) -> subprocess.CompletedProcess:
     """``lint-imports`` on ``project``'s pyproject.toml, with its own convcli first on the path."""
+    assert LINT_IMPORTS.exists(), "no lint-imports beside this Python: pip install -e '.[test]'"
     environ = {**os.environ, "PYTHONPATH": str(project)}
     return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--no-logo"], cwd=project, env=environ,
                           capture_output=True, text=True, timeout=300)
