@@ -277,14 +277,16 @@ def test_each_task_gives_numba_its_share_of_the_host(client):
 
 
 def test_dask_workers_run_files_without_the_cli_or_rich(client, tmp_path):
-    """The convolve job runs on a Dask worker without loading convcli.cli or rich there (click is
-    distributed's own import: what the job itself imported is checked for it)."""
+    """The command's batch path (run_files) runs the convolve job on Dask workers without loading
+    convcli.cli or rich there (click is distributed's own import: what the task imported is checked
+    for it). Every test before this one ran its batches on these same workers."""
     import functools
     import pickle
 
     import worker_probe
 
-    from convcli.executors import BatchOptions, Job, run_batch
+    from convcli.cli.common import run_files
+    from convcli.executors import BatchOptions, Job
     from convcli.jobs.convolve import ConvolveSettings, convolve_file
     from convcli.kernels.apply import Geometry
     from convcli.kernels.level import Level
@@ -298,7 +300,8 @@ def test_dask_workers_run_files_without_the_cli_or_rich(client, tmp_path):
     cloudpickle.register_pickle_by_value(worker_probe)  # the workers cannot import the tests' modules
     try:
         options = BatchOptions(executor="dask", scheduler_address=client.scheduler.address)
-        records = run_batch(jobs, functools.partial(worker_probe.modules_of, task), options).records
+        probe = functools.partial(worker_probe.modules_of, task)
+        records = run_files(jobs, probe, options, quiet=True).records
     finally:
         cloudpickle.unregister_pickle_by_value(worker_probe)
     assert [r["error"] for r in records] == [None] * 3

@@ -131,7 +131,10 @@ def test_the_python_batch_loads_neither_click_nor_rich_nor_the_cli(tmp_path):
 
 
 def test_process_pool_workers_run_files_without_click_rich_or_the_cli(tmp_path):
-    from convcli.executors import BatchOptions, Job, run_batch
+    """The command's own batch path (run_files: its progress bar, its flag names for errors) with
+    a probe around the convolve job: what the workers hold."""
+    from convcli.cli.common import run_files
+    from convcli.executors import BatchOptions, Job
     from convcli.jobs.convolve import ConvolveSettings, convolve_file
     from convcli.kernels.apply import Geometry
     from convcli.kernels.level import Level
@@ -143,7 +146,7 @@ def test_process_pool_workers_run_files_without_click_rich_or_the_cli(tmp_path):
     task = pickle.dumps(functools.partial(convolve_file, settings=settings))  # what the executor ships
     jobs = [Job(str(path), tmp_path / "out" / path.name, ".png") for path in inputs]
     probe = functools.partial(worker_probe.modules_of, task)
-    records = run_batch(jobs, probe, BatchOptions(workers=2, executor="process")).records
+    records = run_files(jobs, probe, BatchOptions(workers=2, executor="process"), quiet=True).records
     assert [r["error"] for r in records] == [None] * 3
     assert all(r["worker"] == "process" and r["job_module"] == "convcli.jobs.convolve" for r in records)
     # (jobs defined in the Click modules loaded click, rich and convcli.cli into every worker)

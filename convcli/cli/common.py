@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from convcli.cli.output import error, flag, print_json, progress_bar, warn
-from convcli.errors import ExitStatus, InputError, OutputExistsError, UsageError
+from convcli.cli.output import error, print_json, progress_bar, warn
+from convcli.errors import ExitStatus, InputError, OutputExistsError, UsageError, flag
 from convcli.executors import EXECUTORS, BatchOptions, Job, Record, run_batch
 from convcli.io.files import STDIO, check_can_write, check_regular, kind_of
 from convcli.jobs.files import output_names, resolved

@@ -2,7 +2,7 @@
 
 Messages go to stderr as one line with the one prefix (``convcli: error:``, ``convcli: warning:``,
 ``convcli: note:``); the library's parameter names become the flags that set them
-(:func:`flag`); ``--json`` prints one document with the one vocabulary (:func:`print_json`);
+(:func:`convcli.errors.flag`); ``--json`` prints one document with the one vocabulary (:func:`print_json`);
 tables right-align their numbers (:func:`table`). Shapes are written by
 :func:`convcli.text.shape_text`. Nothing here imports Numba, NumPy or rich until it draws.
 """
@@ -18,21 +18,6 @@ from collections.abc import Callable, Collection
 import click
 
 PROGRAM = "convcli"
-
-# the library's parameter names whose flag is not "--" + the name with dashes
-FLAGS = {
-    "workers": "-j",
-    "input_shape": "--input",
-    "spec": "--model",
-    "unknown": "--solve",
-    "target": "--out",
-}
-
-
-def flag(parameter: str) -> str:
-    """The command-line flag that sets a library parameter: ``lr`` -> ``--lr``, ``workers`` -> ``-j``."""
-    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
-
 
 def error(message: str) -> None:
     click.echo(f"{PROGRAM}: error: {message}", err=True)
