@@ -81,6 +81,8 @@ def test_an_existing_output_is_a_failed_file_until_force(tmp_path):
     (lambda i, o: convcli.convolve_files(i, "box:3", o, output_padding=1), "`output_padding`"),
     (lambda i, o: convcli.convolve_files(i, "box:3", o, method="fast"), "method"),
     (lambda i, o: convcli.convolve_files(i, "box:3", o, extension=".xyz"), ".xyz"),
+    (lambda i, o: convcli.convolve_files(i, "box:3", o, stride=0), "stride must be >= 1, got 0"),
+    (lambda i, o: convcli.convolve_files(i, "box:3", o, dilation=(1, 2, 3)), "dilation"),
     (lambda i, o: convcli.pool_files(i, 2, o, output_size=3), "not both"),
     (lambda i, o: convcli.pool_files(i, 0, o), "size"),
     (lambda i, o: convcli.pool_files(i, 2, o, op="max", dilation=2, boundary="reflect"), "boundary"),
@@ -99,11 +101,21 @@ def test_pool_files_pools_as_the_engine_does_and_adaptive_too(tmp_path):
     [windowed] = convcli.pool_files([tmp_path / "x.npy"], 2, tmp_path / "max")
     expected = array.reshape(3, 4, 2, 5, 2).max(axis=(2, 4))  # 2x2 windows, stride 2, by hand
     assert np.array_equal(np.load(windowed.output), expected)
-    [adaptive] = convcli.pool_files([tmp_path / "x.npy"], None, tmp_path / "avg", op="avg", output_size=1)
+    [adaptive] = convcli.pool_files([tmp_path / "x.npy"], None, tmp_path / "avg", op="avg",
+                                    output_size=np.int64(1))
     assert np.allclose(np.load(adaptive.output), array.mean(axis=(1, 2), keepdims=True), atol=1e-6)
     [picture] = pictures(tmp_path / "in", 1)
     [as_array] = convcli.pool_files([picture], 3, tmp_path / "npy", extension="npy")
     assert as_array.output.name == "p0.npy" and as_array.details["output_shape"] == [3, 6, 7]
+
+
+def test_convolve_files_takes_a_stride_per_axis(tmp_path):
+    array = RNG.standard_normal((3, 8, 10)).astype(np.float32)
+    np.save(tmp_path / "x.npy", array)
+    [strided] = convcli.convolve_files([tmp_path / "x.npy"], "1 1; 1 1", tmp_path / "strided", stride=(1, 2))
+    same = np.stack([signal.convolve(channel, np.ones((2, 2)), mode="same") for channel in array])
+    assert np.allclose(np.load(strided.output), same[:, :, ::2], atol=1e-5)  # stride subsamples 'same'
+    assert strided.details["output_shape"] == [3, 8, 5]
 
 
 def test_inputs_that_share_a_name_keep_their_folders(tmp_path):

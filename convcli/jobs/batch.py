@@ -14,12 +14,14 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 
 from convcli.errors import UsageError, one_of
 from convcli.executors import Advance, BatchOptions, Job, Record, no_progress, run_batch
 from convcli.io.files import STDIO, kind_of
 from convcli.jobs.files import output_names, resolved
+from convcli.sizes import check_range
 
 # the keys of a job's record that a FileResult holds as fields; the rest are its details
 _FIELDS = ("input", "output", "error", "status")
@@ -116,6 +118,8 @@ def convolve_files(
     one_of("mode", mode or "same", ("same", "valid", "full"))
     one_of("method", method, ("auto", "direct", "separable", "fft"))
     one_of("dtype", dtype, ("float32", "float64"))
+    stride, dilation = _axes(stride, "stride"), _axes(dilation, "dilation")
+    output_padding = _axes(output_padding, "output_padding", low=0)
     specs = (kernel,) if isinstance(kernel, str) else tuple(kernel)
     if not specs or not all(isinstance(spec, str) for spec in specs):
         raise UsageError("`kernel`: give a kernel spec (a string) or a sequence of them")
@@ -123,8 +127,9 @@ def convolve_files(
         boundary = "constant"  # a fill value asks for a constant boundary
     check_cval(boundary, cval)
     geometry = Geometry(mode=mode, boundary=None if boundary is None else normalize_boundary(boundary),
-                        cval=cval, stride=stride, dilation=dilation, padding=padding, correlate=correlate,
-                        method=method, groups=groups, transposed=transposed, output_padding=output_padding)
+                        cval=cval, stride=_one(stride), dilation=_one(dilation), padding=padding,
+                        correlate=correlate, method=method, groups=groups, transposed=transposed,
+                        output_padding=_one(output_padding))
     check_transposed(geometry)
     feature_maps = check_kernels(specs, geometry, sample_rate)
     policy = check_policy(range_policy or ("normalize" if feature_maps else "clip"))
@@ -189,9 +194,10 @@ def pool_files(
     if ndim not in (None, 1, 2):
         raise UsageError(f"`ndim` must be 1 or 2, got {ndim}")
     settings = PoolSettings(
-        op=op, size=_axes(size), stride=_axes(stride), padding=_axes(padding), dilation=_axes(dilation), p=p,
+        op=op, size=_axes(size, "size", low=0), stride=_axes(stride, "stride", low=0),
+        padding=_axes(padding, "padding", low=0), dilation=_axes(dilation, "dilation", low=0), p=p,
         ceil_mode=ceil_mode, count_include_pad=count_include_pad, boundary=boundary,
-        output_size=_axes(output_size), magnitude=magnitude, dims=ndim, force=force,
+        output_size=_axes(output_size, "output_size"), magnitude=magnitude, dims=ndim, force=force,
         policy=check_policy(range_policy),
     )
     check_settings(settings)
@@ -200,14 +206,24 @@ def pool_files(
                 BatchOptions(workers, executor, scheduler_address, scheduler_file, retries))
 
 
-def _axes(value: int | tuple[int, ...] | None) -> tuple[int, ...] | None:
-    """One value for every pooled axis, or one per axis, as the job takes them."""
+def _axes(value: int | Sequence[int] | None, name: str, low: int = 1) -> tuple[int, ...] | None:
+    """One value for every axis, or one per axis (at most two), each an integer >= ``low``, as
+    the jobs take them; the window rules check the rest of a pooling window."""
     if value is None:
         return None
     values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise UsageError(f"expected an integer or a tuple of integers, got {value!r}")
-    return values
+    integers = all(isinstance(v, Integral) and not isinstance(v, bool) for v in values)
+    if not integers or not 1 <= len(values) <= 2:
+        raise UsageError(f"`{name}`: expected an integer or a tuple of two, got {value!r}")
+    try:
+        return tuple(check_range(f"`{name}`", v, low) for v in values)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _one(values: tuple[int, ...]) -> int | tuple[int, ...]:
+    """``(2,)`` -> ``2``: one value for every axis, as the engine takes it."""
+    return values[0] if len(values) == 1 else values
 
 
 def _run(inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike, extension: str | None,
