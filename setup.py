@@ -28,16 +28,16 @@ NATIVE_SOURCE = os.path.join(SERVER, "client.c")
 MISSING_LINE = "NATIVE_CLIENT_MISSING = None"  # in the Python client's script (convcli/server/convcli)
 
 
-def _load(name):
-    """A module of convcli/server by its path: the build has none of the package's dependencies."""
-    path = os.path.join(SERVER, name + ".py")
+def _load(path):
+    """A module of convcli by its path: the build has none of the package's dependencies."""
+    name = os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(f"_convcli_build_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-protocol = _load("protocol")
+protocol = _load(os.path.join("convcli", "server_protocol.py"))  # below the worker and the CLI
 
 
 class NativeClientDistribution(Distribution):
@@ -56,7 +56,7 @@ class BuildScripts(build_scripts):
         with tempfile.TemporaryDirectory() as folder:
             binary = os.path.join(folder, protocol.COMMAND)
             compiler = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
-            rules = _load("native_rules")
+            rules = _load(os.path.join(SERVER, "native_rules.py"))
             with open(os.path.join(folder, rules.HEADER_NAME), "w", encoding="ascii") as header:
                 header.write(rules.render(protocol))
             try:

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cli import photo  # noqa: E402
 from common import Results, add_results_option, save  # noqa: E402
 
-from convcli.cli.convolve import Settings, convolve_file  # noqa: E402
 from convcli.executors import BatchOptions, Job, run_batch  # noqa: E402
 from convcli.executors.distributed import plan_groups, start_local_cluster  # noqa: E402
+from convcli.jobs.convolve import ConvolveSettings, convolve_file  # noqa: E402
 from convcli.kernels.apply import Geometry  # noqa: E402
 
 
@@ -54,7 +54,7 @@ def cpu_seconds() -> float:
 def timed_batch(inputs: list[Path], out: Path, options: BatchOptions, task) -> tuple[float, float]:
     """(wall, CPU) seconds of one batch."""
     cpu, start = cpu_seconds(), time.perf_counter()
-    batch = run_batch(jobs_for(inputs, out), task, options, force=True, quiet=True)
+    batch = run_batch(jobs_for(inputs, out), task, options, force=True)
     elapsed = time.perf_counter() - start
     failed = [r["error"] for r in batch.records if r.get("error")]
     assert not failed, failed[:3]
@@ -79,7 +79,7 @@ def main() -> None:
 
     geometry = Geometry(mode="same", boundary="constant", cval=0.0, stride=1, dilation=1, padding=None,
                         correlate=False, method="auto")
-    settings = Settings(("sharpen",), geometry, "float32", "clip", True, False, None)
+    settings = ConvolveSettings(("sharpen",), geometry, "float32", "clip", True, False, None)
     task = functools.partial(convolve_file, settings=settings)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:

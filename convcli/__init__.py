@@ -2,7 +2,9 @@
 
 Public names (``help(convcli)`` documents each): ``convolve``, ``conv_transpose``,
 ``convolution_matrix``, ``pool``, ``adaptive_pool``, ``output_size``, ``load_kernel``,
-``parse_spec``, ``load_model``, ``train`` and ``TrainConfig``.
+``parse_spec``, ``load_model``, ``train`` and ``TrainConfig``; for folders of files,
+``convolve_files`` and ``pool_files`` (what ``convcli convolve``/``pool ... -o DIR`` do, on
+threads, processes or Dask, with a result per file).
 
 The public API is loaded lazily so that ``import convcli`` (and the CLI's ``--help``,
 ``shapes`` and ``params``) never pays for Numba or SciPy.
@@ -29,6 +31,8 @@ _API = {
     "load_model": "convcli.nn.model",
     "train": "convcli.nn.train",
     "TrainConfig": "convcli.nn.train",
+    "convolve_files": "convcli.jobs.batch",
+    "pool_files": "convcli.jobs.batch",
 }
 
 __all__ = ["__version__", *_API]

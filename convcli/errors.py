@@ -55,6 +55,24 @@ def named(text: str, name: Callable[[str], str] = str) -> str:
     return _MARKED.sub(lambda match: name(match[1]), text)
 
 
+# the library's parameter names whose command-line flag is not "--" + the name with dashes
+FLAGS = {
+    "workers": "-j",
+    "input_shape": "--input",
+    "spec": "--model",
+    "unknown": "--solve",
+    "target": "--out",
+}
+
+
+def flag(parameter: str) -> str:
+    """The command-line flag that sets a library parameter: ``lr`` -> ``--lr``, ``workers`` -> ``-j``.
+
+    Here, below the CLI, because a batch's tasks carry it to the workers (they name parameters in
+    their error lines): a worker that unpickles it must not import the CLI."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
 def at_least(parameter: str, value: int, low: int) -> None:
     """Refuse ``value`` below ``low``, naming ``parameter``."""
     if value < low:

@@ -34,3 +34,17 @@ def parse_shape(text: str, label: str, *, low: int = 1, lengths: Collection[int]
         sizes = {0: "whole numbers", 1: "positive sizes"}.get(low, f"sizes >= {low}")
         raise UsageError(f"{label} {text!r}: write {sizes} as {forms} (e.g. {example})")
     return shape
+
+
+AXIS_NAMES = {1: ("samples",), 2: ("rows", "columns")}
+
+
+def uncovered_text(counts: dict[str, int]) -> str | None:
+    """'the last 1 row and 2 columns are' / 'the last sample is': what a stride that does not tile
+    leaves unread (subject and verb, for the caller to finish the sentence), or None."""
+    left = {axis: n for axis, n in counts.items() if n}
+    if not left:
+        return None
+    parts = " and ".join(f"{n} {axis if n > 1 else axis[:-1]}" for axis, n in left.items())
+    plural = len(left) > 1 or next(iter(left.values())) > 1
+    return f"the last {parts} {'are' if plural else 'is'}"

@@ -115,7 +115,7 @@ class Poison(distributed.WorkerPlugin):
     name = "convcli-test-poison"
 
     def setup(self, worker):
-        import convcli.cli.convolve as command
+        import convcli.jobs.convolve as command
 
         original = command.load_input
 
@@ -274,3 +274,37 @@ def test_each_task_gives_numba_its_share_of_the_host(client):
     host = next(iter(client.scheduler_info()["workers"].values()))["host"]
     [record] = client.submit(_OnWorker(threads, {host: 2}), [Job("x", None, "")], pure=False).result()
     assert record["threads"] == max(1, cores() // 2) and record["worker"].startswith("tcp://")
+
+
+def test_dask_workers_run_files_without_the_cli_or_rich(client, tmp_path):
+    """The command's batch path (run_files) runs the convolve job on Dask workers without loading
+    convcli.cli or rich there (click is distributed's own import: what the task imported is checked
+    for it). Every test before this one ran its batches on these same workers."""
+    import functools
+    import pickle
+
+    import worker_probe
+
+    from convcli.cli.common import run_files
+    from convcli.executors import BatchOptions, Job
+    from convcli.jobs.convolve import ConvolveSettings, convolve_file
+    from convcli.kernels.apply import Geometry
+    from convcli.kernels.level import Level
+
+    inputs = arrays(tmp_path / "in", 3, RNG, shape=(12, 12))
+    (tmp_path / "out").mkdir()
+    settings = ConvolveSettings(("box:3",), Geometry(mode=None, boundary=None), "float32", "clip",
+                                force=False, explain=False, block_size=None, level=Level())
+    task = pickle.dumps(functools.partial(convolve_file, settings=settings))  # what the executor ships
+    jobs = [Job(str(path), tmp_path / "out" / path.name, ".npy") for path in sorted(inputs.iterdir())]
+    cloudpickle.register_pickle_by_value(worker_probe)  # the workers cannot import the tests' modules
+    try:
+        options = BatchOptions(executor="dask", scheduler_address=client.scheduler.address)
+        probe = functools.partial(worker_probe.modules_of, task)
+        records = run_files(jobs, probe, options, quiet=True).records
+    finally:
+        cloudpickle.unregister_pickle_by_value(worker_probe)
+    assert [r["error"] for r in records] == [None] * 3
+    assert all(r["job_module"] == "convcli.jobs.convolve" and r["cli_imported"] == [] for r in records)
+    assert [[m for m in r["cli_loaded"] if not m.startswith("click")] for r in records] == [[]] * 3
+    assert all((tmp_path / "out" / path.name).exists() for path in inputs.iterdir())

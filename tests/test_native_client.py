@@ -31,7 +31,8 @@ from test_server import (
 )
 
 import convcli.server
-from convcli.server import native_rules, protocol
+from convcli import server_protocol as protocol
+from convcli.server import native_rules
 
 COMPILER = shutil.which(os.environ.get("CC", "cc"))
 pytestmark = pytest.mark.skipif(

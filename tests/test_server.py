@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convcli.server import protocol
+from convcli import server_protocol as protocol
 
 pytestmark = pytest.mark.skipif(not protocol.supported(), reason="the warm worker needs Linux")
 

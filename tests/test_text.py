@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convcli.cli.output import flag
-from convcli.errors import UsageError, at_least, error_line, named, one_of
+from convcli.errors import UsageError, at_least, error_line, flag, named, one_of
 from convcli.text import parse_shape, shape_text
 
 

@@ -19,7 +19,8 @@ import pytest
 from test_server import CONVCLI, status, wait_for_worker
 from test_worker_start import run
 
-from convcli.server import protocol, worker
+from convcli import server_protocol as protocol
+from convcli.server import worker
 
 pytestmark = pytest.mark.skipif(not protocol.supported(), reason="the warm worker needs Linux")
 

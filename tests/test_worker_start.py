@@ -20,7 +20,8 @@ import pytest
 from test_server import convcli, status, wait_for_worker
 
 from convcli import jit
-from convcli.server import protocol, warmup
+from convcli import server_protocol as protocol
+from convcli.server import warmup
 
 pytestmark = pytest.mark.skipif(not protocol.supported(), reason="the warm worker needs Linux")
 
@@ -188,7 +189,7 @@ sys.exit(worker.main(sys.argv[1:]))
 
 def test_a_worker_that_cannot_run_says_why_stays_quiet_and_is_tried_again(runtime_env):
     key = status(runtime_env)["key"]
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(protocol.__file__)))
+    package_parent = os.path.dirname(os.path.dirname(protocol.__file__))  # convcli/server_protocol.py
     failed = subprocess.run(
         [sys.executable, "-P", "-c", FAILING_WORKER, package_parent, key], env=runtime_env, timeout=60
     )
@@ -230,7 +231,7 @@ def test_a_worker_that_cannot_run_says_why_stays_quiet_and_is_tried_again(runtim
 def test_an_install_without_its_native_client_says_so_once_and_status_names_it(runtime_env, tmp_path):
     """setup.py writes why it built no native client into the Python client's script (here by
     hand, as its _say_no_native_client does); the first call notes it, later ones stay quiet."""
-    launcher = Path(protocol.__file__).with_name("convcli").read_text()
+    launcher = Path(warmup.__file__).with_name("convcli").read_text()  # the script beside the worker
     line = "NATIVE_CLIENT_MISSING = None"
     assert line in launcher
     command = tmp_path / protocol.COMMAND

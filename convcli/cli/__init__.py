@@ -20,7 +20,7 @@ import click
 
 from convcli import __version__
 from convcli.cli import output
-from convcli.errors import ConvcliError, ExitStatus, ParameterWarning, error_line, exit_status_for
+from convcli.errors import ConvcliError, ExitStatus, ParameterWarning, error_line, exit_status_for, flag
 
 # command name -> "module:attribute". Add a line here only when the command is built.
 COMMANDS: dict[str, str] = {
@@ -110,7 +110,7 @@ class LazyGroup(click.Group):
             if debug_enabled(ctx):
                 raise
             status = exit_status_for(error)
-            output.error(error_line(error, output.flag))
+            output.error(error_line(error, flag))
             if status == ExitStatus.PROCESSING_ERROR and not isinstance(error, (ConvcliError, OSError)):
                 output.note("run with --debug for the traceback")
             return status
@@ -155,7 +155,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Library warnings (resampled IRs, dropped alpha...) as one plain line on stderr."""
-    output.warn(message.render(output.flag) if isinstance(message, ParameterWarning) else str(message))
+    output.warn(message.render(flag) if isinstance(message, ParameterWarning) else str(message))
 
 
 def run(argv: list[str]) -> int:

@@ -1,6 +1,6 @@
 """What every file-processing command shares: inputs, outputs, batch options, reports.
 
-A command supplies one callable per file (``process(job) -> dict``);
+A command supplies one callable per file (a job of :mod:`convcli.jobs`: ``process(job) -> dict``);
 :func:`convcli.executors.run_batch` runs it over all jobs on the chosen executor (threads,
 processes, Dask), and :func:`finish` prints the human report or one ``--json`` document and
 returns the exit status. Nothing here imports Numba or SciPy.
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import click
 
-from convcli.cli.output import error, flag, print_json, warn
-from convcli.errors import ConvcliError, ExitStatus, InputError, OutputExistsError, UsageError
-from convcli.executors import EXECUTORS, BatchOptions, Job, Record, check_stop, run_batch
+from convcli.cli.output import error, print_json, progress_bar, warn
+from convcli.errors import ExitStatus, InputError, OutputExistsError, UsageError, flag
+from convcli.executors import EXECUTORS, BatchOptions, Job, Record, run_batch
 from convcli.io.files import STDIO, check_can_write, check_regular, kind_of
+from convcli.jobs.files import output_names, resolved
 from convcli.text import ARROW, shape_text
 
 
@@ -103,7 +104,7 @@ def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_da
     )
     if output == STDIO and many:
         raise UsageError("-o - (stdout) takes a single input")
-    relative = _output_names(inputs)
+    relative = output_names(inputs)
     jobs = []
     for name in inputs:
         ext = stdin_extension if name == STDIO else input_extension(name)
@@ -147,25 +148,6 @@ def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_da
     return jobs
 
 
-def _output_names(inputs: list[str]) -> dict[str, Path]:
-    """Each input's name inside an output folder: its file name, or, when two inputs share a file name
-    (folders read recursively), its path below the inputs' common folder."""
-    files = [name for name in inputs if name != STDIO]
-    if len({Path(name).name for name in files}) == len(files):
-        return {name: Path(Path(name).name) for name in files}
-    common = Path(os.path.commonpath([str(resolved(Path(name)).parent) for name in files]))
-    return {name: resolved(Path(name)).relative_to(common) for name in files}
-
-
-def resolved(path: Path, error: type[ConvcliError] = InputError) -> Path:
-    """``path.resolve()``; a path that cannot be resolved (a symbolic link loop: RuntimeError before
-    Python 3.13, OSError after) is one ``error`` line naming it."""
-    try:
-        return path.resolve()
-    except (RuntimeError, OSError) as failure:
-        raise error(f"{path}: cannot resolve the path ({failure})") from None
-
-
 def refuse_binary_to_terminal(extension: str) -> None:
     """PNG or WAV bytes on a terminal are noise (and can upset it): ask for a redirect instead."""
     from convcli.io.files import TEXT_EXTENSIONS, stdout_is_terminal
@@ -191,43 +173,13 @@ def remove_spooled_stdin(jobs: list[Job]) -> None:
             job.stdin.unlink(missing_ok=True)
 
 
-def load_input(job: Job):
-    """Decode the job's input file (or the stdin data) into a :class:`convcli.io.Media`."""
-    import io
-
-    from convcli.io import read_media
-    from convcli.io.files import check_input_file, sniff_extension
-
-    if job.input == STDIO and isinstance(job.stdin, Path):  # stdin spooled to a file (plan_outputs)
-        with job.stdin.open("rb") as spooled:
-            head = spooled.read(16)
-        return read_media(job.stdin, sniff_extension(head), name="stdin")
-    if job.input == STDIO:
-        return read_media(io.BytesIO(job.stdin or b""), sniff_extension(job.stdin or b""), name="stdin")
-    path = Path(job.input)
-    check_input_file(path)
-    return read_media(path, path.suffix, name=job.input)
-
-
-def save_output(job: Job, media, *, force: bool, policy: str) -> int:
-    """Encode ``media`` to the job's output atomically (or to stdout); return the clipped count."""
-    from convcli.io import write_media
-    from convcli.io.files import atomic_output, stdout_output
-
-    check_stop(job.run_id)  # the batch's safe point: an interrupted batch writes nothing more
-    if job.output is None:
-        target = stdout_output(job.extension)
-    else:  # a task that runs again (Dask) replaces its own attempt: the client checked the target
-        target = atomic_output(job.output, force=force or job.overwrite, run_id=job.run_id)
-    with target as temp:
-        return write_media(temp, media, extension=job.extension, policy=policy)
-
-
 def run_files(jobs: list[Job], process: Callable[[Job], Record], batch: BatchOptions, *, force: bool = False,
               quiet: bool = False):
-    """:func:`convcli.executors.run_batch` with the library's parameter names shown as flags."""
+    """:func:`convcli.executors.run_batch` with the library's parameter names shown as flags and
+    the progress bar (on a terminal, without --quiet)."""
     try:
-        return run_batch(jobs, process, batch, force=force, quiet=quiet, name=flag)
+        bar = functools.partial(progress_bar, quiet=quiet)
+        return run_batch(jobs, process, batch, force=force, progress=bar, name=flag)
     finally:
         remove_spooled_stdin(jobs)
 
@@ -378,20 +330,6 @@ def batch_settings(jobs: int, executor: str | None, scheduler_address: str | Non
         raise UsageError(f"--scheduler-address/--scheduler-file run on Dask, not --executor {executor}")
     kind = "dask" if scheduler_address or scheduler_file else executor or "thread"
     return BatchOptions(jobs, kind, scheduler_address, scheduler_file, retries)
-
-
-AXIS_NAMES = {1: ("samples",), 2: ("rows", "columns")}
-
-
-def uncovered_text(counts: dict[str, int]) -> str | None:
-    """'the last 1 row and 2 columns are' / 'the last sample is': what a stride that does not tile
-    leaves unread (subject and verb, for the caller to finish the sentence), or None."""
-    left = {axis: n for axis, n in counts.items() if n}
-    if not left:
-        return None
-    parts = " and ".join(f"{n} {axis if n > 1 else axis[:-1]}" for axis, n in left.items())
-    plural = len(left) > 1 or next(iter(left.values())) > 1
-    return f"the last {parts} {'are' if plural else 'is'}"
 
 
 def non_finite_text(count: int) -> str:

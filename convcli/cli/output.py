@@ -2,7 +2,7 @@
 
 Messages go to stderr as one line with the one prefix (``convcli: error:``, ``convcli: warning:``,
 ``convcli: note:``); the library's parameter names become the flags that set them
-(:func:`flag`); ``--json`` prints one document with the one vocabulary (:func:`print_json`);
+(:func:`convcli.errors.flag`); ``--json`` prints one document with the one vocabulary (:func:`print_json`);
 tables right-align their numbers (:func:`table`). Shapes are written by
 :func:`convcli.text.shape_text`. Nothing here imports Numba, NumPy or rich until it draws.
 """
@@ -13,26 +13,11 @@ import json
 import math
 import re
 import sys
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import click
 
 PROGRAM = "convcli"
-
-# the library's parameter names whose flag is not "--" + the name with dashes
-FLAGS = {
-    "workers": "-j",
-    "input_shape": "--input",
-    "spec": "--model",
-    "unknown": "--solve",
-    "target": "--out",
-}
-
-
-def flag(parameter: str) -> str:
-    """The command-line flag that sets a library parameter: ``lr`` -> ``--lr``, ``workers`` -> ``-j``."""
-    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
-
 
 def error(message: str) -> None:
     click.echo(f"{PROGRAM}: error: {message}", err=True)
@@ -232,3 +217,35 @@ def human_bytes(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{count} B"
+
+
+class progress_bar:
+    """A batch's progress: a rich bar on stderr, only on a terminal and without --quiet (a
+    :data:`convcli.executors.Progress`, with ``quiet`` given)."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.total = total
+        self.enabled = not quiet and total > 1 and sys.stderr.isatty()
+        self._bar = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self._bar = Progress(
+            "{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._bar.__enter__()
+        task = self._bar.add_task("files", total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

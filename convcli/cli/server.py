@@ -8,8 +8,8 @@ import time
 
 import click
 
+from convcli import server_protocol as protocol
 from convcli.cli.output import print_json
-from convcli.server import protocol
 
 EXAMPLES = """
 
@@ -117,9 +117,7 @@ def _client() -> dict | None:
     """Which client the installed ``convcli`` command is: ``native`` (server/client.c) or
     ``python``, with why no native client was built where setup.py recorded it; None under
     ``python -m convcli``."""
-    from convcli.server import client
-
-    launchers = client.launcher_folder()
+    launchers = protocol.launcher_folder()
     if launchers is None:
         return None
     command = os.path.join(launchers, protocol.COMMAND)
@@ -130,15 +128,13 @@ def _client() -> dict | None:
         return None
     if native:
         return {"kind": "native", "command": command}
-    return {"kind": "python", "command": command, "native_missing": client.native_client_missing}
+    return {"kind": "python", "command": command, "native_missing": protocol.native_client_missing}
 
 
 def _native_client(folder: str, worker: dict | None) -> dict | None:
     """The native client installed beside this command (server/client.c), and whether the entry
     it reads names the running worker; None where ``convcli`` is the Python client."""
-    from convcli.server.client import launcher_folder
-
-    launchers = launcher_folder()
+    launchers = protocol.launcher_folder()
     if launchers is None:
         return None
     command = os.path.join(launchers, protocol.COMMAND)

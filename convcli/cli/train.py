@@ -403,6 +403,7 @@ def predict(model_path: str, files: tuple[str, ...], recursive: bool, as_json: b
     """
     from convcli.executors import Job, check_stdio
     from convcli.io.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+    from convcli.jobs.predict import predict_file
     from convcli.nn.model import load_model
 
     model = load_model(model_path)  # a bad model fails here, once, before any file
@@ -422,40 +423,3 @@ def predict(model_path: str, files: tuple[str, ...], recursive: bool, as_json: b
                                   *(f"{p:.3f}" for p in record["probabilities"].values()))
         console().print(probabilities)
     return status
-
-
-def predict_file(job, model_path: str) -> dict:
-    """The predictions for one file (one per sample of a batched .npy), as a batch task."""
-    import numpy as np
-
-    from convcli.io.arrays import check_npy_header
-    from convcli.io.files import check_input_file
-    from convcli.nn.data import read_sample
-
-    model = _cached_model(model_path)
-    path = Path(job.input)
-    check_input_file(path)
-    if path.suffix.lower() == ".npy":
-        check_npy_header(path, job.input)
-        samples = np.load(path, allow_pickle=False)
-        many = samples.ndim == len(model.input_shape) + 1 or (
-            samples.size != np.prod(model.input_shape) and samples.ndim > 1)
-        batch = samples if many else samples[None]
-    else:
-        batch = read_sample(path, model.read_options)[0][None]
-    probabilities = model.predict(batch)
-    records = []
-    for index, row in enumerate(probabilities):
-        best = int(row.argmax())
-        records.append({"file": job.input if len(probabilities) == 1 else f"{job.input}[{index}]",
-                        "label": model.class_names[best], "class_index": best,
-                        "probabilities": dict(zip(model.class_names, map(float, row), strict=True))})
-    return {"predictions": records}
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_model(path: str):
-    """One load per worker (thread pool, process, Dask worker) rather than one per file."""
-    from convcli.nn.model import load_model
-
-    return load_model(path)

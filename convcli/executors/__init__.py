@@ -1,7 +1,8 @@
 """Batches: one task per file on a thread or process pool, one per group of files on a Dask cluster.
 
 The client side (this module) refuses existing outputs once, before any task, gives every batch a
-run id (its temporary files carry it and are swept at the end), drives the progress bar, and turns
+run id (its temporary files carry it and are swept at the end), tells the caller's progress display
+(the CLI draws a bar: executors import no display library, so workers never load one), and turns
 Ctrl-C into: queued tasks cancelled, running ones stopped at their next safe point, finished files
 kept, ``KeyboardInterrupt`` re-raised for exit 130. The executors (:mod:`.local`,
 :mod:`.distributed`) only run tasks and hand back records. Nothing here imports Numba or Dask.
@@ -15,7 +16,8 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -50,6 +52,16 @@ class Job:
 
 Task = Callable[[Job], Record]  # one file's work, as a record
 Done = Callable[[int, Record], None]  # told each job's record (by its position) as it finishes
+Advance = Callable[[int], None]  # told how many more files are done
+# a batch's display: called with the number of files, entered while the tasks run (not when every
+# output exists), its value told of each file done
+Progress = Callable[[int], AbstractContextManager[Advance]]
+
+
+@contextmanager
+def no_progress(total: int) -> Iterator[Advance]:
+    """No display (Python callers that pass none; scripts)."""
+    yield lambda files: None
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,7 @@ def run_batch(
     options: BatchOptions,
     *,
     force: bool = False,
-    quiet: bool = False,
+    progress: Progress = no_progress,
     name: Callable[[str], str] = str,
 ) -> Batch:
     """Run ``process`` on every job with the chosen executor; a failure becomes a record with
@@ -132,7 +144,7 @@ def run_batch(
 
     ``process`` (and ``name``) must be picklable (a module-level function or a functools.partial
     of one) for the process and dask executors. Existing outputs (without ``force``) are refused
-    here, once.
+    here, once. ``progress`` shows the batch as it runs (:data:`Progress`; the CLI's bar).
     """
     executor = choose_executor(options, jobs)
     run_id = secrets.token_hex(4)
@@ -156,7 +168,7 @@ def run_batch(
 
         collect_cycles()
     try:
-        with executor, _progress(len(jobs), quiet) as advance:
+        with executor, progress(len(jobs)) as advance:
             advance(len(records))
 
             def done(position: int, record: Record) -> None:
@@ -281,38 +293,6 @@ def share_numba_threads(workers_here: int) -> None:
     import numba
 
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, cores() // max(1, workers_here))))
-
-
-# ------------------------------------------------------------------------------- progress
-class _progress:
-    """A rich progress bar on stderr, only on a terminal and without --quiet."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total = total
-        self.enabled = not quiet and total > 1 and sys.stderr.isatty()
-        self._bar = None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self._bar = Progress(
-            "{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._bar.__enter__()
-        task = self._bar.add_task("files", total=self.total)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
 
 
 def output_folders(jobs: list[Job]) -> list[Path]:

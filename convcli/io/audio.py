@@ -16,7 +16,7 @@ import numpy as np
 
 from convcli.errors import InputError, UsageError
 from convcli.io.files import AUDIO_EXTENSIONS
-from convcli.io.ranges import fit_range, peak_normalize_gain
+from convcli.io.ranges import PCM16_SCALE, fit_range, peak_normalize_gain
 
 FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 # 16-bit PCM is converted here, not by libsndfile: its float conversions of 16-bit frames cost
@@ -26,7 +26,6 @@ FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 # lands one step higher for values within ~3e-5 of a step (tests/test_io.py pins both). FLAC's
 # encoder rounds another way, so FLAC output stays with libsndfile.
 PCM16 = "PCM_16"
-PCM16_SCALE = 32768.0
 PCM16_WRITTEN_HERE = {"WAV"}
 
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from convcli.io.audio import PCM16_SCALE
-
-SCALE = np.float32(PCM16_SCALE)
-LOWEST = np.float32(-PCM16_SCALE)
-HIGHEST = np.float32(PCM16_SCALE - 1)
+from convcli.io.ranges import PCM16_HIGHEST as HIGHEST
+from convcli.io.ranges import PCM16_LOWEST as LOWEST
+from convcli.io.ranges import PCM16_SCALE32 as SCALE
 # numpy operations per sample of convert_numpy (its passes), as convcli.twins counts work
 NUMPY_PASSES = 7
 

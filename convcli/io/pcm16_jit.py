@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from convcli.io.pcm16 import HIGHEST, LOWEST, SCALE
+from convcli.io.ranges import PCM16_HIGHEST as HIGHEST
+from convcli.io.ranges import PCM16_LOWEST as LOWEST
+from convcli.io.ranges import PCM16_SCALE32 as SCALE
 from convcli.jit import njit
 
 

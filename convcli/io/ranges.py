@@ -7,6 +7,14 @@ import numpy as np
 from convcli.errors import UsageError
 
 POLICIES = ("clip", "normalize", "abs", "offset")
+# 16-bit PCM's full scale: a sample s reads as s / 32768 and writes back from 32768·x (io/audio.py
+# reads, io/pcm16.py writes; here, below both, so the writer's kernel never imports the reader)
+PCM16_SCALE = 32768.0
+# the 16-bit writer's float32 scale and end steps (io/pcm16.py's numpy passes and io/pcm16_jit.py's
+# kernel: one home, so the twins cannot disagree)
+PCM16_SCALE32 = np.float32(PCM16_SCALE)
+PCM16_LOWEST = np.float32(-PCM16_SCALE)
+PCM16_HIGHEST = np.float32(PCM16_SCALE - 1)
 # normalize: a result whose spread is within this many float32 roundings of its magnitude (or of
 # the output range's, the scale images are read at) is flat
 FLAT_ULPS = 64

@@ -10,7 +10,11 @@ and the Gradle daemon:
   no worker it runs the command in-process and starts one in the background for the next call.
 - ``worker``: has imported everything and loaded the cached kernels once, then runs each request
   in a forked child, so every call starts from the same warm state and cannot leak into the next.
-- ``protocol``: where the socket lives, what identifies an installation, and the framing.
+- :mod:`convcli.server_protocol` (a base module, below this package and the CLI): where the socket
+  lives, what identifies an installation, and the framing.
+
+This package is the top layer: it runs CLI command lines (``convcli.cli.run``), so the CLI never
+imports it; ``convcli server status|stop`` reaches the worker through the protocol alone.
 
 Nothing here imports anything but the standard library until it knows it runs a command itself:
 this package's ``__init__`` must stay empty of imports.

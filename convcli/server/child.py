@@ -21,9 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from convcli import server_protocol as protocol
 from convcli.cli import run
 from convcli.io import files
-from convcli.server import protocol, warmup
+from convcli.server import warmup
 
 
 def wait_for_request(channel: socket.socket, inherited: list[int], rehearsal: Path) -> None:

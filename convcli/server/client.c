@@ -13,7 +13,7 @@
    In every other case (no worker, a refusal, anything unexpected before the worker accepted)
    nothing has run, and it executes the Python client beside it, convcli-python, which runs the
    command in-process and starts a worker for the next call. The protocol's other side and its
-   rules live in convcli/server/protocol.py. */
+   rules live in convcli/server_protocol.py. */
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 /* COMMAND, PYTHON_CLIENT, the identity variables, the off-words, where sockets and entries live:
-   generated from protocol.py by setup.py (convcli/server/native_rules.py), never written here */
+   generated from server_protocol.py by setup.py (convcli/server/native_rules.py), never written here */
 #include "client_rules.h"
 
 extern char **environ;

@@ -13,21 +13,15 @@ import _socket
 import os
 import sys
 
-from convcli.server import protocol
+from convcli import server_protocol as protocol
 
-LAUNCHERS = (protocol.COMMAND, protocol.PYTHON_CLIENT)  # the installed commands (setup.py)
 STDIO_FDS = (0, 1, 2)
 
 
-# why the native client was not built, where setup.py could not build it (the launcher says)
-native_client_missing: str | None = None
-
-
 def main(missing_native_client: str | None = None) -> None:
-    global native_client_missing
     argv = sys.argv[1:]
     if missing_native_client:
-        native_client_missing = missing_native_client
+        protocol.native_client_missing = missing_native_client
         _note_once_no_native_client(missing_native_client)
     config = protocol.settings()
     use_worker = bool(config["enabled"]) and protocol.supported() and not _runs_here(argv)
@@ -202,7 +196,7 @@ def _start_worker(key: str) -> None:
 
     try:
         subprocess.Popen(
-            protocol.worker_command(key, launcher_folder()),
+            protocol.worker_command(key, protocol.launcher_folder()),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -212,15 +206,6 @@ def _start_worker(key: str) -> None:
         )
     except OSError:
         pass
-
-
-def launcher_folder() -> str | None:
-    """The folder of the installed command running this call, where the native client looks for
-    its worker (:func:`protocol.entry_path`); None under ``python -m convcli``."""
-    path = sys.argv[0] if sys.argv else ""
-    if os.path.basename(path) not in LAUNCHERS:
-        return None
-    return os.path.dirname(os.path.realpath(path))
 
 
 def _note_once_no_native_client(reason: str) -> None:

@@ -1,9 +1,9 @@
-"""The native client's rules, generated from :mod:`convcli.server.protocol` when it is built.
+"""The native client's rules, generated from :mod:`convcli.server_protocol` when it is built.
 
 Which worker serves a call (the identity variables, the runtime folder, the words that turn the
 worker off, the names of sockets and entries) is decided once, in Python. ``setup.py`` renders
 these facts as a C header that ``client.c`` includes, so the two clients cannot drift apart.
-Standard library only, and no convcli import: the build loads this file and ``protocol.py`` by
+Standard library only, and no convcli import: the build loads this file and ``server_protocol.py`` by
 path, in an environment where the package's dependencies are not installed.
 """
 
@@ -15,7 +15,7 @@ HEADER_NAME = "client_rules.h"
 def render(protocol) -> str:
     """The C header for ``protocol`` (the module object)."""
     lines = [
-        f"/* Generated from convcli/server/protocol.py by setup.py ({__name__}): do not edit. */",
+        f"/* Generated from convcli/server_protocol.py by setup.py ({__name__}): do not edit. */",
         "#ifndef CONVCLI_CLIENT_RULES_H",
         "#define CONVCLI_CLIENT_RULES_H",
         "#include <signal.h>",

@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from convcli.server import child, protocol, warmup
+from convcli import server_protocol as protocol
+from convcli.server import child, warmup
 
 REQUEST_TIMEOUT = 2.0  # connect -> request: the client sends it at once
 MAX_CALL_FDS = 4  # stdin, stdout, stderr and the working folder

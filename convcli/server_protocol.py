@@ -1,6 +1,11 @@
 """What the client and the worker agree on: where the socket lives, which installation and
 environment a worker serves, the settings, and how messages are framed.
 
+A base module, below the warm worker (``convcli.server``, which runs CLI command lines) and the
+CLI (whose ``convcli server`` command reads the same settings and asks the worker): both import
+it, neither imports the other's way round (docs/design/layers.md). setup.py loads this file by
+its path to build the native client.
+
 Standard library only, and only the cheap parts of it: every ``convcli`` call runs this.
 Messages are JSON objects behind a 4-byte length; nothing is ever unpickled from the socket.
 The client side avoids the ``json``, ``socket`` and ``signal`` modules (``re`` and ``enum`` come
@@ -37,6 +42,7 @@ READ_PER_CALL_PREFIXES = ("CONVCLI_MAX_",)  # the budgets (convcli/budget.py) ar
 # it does not hand to a worker, the commands that never go through a worker, where sockets live.
 COMMAND = "convcli"
 PYTHON_CLIENT = "convcli-python"
+LAUNCHERS = (COMMAND, PYTHON_CLIENT)  # the installed commands (setup.py)
 IN_PROCESS_COMMANDS = ("server",)  # 'convcli server ...' manages the worker itself
 RUNTIME_NAME = "convcli"  # $XDG_RUNTIME_DIR/convcli, else FALLBACK_RUNTIME_PREFIX + uid
 FALLBACK_RUNTIME_PREFIX = "/tmp/convcli-"
@@ -182,7 +188,7 @@ def worker_command(key: str, launcher_folder: str | None = None) -> list[str]:
 
 
 def _package_dir() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.dirname(os.path.abspath(__file__))
 
 
 def _filters_dir() -> str | None:
@@ -239,6 +245,21 @@ def _dependency_dirs() -> list[str]:
 
 
 # ---------------------------------------------------------------- places
+
+# why the native client was not built, where setup.py could not build it: the Python client's
+# launcher hands it to the client's main, and 'convcli server status' (run in that same process,
+# IN_PROCESS_COMMANDS) reports it
+native_client_missing: str | None = None
+
+
+def launcher_folder() -> str | None:
+    """The folder of the installed command running this call, where the native client looks for
+    its worker (:func:`entry_path`); None under ``python -m convcli``."""
+    path = sys.argv[0] if sys.argv else ""
+    if os.path.basename(path) not in LAUNCHERS:
+        return None
+    return os.path.dirname(os.path.realpath(path))
+
 
 
 def runtime_dir(create: bool = True) -> str:
