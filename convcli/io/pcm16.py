@@ -15,6 +15,7 @@ import numpy as np
 from convcli.io.ranges import PCM16_HIGHEST as HIGHEST
 from convcli.io.ranges import PCM16_LOWEST as LOWEST
 from convcli.io.ranges import PCM16_SCALE32 as SCALE
+
 # numpy operations per sample of convert_numpy (its passes), as convcli.twins counts work
 NUMPY_PASSES = 7
 
