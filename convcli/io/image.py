@@ -53,6 +53,7 @@ def read_image(
     depth = png_depth(encoded)
     if depth is not None:
         check_pixels(*struct.unpack(">II", encoded[16:24]), label)
+        _check_stream(encoded, "PNG", label)
         animation = _png_chunk_before_pixels(encoded, b"acTL")  # APNG: its first field is the frame count
         if animation is not None:
             check_single_frame(int.from_bytes(animation[:4], "big"), "APNG", label)
@@ -68,6 +69,7 @@ def read_image(
         with Image.open(io.BytesIO(encoded)) as image:
             check_pixels(*image.size, label)
             check_single_frame(getattr(image, "n_frames", 1), image.format, label)
+            _check_stream(encoded, image.format, label, getattr(image, "tag_v2", None))
             if _is_sixteen_bit_colour(image):
                 return _upright(_decode_sixteen_bit(image), _orientation(image))
             image.load()
@@ -80,6 +82,16 @@ def read_image(
         raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
+
+
+def _check_stream(encoded: bytes, fmt: str | None, label: str, tiff_tags=None) -> None:
+    """Refuse a damaged or truncated file before decoding it (:mod:`convcli.io.integrity`)."""
+    from convcli.io.integrity import DamagedStream, check_stream
+
+    try:
+        check_stream(encoded, fmt, tiff_tags)
+    except DamagedStream as error:
+        raise InputError(f"{label}: not a readable image ({error})") from error
 
 
 def check_single_frame(frames: int, kind: str | None, label: str) -> None:

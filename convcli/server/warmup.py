@@ -121,6 +121,7 @@ def _command_lines(work: Path, inputs: dict[str, str]) -> list[list[str]]:
         ["convolve", inputs["rgb8-large"], "-k", "sharpen", "-o", out, *quiet],
         ["convolve", inputs["rgb16-large"], "-k", "sharpen", "-o", out, *quiet],
         ["convolve", inputs["rgb16"], "-k", "box:3", "-o", out, *quiet],
+        ["convolve", inputs["photo"], "-k", "box:3", "-o", out, *quiet],  # loads the JPEG check's walker
         ["convolve", inputs["rgb8"], "-k", "box:3", "--method", "fft", "-o", str(work / "f.npy"), *quiet],
         ["convolve", inputs["wav"], "-k", "moving-average:9", "-o", str(work / "m.wav"), *quiet],
         ["pool", inputs["rgb8"], "--size", "2", "-o", out, *quiet],
@@ -153,6 +154,7 @@ def _inputs(work: Path) -> dict[str, str]:
         "rgb16": str(work / "rgb16.png"),
         "rgb8-large": str(work / "rgb8-large.png"),
         "rgb16-large": str(work / "rgb16-large.png"),
+        "photo": str(work / "photo.jpg"),
         "wav": str(work / "clip.wav"),
         "images": str(work / "images.npz"),
         "signals": str(work / "signals.npz"),
@@ -175,6 +177,7 @@ def _make_inputs(work: Path) -> dict[str, str]:
     Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(inputs["rgb8-large"])
     Path(inputs["rgb16-large"]).write_bytes(imagecodecs.png_encode(rng.integers(0, 65536, (side, side, 3),
                                                                                 dtype=np.uint16)))
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(inputs["photo"], progressive=True)
     soundfile.write(inputs["wav"], rng.uniform(-0.5, 0.5, (1600, 2)), 16000, subtype="PCM_16")
     labels = np.arange(40) % 2
     np.savez(inputs["images"], x=rng.integers(0, 256, (40, 12, 12), dtype=np.uint8), y=labels)
