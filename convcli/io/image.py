@@ -50,10 +50,10 @@ def read_image(
         raise InputError(f"{label}: cannot read ({error.strerror or error})") from error
     from convcli.io.png import png_depth
 
+    _check_stream(encoded, None, label)  # PNG's chunks and WebP's sizes: a damaged header is damage
     depth = png_depth(encoded)
     if depth is not None:
         check_pixels(*struct.unpack(">II", encoded[16:24]), label)
-        _check_stream(encoded, "PNG", label)
         animation = _png_chunk_before_pixels(encoded, b"acTL")  # APNG: its first field is the frame count
         if animation is not None:
             check_single_frame(int.from_bytes(animation[:4], "big"), "APNG", label)

@@ -22,20 +22,26 @@ class DamagedStream(ValueError):
 
 
 def check_stream(encoded: bytes, fmt: str | None, tiff_tags=None) -> None:
-    """Raise :class:`DamagedStream` when ``encoded`` (an image of Pillow format ``fmt``) is damaged.
+    """Raise :class:`DamagedStream` when ``encoded`` is damaged.
 
-    ``tiff_tags``: a TIFF's tags as Pillow read them (its ``tag_v2``), for the strip check."""
-    if fmt in ("JPEG", "MPO"):
+    ``fmt`` None: the checks that need no image size, of the formats told by their signature (PNG,
+    WebP), run before any header is trusted. Else ``fmt`` is Pillow's name for the format, once the
+    header's size has passed the pixel budget (the JPEG walk holds a mask per 8x8 block), and
+    ``tiff_tags`` a TIFF's tags as Pillow read them (its ``tag_v2``)."""
+    if fmt is None:
+        from convcli.io.png import PNG_SIGNATURE
+
+        if encoded.startswith(PNG_SIGNATURE):
+            check_png_chunks(encoded)
+        elif encoded[:4] == b"RIFF" and encoded[8:12] == b"WEBP":
+            check_webp(encoded)
+    elif fmt in ("JPEG", "MPO"):
         from convcli.io.jpeg import check_jpeg
 
         try:
             check_jpeg(encoded)
         except ValueError as error:
-            raise DamagedStream(f"JPEG data: {error}") from error
-    elif fmt == "PNG":
-        check_png_chunks(encoded)
-    elif fmt == "WEBP":
-        check_webp(encoded)
+            raise DamagedStream(f"JPEG: {error}") from error
     elif fmt == "TIFF" and tiff_tags is not None:
         check_tiff_strips(encoded, tiff_tags)
 
