@@ -326,3 +326,12 @@ def test_damaged_inputs_are_refused_alike_by_the_warm_worker(warm, tmp_path):  #
     status_code, stderr, written = warm_call
     assert status_code == 1 and written == ["whole.png"]
     assert len(stderr.strip().splitlines()) == len(damaged)
+
+
+@pytest.mark.parametrize("head", [b"\xff\xd8\xff", b"", b"II*\x00"], ids=["jpeg", "none", "tiff"])
+def test_bytes_no_decoder_recognises_are_one_stable_line(head):
+    """The line names the input and says what is wrong, never an in-memory object's address (which
+    differs from run to run, so the warm worker's bytes and in-process ones would differ)."""
+    garbage = head + np.random.default_rng(2).bytes(200)
+    first, second = refusal(garbage, ".png"), refusal(garbage, ".png")
+    assert first == second and "object at 0x" not in first

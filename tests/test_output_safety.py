@@ -128,3 +128,30 @@ def test_standard_input_within_the_budget_is_read(tmp_path):
                  env={"CONVCLI_MAX_MEMORY": "1M"})
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.convolve(np.arange(10.0), [1, 1], "same"))
+
+
+@pytest.mark.parametrize("command", ["shapes", "params"])
+def test_a_spec_on_standard_input_is_read_no_further_than_the_longest_spec(command):
+    """A spec on stdin that never ends (the pipe stays open): refused once past the parser's limit,
+    not read to an end that never comes."""
+    import subprocess
+
+    from test_server import CONVCLI
+
+    from convcli.nn.spec import MAX_SPEC_CHARS
+
+    call = subprocess.Popen([*CONVCLI, command, "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "CONVCLI_SERVER": "0"})
+    try:
+        call.stdin.write(b"#" * (MAX_SPEC_CHARS + 10))
+        call.stdin.flush()
+        call.wait(timeout=120)  # stdin still open: only a bounded read returns
+        err = call.stderr.read().decode()
+    finally:
+        call.kill()
+        call.stdin.close()
+        call.stdout.close()
+        call.stderr.close()
+    assert call.returncode == 2
+    limit = f"the spec is over {MAX_SPEC_CHARS:,} characters long, the limit"
+    assert err.strip() == f"convcli: error: stdin: {limit}"

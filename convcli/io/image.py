@@ -79,7 +79,7 @@ def read_image(
     except UnidentifiedImageError as error:
         if encoded[:4] in (b"II*\x00", b"MM\x00*"):  # float or 32-bit colour TIFF: Pillow has no mode
             return _decode_tiff(encoded, label)
-        raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
+        raise InputError(f"{label}: not a readable image (no image format Pillow reads)") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
 
