@@ -372,6 +372,9 @@ def batch_settings(jobs: int, executor: str | None, scheduler_address: str | Non
                    retries: int) -> BatchOptions:
     """The batch options, with Dask's rules: an address or a scheduler file implies dask; the two
     exclude each other; DASK_SCHEDULER_ADDRESS alone never switches the executor."""
+    for option, value in (("--scheduler-address", scheduler_address), ("--scheduler-file", scheduler_file)):
+        if value is not None and not value.strip():  # an unset variable in a script: never run elsewhere
+            raise UsageError(f"{option} is empty")
     if scheduler_address and scheduler_file:
         raise UsageError("give --scheduler-address or --scheduler-file, not both")
     if (scheduler_address or scheduler_file) and executor not in (None, "dask"):
