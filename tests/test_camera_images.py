@@ -4,6 +4,7 @@ to their first frame, and a truncated or damaged compressed stream is refused, n
 gray, in-process and by the warm worker alike."""
 
 import io
+import os
 import struct
 import subprocess
 import zlib
@@ -335,3 +336,29 @@ def test_bytes_no_decoder_recognises_are_one_stable_line(head):
     garbage = head + np.random.default_rng(2).bytes(200)
     first, second = refusal(garbage, ".png"), refusal(garbage, ".png")
     assert first == second and "object at 0x" not in first
+
+
+def test_a_decoders_warnings_name_the_file_or_give_way_to_its_error(tmp_path):
+    """Pillow warns about damaged metadata in its own words, naming no file: a file that is read
+    gets the warning with its name, one that is refused gets its one error line alone."""
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"
+    buffer = io.BytesIO()
+    Image.fromarray(camera_pixels(6, 8, 8)).save(buffer, "JPEG", exif=exif.tobytes())
+    photo = bytearray(buffer.getvalue())
+    tags = photo.find(b"Exif\x00\x00") + 6 + 8  # the first IFD's entry count, past the TIFF header
+    photo[tags : tags + 2] = b"\xff\x7f"  # far more entries than the segment holds
+    (tmp_path / "exif.jpg").write_bytes(bytes(photo))
+    (tmp_path / "tags.tif").write_bytes(b"II*\x00" + np.random.default_rng(2).bytes(200))
+
+    def call(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*CONVCLI, "convolve", name, "-k", "box:3", "-o", "out/"], cwd=tmp_path,
+                              env={**os.environ, "CONVCLI_SERVER": "0"}, capture_output=True, text=True,
+                              timeout=300)
+
+    read, refused = call("exif.jpg"), call("tags.tif")
+    assert read.returncode == 0 and read.stderr.strip() == (
+        "convcli: warning: exif.jpg: Corrupt EXIF data. Expecting to read 12 bytes but only got 0")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "convcli: error: tags.tif: not a readable image (TIFF: unpack requires a buffer of 2 bytes)"]

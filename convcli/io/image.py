@@ -12,8 +12,11 @@ are read by Pillow.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +44,47 @@ def read_image(
     source: Path | IO[bytes], *, name: str | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
     """Return ``(colour (C, H, W) float32 in [0, 1], alpha (H, W) or None, info)``."""
-    from PIL import Image, UnidentifiedImageError
-
     label = name or str(source)
     try:
         encoded = source.read_bytes() if isinstance(source, Path) else source.read()
     except OSError as error:
         raise InputError(f"{label}: cannot read ({error.strerror or error})") from error
+    with _decoder_warnings_held(label):
+        return _decode_encoded(encoded, label)
+
+
+_held = threading.local()  # .messages: the decoder's warnings about the file this thread reads
+
+
+@contextlib.contextmanager
+def _decoder_warnings_held(label: str):
+    """Pillow's warnings about a file (corrupt EXIF data, a tag past the end of the file) are held
+    while it is read (:func:`held_decoder_warning`): told once, naming the file, when it is read,
+    and dropped when it is refused (its one error line says what is wrong)."""
+    _held.messages = []
+    try:
+        yield
+    except BaseException:
+        _held.messages = None
+        raise
+    messages, _held.messages = _held.messages, None
+    for message in dict.fromkeys(messages):
+        warnings.warn(f"{label}: {message}", UserWarning, stacklevel=3)
+
+
+def held_decoder_warning(message, filename: str) -> bool:
+    """True when ``message``, a warning raised in Pillow's code, is held for the image this thread
+    is reading (the command line's warning printer asks before it prints)."""
+    messages = getattr(_held, "messages", None)
+    if messages is None or f"{os.sep}PIL{os.sep}" not in str(filename):
+        return False
+    messages.append(" ".join(str(message).split()).rstrip("."))
+    return True
+
+
+def _decode_encoded(encoded: bytes, label: str) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
+    from PIL import Image, UnidentifiedImageError
+
     from convcli.io.png import png_depth
 
     _check_stream(encoded, None, label)  # PNG's chunks and WebP's sizes: a damaged header is damage
