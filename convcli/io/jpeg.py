@@ -23,6 +23,7 @@ _SOI, _EOI, _SOS, _DHT, _DRI = 0xD8, 0xD9, 0xDA, 0xC4, 0xDD
 _HUFFMAN_FRAMES = {0xC0: False, 0xC1: False, 0xC2: True}  # SOF type -> progressive
 _OTHER_FRAMES = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # lossless, arithmetic
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn carry no length
+_MAX_COMPONENTS = 10  # libjpeg's limit (each holds a mask per block while a progressive JPEG is walked)
 
 # what the walker finds (its first return value), in libjpeg's words
 _OK, _HIT_MARKER, _BAD_CODE, _END_OF_FILE, _EXTRANEOUS, _BAD_RESTART, _OVERFLOW = range(7)
@@ -294,7 +295,11 @@ class _Frame:
             raise ValueError("Bogus marker length")
         self.height, self.width = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big")
         count = body[5]
-        if len(body) < 6 + 3 * count or count == 0 or self.width == 0 or self.height == 0:
+        if self.width == 0 or self.height == 0:
+            raise ValueError("Empty JPEG image (DNL not supported)")
+        if not 1 <= count <= _MAX_COMPONENTS:
+            raise ValueError(f"Too many color components: {count}, max {_MAX_COMPONENTS}")
+        if len(body) < 6 + 3 * count:
             raise ValueError("Bogus marker length")
         self.components = {}
         for i in range(count):
@@ -400,6 +405,8 @@ def check_jpeg(encoded: bytes) -> None:
             raise ValueError(_PROBLEMS[_END_OF_FILE] if len(body) < length - 2 else "Bogus marker length")
         position += length
         if code in _HUFFMAN_FRAMES or code in _OTHER_FRAMES:
+            if frame is not None:  # the decoders read the first frame header's size; so is the budget
+                raise ValueError("Invalid JPEG file structure: two SOF markers")
             frame = _Frame(body, code, len(encoded))
         elif code == _DHT:
             tables.define(body)
