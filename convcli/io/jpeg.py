@@ -205,7 +205,6 @@ def _walk_scan(clean, starts, codes, tables, components, mcus_across, mcus_down,
     interval = 0
     bit, limit = 0, starts[1] * 8
     eobrun = 0
-    problem = _OK
     units = mcus_across * mcus_down if interleaved else components[0, 4] * components[0, 5]
     for unit in range(units):
         if restart_interval and unit and unit % restart_interval == 0:
@@ -219,27 +218,17 @@ def _walk_scan(clean, starts, codes, tables, components, mcus_across, mcus_down,
                 return _BAD_RESTART, 0
             bit, limit = starts[interval] * 8, starts[interval + 1] * 8
             eobrun = 0
-        if interleaved:
-            row, column = divmod(unit, mcus_across)
-            for c in range(components.shape[0]):
-                across, down, dc, ac, _w, _h, width, offset = components[c]
-                for v in range(down):
-                    for h in range(across):
-                        index = offset + (row * down + v) * width + column * across + h if progressive else -1
-                        problem, bit, eobrun = _block(clean, bit, tables, dc, ac, start, end, high, nonzero,
-                                                      index, eobrun)
-                        if problem != _OK or bit > limit:  # checked per block: the slack holds one
-                            return problem if problem != _OK else _HIT_MARKER, 0
-        else:
-            _a, _d, dc, ac, blocks_across, _h, width, offset = components[0]
-            row, column = divmod(unit, blocks_across)
-            index = offset + row * width + column if progressive else -1
-            problem, bit, eobrun = _block(clean, bit, tables, dc, ac, start, end, high, nonzero, index,
-                                          eobrun)
-        if problem != _OK:
-            return problem, 0
-        if bit > limit:
-            return _HIT_MARKER, 0
+        row, column = divmod(unit, mcus_across if interleaved else components[0, 4])
+        for c in range(components.shape[0]):
+            _a, _d, dc, ac, _w, _h, width, offset = components[c]
+            across, down = (components[c, 0], components[c, 1]) if interleaved else (1, 1)  # blocks per unit
+            for v in range(down):
+                for h in range(across):
+                    index = offset + (row * down + v) * width + column * across + h if progressive else -1
+                    problem, bit, eobrun = _block(clean, bit, tables, dc, ac, start, end, high, nonzero,
+                                                  index, eobrun)
+                    if problem != _OK or bit > limit:  # checked per block: the slack holds one
+                        return problem if problem != _OK else _HIT_MARKER, 0
     extraneous = limit // 8 - ((bit + 7) >> 3)
     for later in range(interval + 1, starts.size - 1):  # restart markers after the last block
         extraneous += starts[later + 1] - starts[later]
