@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import click
 from convcli.cli.output import error, flag, print_json, warn
 from convcli.errors import ConvcliError, ExitStatus, InputError, OutputExistsError, UsageError
 from convcli.executors import EXECUTORS, BatchOptions, Job, Record, check_stop, run_batch
-from convcli.io.files import STDIO, check_can_write, check_regular, kind_of
+from convcli.io.files import STDIO, check_can_write, check_regular, is_folder, kind_of
 from convcli.text import ARROW, shape_text
 
 
@@ -99,7 +100,7 @@ def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_da
     to_dir = (
         output is not None
         and output != STDIO
-        and (many or Path(output).is_dir() or output.endswith(("/", os.sep)))
+        and (many or is_folder(Path(output)) or output.endswith(("/", os.sep)))
     )
     if output == STDIO and many:
         raise UsageError("-o - (stdout) takes a single input")
@@ -111,7 +112,7 @@ def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_da
             target, out_ext = None, ext
         elif to_dir:
             folder = Path(output)
-            if not folder.is_dir() and not output.endswith(("/", os.sep)):
+            if not is_folder(folder) and not output.endswith(("/", os.sep)):
                 raise UsageError(f"-o {output}: output folder does not exist (end it with / to create it)")
             target = folder / ("stdin" + ext if name == STDIO else relative[name])
             out_ext = ext
@@ -129,6 +130,8 @@ def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_da
         if out_ext:
             kind_of(out_ext)  # UsageError for an unknown output extension
         if target is None:
+            if sys.stdout is None:  # the caller closed it (in-process and warm alike)
+                raise UsageError("stdout: closed (the caller gave no standard output to write '-' to)")
             refuse_binary_to_terminal(out_ext)
         if target is not None and name != STDIO and resolved(target, UsageError) == resolved(Path(name)):
             raise UsageError(f"{name}: output would overwrite the input")
