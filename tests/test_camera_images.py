@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from test_server import CONVCLI
 from test_worker_callers import served, warm  # noqa: F401 - warm: the fixture, used by name
 
-from convcli.errors import InputError
+from convcli.errors import InputError, UsageError
 from convcli.io.image import read_image
 from convcli.server import protocol
 
@@ -362,3 +362,38 @@ def test_a_decoders_warnings_name_the_file_or_give_way_to_its_error(tmp_path):
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
         "convcli: error: tags.tif: not a readable image (TIFF: unpack requires a buffer of 2 bytes)"]
+
+
+def tiff_bytes(kind: str) -> bytes:
+    pixels = camera_pixels(7, 6, 5)
+    if kind in ("deep", "float"):
+        import imagecodecs
+
+        data = pixels.astype(np.uint16) * 257 if kind == "deep" else pixels.astype(np.float32) / 255
+        return imagecodecs.tiff_encode(data, photometric="rgb")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "TIFF", **({"compression": kind} if kind != "raw" else {}))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind, position, value", [("raw", 4, 0), ("raw", 8, 7)],
+                         ids=["no directory (imagecodecs: IndexError)", "no width (Pillow: TypeError)"])
+def test_a_damaged_tiff_directory_is_refused_not_an_internal_error(kind, position, value):
+    damaged = bytearray(tiff_bytes(kind))
+    damaged[position] = value
+    refusal(bytes(damaged), ".tif")
+
+
+@given(kind=st.sampled_from(["raw", "tiff_lzw", "tiff_adobe_deflate", "deep", "float"]),
+       changes=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1,
+                        max_size=3))
+def test_any_damaged_tiff_is_read_or_refused_in_one_line(kind, changes):
+    """Whatever byte a TIFF loses (its directory above all), it is read or refused as an input
+    error: never an exception of a decoder's own (an internal error, a traceback)."""
+    damaged = bytearray(tiff_bytes(kind))
+    for where, value in changes:
+        damaged[int(where * len(damaged))] = value
+    try:
+        read_image(io.BytesIO(bytes(damaged)), name="damaged.tif")
+    except (InputError, UsageError):
+        pass

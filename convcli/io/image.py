@@ -117,8 +117,14 @@ def _decode_encoded(encoded: bytes, label: str) -> tuple[np.ndarray, np.ndarray 
         if encoded[:4] in (b"II*\x00", b"MM\x00*"):  # float or 32-bit colour TIFF: Pillow has no mode
             return _decode_tiff(encoded, label)
         raise InputError(f"{label}: not a readable image (no image format Pillow reads)") from error
-    except (OSError, SyntaxError, ValueError) as error:
+    except _DECODER_ERRORS as error:
         raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
+
+
+# what Pillow's plugins raise on a damaged file (a damaged TIFF directory: IndexError "directory out
+# of range", TypeError "Missing dimensions"; others: struct.error, EOFError, KeyError...)
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, LookupError, TypeError, EOFError, ArithmeticError,
+                   struct.error)
 
 
 def _check_stream(encoded: bytes, fmt: str | None, label: str, tiff_tags=None) -> None:
@@ -211,7 +217,7 @@ def _decode_tiff(encoded: bytes, label: str) -> tuple[np.ndarray, np.ndarray | N
     check_pixels(width, height, label)
     try:
         pixels = imagecodecs.tiff_decode(encoded)
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, IndexError) as error:  # IndexError: no image directory left
         raise InputError(f"{label}: not a readable image (TIFF: {' '.join(str(error).split())})") from error
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
