@@ -376,7 +376,7 @@ def tiff_bytes(kind: str) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("kind, position, value", [("raw", 4, 0), ("raw", 8, 7)],
+@pytest.mark.parametrize("kind, position, value", [("raw", 12, 0), ("raw", 8, 7)],
                          ids=["no directory (imagecodecs: IndexError)", "no width (Pillow: TypeError)"])
 def test_a_damaged_tiff_directory_is_refused_not_an_internal_error(kind, position, value):
     damaged = bytearray(tiff_bytes(kind))
