@@ -210,3 +210,18 @@ def test_what_cannot_be_bounded_is_refused_in_one_line(image):
                  "100000000", "-o", image / "w.npy", "--force")
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "budget" in result.output, result.output
+
+
+@given(values=st.lists(st.integers(0, 10**6), max_size=300), factor=st.integers(1, 12),
+       chunk=st.integers(1, 40))
+def test_the_folds_common_step_is_the_gcd(values, factor, chunk):
+    """The fold's tap spacing, taken a chunk at a time and stopped at 1, is numpy's gcd of them all."""
+    from convcli.engine import folding
+
+    relative = np.array(values, dtype=np.int64) * factor
+    expected = (int(np.gcd.reduce(relative)) if relative.size else 0) or 1
+    saved, folding.GCD_CHUNK = folding.GCD_CHUNK, chunk
+    try:
+        assert folding._common_step(relative) == expected
+    finally:
+        folding.GCD_CHUNK = saved

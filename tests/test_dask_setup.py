@@ -113,3 +113,25 @@ def test_a_scheduler_file_naming_a_closed_port(signal, tmp_path):
     (tmp_path / "scheduler.json").write_text(json.dumps(document))
     line = refused_fast(signal, "--scheduler-file", tmp_path / "scheduler.json")
     assert f"tcp://127.0.0.1:{port}" in line and "connection refused" in line
+
+
+@pytest.mark.parametrize("scheme", ["tls", "ws", "wss"])
+def test_a_closed_port_behind_a_client_first_scheme(signal, scheme):
+    """TLS and WebSocket clients speak first, so no greeting is awaited; the connection still is."""
+    port = closed_port()
+    line = refused_fast(signal, "--scheduler-address", f"{scheme}://127.0.0.1:{port}")
+    assert f"{scheme}://127.0.0.1:{port}" in line and "connection refused" in line
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:0", "tcp://127.0.0.1:65536", "ws://127.0.0.1:port"])
+def test_an_address_without_a_usable_port(signal, address):
+    line = refused_fast(signal, "--scheduler-address", address)
+    assert address in line and "host:port" in line
+
+
+@pytest.mark.parametrize("option", ["--scheduler-address", "--scheduler-file"])
+def test_an_empty_scheduler_option_is_refused_not_run_elsewhere(signal, option):
+    """An unset variable in a script (--scheduler-address "$ADDR") must not quietly run the batch
+    on this machine's threads."""
+    line = refused_fast(signal, option, "")
+    assert f"{option} is empty" in line

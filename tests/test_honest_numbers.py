@@ -127,6 +127,19 @@ def test_a_diverging_run_says_so_in_its_own_words(tmp_path):
         assert "lower --lr" in result.output and len(error_lines(result.output)) == 1, result.output
 
 
+@pytest.mark.parametrize("lr", ["1e30", "1000"])
+def test_a_run_whose_loss_explodes_without_overflow_says_so(tmp_path, lr):
+    """Losses of 1e29 (or 1e3) are finite, so nothing overflows: the loss itself, far above chance
+    level's ln 2, is what tells a diverged run."""
+    _data(tmp_path / "d.npz", [0, 1] * 20)
+    result = run("train", tmp_path / "d.npz", "--model", "Flatten(); LazyLinear(2)", "--epochs", "3",
+                 "--lr", lr, "--optimizer", "sgd", "-o", tmp_path / "m.npz", "--quiet")
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if line.startswith("convcli: warning")]
+    assert len(warned) == 1 and "over 100 times chance level's 0.693" in warned[0], result.output
+    assert f"diverging; lower --lr (now {float(lr):g})" in warned[0]
+
+
 def test_a_sane_run_has_no_divergence_warning(tmp_path):
     _data(tmp_path / "d.npz", [0, 1] * 20)
     result = run("train", tmp_path / "d.npz", "--epochs", "2", "-o", tmp_path / "m.npz")

@@ -164,3 +164,20 @@ def test_process_pool_workers_run_files_without_click_rich_or_the_cli(tmp_path):
     # (jobs defined in the Click modules loaded click, rich and convcli.cli into every worker)
     assert [r["cli_loaded"] for r in records] == [[]] * 3
     assert all((tmp_path / "out" / path.name).exists() for path in inputs)
+
+
+def test_the_batch_functions_follow_the_commands_dask_rules(tmp_path):
+    """An address or a scheduler file means Dask (as on the command line); an empty one, both at
+    once, or one with another executor is refused before any file, naming the parameters."""
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(photo)
+    for kwargs, message in [
+        ({"scheduler_address": ""}, "`scheduler_address` is empty"),
+        ({"scheduler_file": " "}, "`scheduler_file` is empty"),
+        ({"scheduler_address": "tcp://127.0.0.1:1", "scheduler_file": "s.json"}, "not both"),
+        ({"scheduler_address": "tcp://127.0.0.1:1", "executor": "process"}, "not `executor` process"),
+    ]:
+        with pytest.raises(UsageError) as refusal:
+            convcli.convolve_files([photo], "sharpen", tmp_path / "out", **kwargs)
+        assert message in str(refusal.value)
+        assert not (tmp_path / "out").exists()

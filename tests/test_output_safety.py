@@ -128,3 +128,65 @@ def test_standard_input_within_the_budget_is_read(tmp_path):
                  env={"CONVCLI_MAX_MEMORY": "1M"})
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.convolve(np.arange(10.0), [1, 1], "same"))
+
+
+@pytest.mark.parametrize("command", ["shapes", "params"])
+def test_a_spec_on_standard_input_is_read_no_further_than_the_longest_spec(command):
+    """A spec on stdin that never ends (the pipe stays open): refused once past the parser's limit,
+    not read to an end that never comes."""
+    import subprocess
+
+    from test_server import CONVCLI
+
+    from convcli.nn.spec import MAX_SPEC_CHARS
+
+    call = subprocess.Popen([*CONVCLI, command, "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "CONVCLI_SERVER": "0"})
+    try:
+        call.stdin.write(b"#" * (MAX_SPEC_CHARS + 10))
+        call.stdin.flush()
+        call.wait(timeout=120)  # stdin still open: only a bounded read returns
+        err = call.stderr.read().decode()
+    finally:
+        call.kill()
+        call.stdin.close()
+        call.stdout.close()
+        call.stderr.close()
+    assert call.returncode == 2
+    limit = f"the spec is over {MAX_SPEC_CHARS:,} characters long, the limit"
+    assert err.strip() == f"convcli: error: stdin: {limit}"
+
+
+@pytest.mark.parametrize("arguments", ["x.npy -o -", "- < x.npy"], ids=["-o -", "stdin to stdout"])
+def test_a_closed_stdout_asked_for_the_result_is_one_line(tmp_path, arguments):
+    import subprocess
+
+    from test_server import CONVCLI_LINE
+
+    np.save(tmp_path / "x.npy", np.arange(10.0))
+    line = f"{CONVCLI_LINE} convolve {arguments} -k '1 1' >&-"
+    result = subprocess.run(["bash", "-c", line], cwd=tmp_path, env={**os.environ, "CONVCLI_SERVER": "0"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    said = "stdout: closed (the caller gave no standard output to write '-' to)"
+    assert result.stderr.strip() == f"convcli: error: {said}"
+
+
+@pytest.mark.parametrize("length", [240, 251])
+def test_an_output_name_near_the_length_limit_is_written(tmp_path, signal, length):
+    """Its temporary name (a prefix, a run mark, random letters) is cut to fit beside it: an error
+    about a name never names a temporary file."""
+    target = tmp_path / ("y" * (length - 4) + ".npy")
+    result = run("convolve", signal, "-k", "1 1", "-o", target)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(target), np.convolve(np.arange(10.0), [1, 1], "same"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([signal.name, target.name])
+
+
+def test_an_output_name_past_the_length_limit_is_one_line_naming_it(tmp_path, signal):
+    name = "z" * 300 + ".npy"
+    result = run("convolve", signal, "-k", "1 1", "-o", tmp_path / name)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "File name too long" in lines[0]
+    assert "--debug" not in result.output

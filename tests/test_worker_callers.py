@@ -74,6 +74,7 @@ ODD_CALLS = [
     ("shapes -", "<&-"),
     ("convolve - -k box:3 -o -", "<&-"),
     (f"convolve {SAMPLES / 'signal.npy'} -k moving-average:3 -o - --force", "<&- 2>&-"),
+    (f"convolve {SAMPLES / 'signal.npy'} -k moving-average:3 -o -", ">&-"),
 ]
 
 

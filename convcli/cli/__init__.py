@@ -154,7 +154,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Library warnings (resampled IRs, dropped alpha...) as one plain line on stderr."""
+    """Library warnings (resampled IRs, dropped alpha...) as one plain line on stderr; a decoder's
+    warnings about the image being read wait for the read's end, to name the file or be dropped."""
+    if "PIL" in str(filename):
+        from convcli.io.image import held_decoder_warning
+
+        if held_decoder_warning(message, filename):
+            return
     output.warn(message.render(flag) if isinstance(message, ParameterWarning) else str(message))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import click
 from convcli.cli.output import error, print_json, progress_bar, warn
 from convcli.errors import ExitStatus, InputError, OutputExistsError, UsageError, flag
 from convcli.executors import EXECUTORS, BatchOptions, Job, Record, run_batch
-from convcli.io.files import STDIO, check_can_write, check_regular, kind_of
+from convcli.io.files import STDIO, check_can_write, check_regular, is_folder, kind_of
 from convcli.jobs.files import output_names, resolved
 from convcli.text import ARROW, shape_text
 
@@ -100,7 +101,7 @@ def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_da
     to_dir = (
         output is not None
         and output != STDIO
-        and (many or Path(output).is_dir() or output.endswith(("/", os.sep)))
+        and (many or is_folder(Path(output)) or output.endswith(("/", os.sep)))
     )
     if output == STDIO and many:
         raise UsageError("-o - (stdout) takes a single input")
@@ -112,7 +113,7 @@ def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_da
             target, out_ext = None, ext
         elif to_dir:
             folder = Path(output)
-            if not folder.is_dir() and not output.endswith(("/", os.sep)):
+            if not is_folder(folder) and not output.endswith(("/", os.sep)):
                 raise UsageError(f"-o {output}: output folder does not exist (end it with / to create it)")
             target = folder / ("stdin" + ext if name == STDIO else relative[name])
             out_ext = ext
@@ -130,6 +131,8 @@ def _plan(inputs: list[str], output: str | None, tag: str, force: bool, stdin_da
         if out_ext:
             kind_of(out_ext)  # UsageError for an unknown output extension
         if target is None:
+            if sys.stdout is None:  # the caller closed it (in-process and warm alike)
+                raise UsageError("stdout: closed (the caller gave no standard output to write '-' to)")
             refuse_binary_to_terminal(out_ext)
         if target is not None and name != STDIO and resolved(target, UsageError) == resolved(Path(name)):
             raise UsageError(f"{name}: output would overwrite the input")
@@ -295,8 +298,8 @@ def batch_options(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def command(*args, jobs, executor, scheduler_address, scheduler_file, retries, **kwargs):
-        return func(*args, batch=batch_settings(jobs, executor, scheduler_address, scheduler_file, retries),
-                    **kwargs)
+        batch = BatchOptions.choose(jobs, executor, scheduler_address, scheduler_file, retries)
+        return func(*args, batch=batch, **kwargs)
 
     options = [
         click.option("-j", "--jobs", "jobs", type=int, default=1, show_default=True,
@@ -318,18 +321,6 @@ def batch_options(func: Callable) -> Callable:
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def batch_settings(jobs: int, executor: str | None, scheduler_address: str | None, scheduler_file: str | None,
-                   retries: int) -> BatchOptions:
-    """The batch options, with Dask's rules: an address or a scheduler file implies dask; the two
-    exclude each other; DASK_SCHEDULER_ADDRESS alone never switches the executor."""
-    if scheduler_address and scheduler_file:
-        raise UsageError("give --scheduler-address or --scheduler-file, not both")
-    if (scheduler_address or scheduler_file) and executor not in (None, "dask"):
-        raise UsageError(f"--scheduler-address/--scheduler-file run on Dask, not --executor {executor}")
-    kind = "dask" if scheduler_address or scheduler_file else executor or "thread"
-    return BatchOptions(jobs, kind, scheduler_address, scheduler_file, retries)
 
 
 def non_finite_text(count: int) -> str:

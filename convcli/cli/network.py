@@ -24,15 +24,29 @@ def load_network(spec: str | None, input_shape: str | None, model: str | None):
     if spec == "-":
         if sys.stdin is None:
             raise UsageError("stdin: closed (the caller gave no standard input to read the spec from)")
-        text = sys.stdin.read()
+        text = _read_spec(sys.stdin, "stdin")
     elif os.path.isfile(spec):
         with open(spec, encoding="utf-8") as handle:
-            text = handle.read()
+            text = _read_spec(handle, spec)
     elif "(" not in spec:
         raise UsageError(f"{spec}: no such file, and not a spec (a spec looks like 'Conv2d(1, 8, 5)')")
     else:
         text = spec
     return parse_spec(text, input_shape)
+
+
+def _read_spec(handle, name: str) -> str:
+    """A spec's text, read no further than the longest spec the parser takes (an endless stdin
+    or a huge file is refused after MAX_SPEC_CHARS, not read to its end first)."""
+    from convcli.nn.spec import MAX_SPEC_CHARS
+
+    try:
+        text = handle.read(MAX_SPEC_CHARS + 1)
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{name}: not a spec (not UTF-8 text: {error.reason})") from error
+    if len(text) > MAX_SPEC_CHARS:
+        raise UsageError(f"{name}: the spec is over {MAX_SPEC_CHARS:,} characters long, the limit")
+    return text
 
 
 def print_model_list(command: str, as_json: bool = False) -> None:

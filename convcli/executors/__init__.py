@@ -79,6 +79,22 @@ class BatchOptions:
         at_least("retries", self.retries, 0)
         one_of("executor", self.executor, EXECUTORS)
 
+    @classmethod
+    def choose(cls, workers: int, executor: str | None, scheduler_address: str | None,
+               scheduler_file: str | None, retries: int) -> BatchOptions:
+        """The options with Dask's rules, for the command line and Python alike: an address or a
+        scheduler file implies dask; the two exclude each other; DASK_SCHEDULER_ADDRESS alone never
+        switches the executor."""
+        for name, value in (("scheduler_address", scheduler_address), ("scheduler_file", scheduler_file)):
+            if value is not None and not value.strip():  # an unset variable in a script: never run elsewhere
+                raise UsageError(f"`{name}` is empty")
+        if scheduler_address and scheduler_file:
+            raise UsageError("give `scheduler_address` or `scheduler_file`, not both")
+        if (scheduler_address or scheduler_file) and executor not in (None, "dask"):
+            raise UsageError(f"`scheduler_address`/`scheduler_file` run on Dask, not `executor` {executor}")
+        kind = "dask" if scheduler_address or scheduler_file else executor or "thread"
+        return cls(workers, kind, scheduler_address, scheduler_file, retries)
+
 
 @dataclass
 class Batch:

@@ -320,20 +320,27 @@ def scheduler_file_address(path: str) -> str:
     return address
 
 
+# schemes whose client speaks first (a TLS hello, an HTTP upgrade): only the connection is probed
+CLIENT_FIRST_SCHEMES = ("tls", "ws", "wss")
+
+
 def probe_scheduler(address: str) -> None:
     """Refuse within seconds, naming ``address`` and what was found, a tcp:// address where no Dask
     scheduler answers: nothing listening, no answer, or a server of another kind (silent, or
-    speaking another protocol). Dask's client would wait out its whole timeout, or forever."""
+    speaking another protocol). Dask's client would wait out its whole timeout, or forever. For
+    tls://, ws:// and wss:// (the client speaks first) the connection itself is probed."""
     scheme, _, rest = address.partition("://")
-    if scheme != "tcp":
-        return  # tls://, ucx://, inproc://: Dask's own checks
+    if scheme != "tcp" and scheme not in CLIENT_FIRST_SCHEMES:
+        return  # ucx://, inproc://, unknown schemes: Dask's own checks (at once)
     host, _, port_text = rest.rpartition(":")
     host = host.strip("[]")
-    if not host or not port_text.isdigit():
-        raise UsageError(f"Dask scheduler address {address}: expected tcp://host:port")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"Dask scheduler address {address}: expected {scheme}://host:port")
     stage = "connecting"
     try:
         with socket.create_connection((host, int(port_text)), timeout=PROBE_SECONDS) as probe:
+            if scheme != "tcp":
+                return
             stage = "waiting for its handshake"
             head = b""
             while len(head) < 16 and (part := probe.recv(16 - len(head))):

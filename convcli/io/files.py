@@ -193,8 +193,10 @@ def atomic_output(path: Path, *, force: bool = False, run_id: str | None = None)
     """
     path = Path(path)
     check_can_write(path, force)
-    prefix = f".{path.stem}.{run_id}." if run_id else f".{path.stem}."
-    fd, temp_name = tempfile.mkstemp(prefix=prefix, suffix=f".part{path.suffix}", dir=path.parent)
+    suffix = f".part{path.suffix}"
+    tail = f".{run_id}." if run_id else "."
+    stem = _fitting(path.stem, NAME_MAX - len(os.fsencode(f".{tail}{suffix}")) - TEMP_RANDOM)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{stem}{tail}", suffix=suffix, dir=path.parent)
     os.close(fd)
     temp = Path(temp_name)
     try:
@@ -215,6 +217,26 @@ def atomic_output(path: Path, *, force: bool = False, run_id: str | None = None)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows); a temporary name must fit too
+TEMP_RANDOM = 8  # the characters mkstemp adds
+
+
+def _fitting(stem: str, room: int) -> str:
+    """``stem`` cut to ``room`` bytes: an output name near the limit still has a temporary name
+    beside it, so an error names the user's file, never a temporary one."""
+    encoded = os.fsencode(stem)
+    return stem if len(encoded) <= room else os.fsdecode(encoded[: max(room, 1)])
+
+
+def is_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder; False for a path the system cannot even look at (a name too
+    long, a loop), which the output checks then name (Path.is_dir raises for some of those)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _link_new(temp: Path, path: Path) -> None:

@@ -12,8 +12,11 @@ are read by Pillow.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +44,50 @@ def read_image(
     source: Path | IO[bytes], *, name: str | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
     """Return ``(colour (C, H, W) float32 in [0, 1], alpha (H, W) or None, info)``."""
-    from PIL import Image, UnidentifiedImageError
-
     label = name or str(source)
     try:
         encoded = source.read_bytes() if isinstance(source, Path) else source.read()
     except OSError as error:
         raise InputError(f"{label}: cannot read ({error.strerror or error})") from error
+    with _decoder_warnings_held(label):
+        return _decode_encoded(encoded, label)
+
+
+_held = threading.local()  # .messages: the decoder's warnings about the file this thread reads
+
+
+@contextlib.contextmanager
+def _decoder_warnings_held(label: str):
+    """Pillow's warnings about a file (corrupt EXIF data, a tag past the end of the file) are held
+    while it is read (:func:`held_decoder_warning`): told once, naming the file, when it is read,
+    and dropped when it is refused (its one error line says what is wrong)."""
+    _held.messages = []
+    try:
+        yield
+    except BaseException:
+        _held.messages = None
+        raise
+    messages, _held.messages = _held.messages, None
+    for message in dict.fromkeys(messages):
+        warnings.warn(f"{label}: {message}", UserWarning, stacklevel=3)
+
+
+def held_decoder_warning(message, filename: str) -> bool:
+    """True when ``message``, a warning raised in Pillow's code, is held for the image this thread
+    is reading (the command line's warning printer asks before it prints)."""
+    messages = getattr(_held, "messages", None)
+    if messages is None or f"{os.sep}PIL{os.sep}" not in str(filename):
+        return False
+    messages.append(" ".join(str(message).split()).rstrip("."))
+    return True
+
+
+def _decode_encoded(encoded: bytes, label: str) -> tuple[np.ndarray, np.ndarray | None, ImageInfo]:
+    from PIL import Image, UnidentifiedImageError
+
     from convcli.io.png import png_depth
 
+    _check_stream(encoded, None, label)  # PNG's chunks and WebP's sizes: a damaged header is damage
     depth = png_depth(encoded)
     if depth is not None:
         check_pixels(*struct.unpack(">II", encoded[16:24]), label)
@@ -68,6 +106,7 @@ def read_image(
         with Image.open(io.BytesIO(encoded)) as image:
             check_pixels(*image.size, label)
             check_single_frame(getattr(image, "n_frames", 1), image.format, label)
+            _check_stream(encoded, image.format, label, getattr(image, "tag_v2", None))
             if _is_sixteen_bit_colour(image):
                 return _upright(_decode_sixteen_bit(image), _orientation(image))
             image.load()
@@ -77,9 +116,25 @@ def read_image(
     except UnidentifiedImageError as error:
         if encoded[:4] in (b"II*\x00", b"MM\x00*"):  # float or 32-bit colour TIFF: Pillow has no mode
             return _decode_tiff(encoded, label)
+        raise InputError(f"{label}: not a readable image (no image format Pillow reads)") from error
+    except _DECODER_ERRORS as error:
         raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"{label}: not a readable image ({' '.join(str(error).split())})") from error
+
+
+# what Pillow's plugins raise on a damaged file (a damaged TIFF directory: IndexError "directory out
+# of range", TypeError "Missing dimensions"; others: struct.error, EOFError, KeyError...)
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, LookupError, TypeError, EOFError, ArithmeticError,
+                   struct.error)
+
+
+def _check_stream(encoded: bytes, fmt: str | None, label: str, tiff_tags=None) -> None:
+    """Refuse a damaged or truncated file before decoding it (:mod:`convcli.io.integrity`)."""
+    from convcli.io.integrity import DamagedStream, check_stream
+
+    try:
+        check_stream(encoded, fmt, tiff_tags)
+    except DamagedStream as error:
+        raise InputError(f"{label}: not a readable image ({error})") from error
 
 
 def check_single_frame(frames: int, kind: str | None, label: str) -> None:
@@ -162,7 +217,7 @@ def _decode_tiff(encoded: bytes, label: str) -> tuple[np.ndarray, np.ndarray | N
     check_pixels(width, height, label)
     try:
         pixels = imagecodecs.tiff_decode(encoded)
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, IndexError) as error:  # IndexError: no image directory left
         raise InputError(f"{label}: not a readable image (TIFF: {' '.join(str(error).split())})") from error
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]

@@ -69,7 +69,7 @@ def convolve_files(
     extension: str | None = None,
     force: bool = False,
     workers: int = 1,
-    executor: str = "thread",
+    executor: str | None = None,
     scheduler_address: str | None = None,
     scheduler_file: str | None = None,
     retries: int = 0,
@@ -94,8 +94,9 @@ def convolve_files(
       "abs", "offset" ("normalize" is the default for a model's feature maps).
     - ``sample_rate``: of array inputs, for FIR designs in Hz (audio files carry their own).
     - ``force``: replace existing outputs (without it, such a file is a failed result).
-    - ``workers``, ``executor`` ("thread", "process", "dask"), ``scheduler_address``,
-      ``scheduler_file``, ``retries``: where the files run, as ``-j``, ``--executor``... do.
+    - ``workers``, ``executor`` ("thread", "process", "dask"; None: dask given a scheduler, else
+      thread), ``scheduler_address``, ``scheduler_file``, ``retries``: where the files run, as
+      ``-j``, ``--executor``... do.
     - ``progress(done, total)``: called as files finish.
 
     Returns one :class:`FileResult` per input, in input order; ``[r for r in results if not r.ok]``
@@ -137,7 +138,7 @@ def convolve_files(
                                 sample_rate=sample_rate, level=Level())
     task = functools.partial(convolve_file, settings=settings)
     return _run(inputs, output_dir, extension, task, force, progress,
-                BatchOptions(workers, executor, scheduler_address, scheduler_file, retries))
+                BatchOptions.choose(workers, executor, scheduler_address, scheduler_file, retries))
 
 
 def pool_files(
@@ -160,7 +161,7 @@ def pool_files(
     extension: str | None = None,
     force: bool = False,
     workers: int = 1,
-    executor: str = "thread",
+    executor: str | None = None,
     scheduler_address: str | None = None,
     scheduler_file: str | None = None,
     retries: int = 0,
@@ -203,7 +204,7 @@ def pool_files(
     check_settings(settings)
     task = functools.partial(pool_file, settings=settings)
     return _run(inputs, output_dir, extension, task, force, progress,
-                BatchOptions(workers, executor, scheduler_address, scheduler_file, retries))
+                BatchOptions.choose(workers, executor, scheduler_address, scheduler_file, retries))
 
 
 def _axes(value: int | Sequence[int] | None, name: str, low: int = 1) -> tuple[int, ...] | None:

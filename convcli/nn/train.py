@@ -331,7 +331,27 @@ def fit(model: Model, x: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray
             f"{history[-1]['loss']:.4g}): the run is likely diverging; lower `lr` "
             f"(now {history[-1]['lr']:g})"),
             stacklevel=2)
+    elif history:
+        _tell_exploded_loss(history, np.unique(y).size)
     return history
+
+
+# A mean cross-entropy this many times chance level's (ln of the class count: what a network that
+# knows nothing scores) is a network confidently wrong by odds past e^69 for two classes: diverged,
+# not slow. Finite, so no overflow is there to tell it.
+EXPLODED = 100
+
+
+def _tell_exploded_loss(history: list[dict], classes: int) -> None:
+    chance = math.log(max(2, classes))
+    worst = max(history, key=lambda record: record["loss"])
+    if not worst["loss"] > EXPLODED * chance:
+        return
+    warnings.warn(ParameterWarning(
+        f"the training loss reached {worst['loss']:.4g} (epoch {worst.get('epoch', '?')}), over {EXPLODED} "
+        f"times chance level's {chance:.3g}: the run is likely diverging; lower `lr` "
+        f"(now {history[-1]['lr']:g})"),
+        stacklevel=3)
 
 
 def _fit(model, x, y, validation, config, start_epoch, optimizer, on_step, on_epoch) -> list[dict]:

@@ -122,6 +122,7 @@ def _command_lines(work: Path, inputs: dict[str, str]) -> list[list[str]]:
         ["convolve", inputs["rgb16-large"], "-k", "sharpen", "-o", out, *quiet],
         ["convolve", inputs["wav-large"], "-k", "lowpass:cutoff=1000", "-o", out, *quiet],  # parallel rows
         ["convolve", inputs["rgb16"], "-k", "box:3", "-o", out, *quiet],
+        ["convolve", inputs["photo"], "-k", "box:3", "-o", out, *quiet],  # loads the JPEG check's walker
         ["convolve", inputs["rgb8"], "-k", "box:3", "--method", "fft", "-o", str(work / "f.npy"), *quiet],
         ["convolve", inputs["wav"], "-k", "moving-average:9", "-o", str(work / "m.wav"), *quiet],
         ["pool", inputs["rgb8"], "--size", "2", "-o", out, *quiet],
@@ -154,6 +155,7 @@ def _inputs(work: Path) -> dict[str, str]:
         "rgb16": str(work / "rgb16.png"),
         "rgb8-large": str(work / "rgb8-large.png"),
         "rgb16-large": str(work / "rgb16-large.png"),
+        "photo": str(work / "photo.jpg"),
         "wav": str(work / "clip.wav"),
         "wav-large": str(work / "clip-large.wav"),
         "images": str(work / "images.npz"),
@@ -177,6 +179,7 @@ def _make_inputs(work: Path) -> dict[str, str]:
     Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(inputs["rgb8-large"])
     Path(inputs["rgb16-large"]).write_bytes(imagecodecs.png_encode(rng.integers(0, 65536, (side, side, 3),
                                                                                 dtype=np.uint16)))
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(inputs["photo"], progressive=True)
     soundfile.write(inputs["wav"], rng.uniform(-0.5, 0.5, (1600, 2)), 16000, subtype="PCM_16")
     # 2 x 8000 samples under 101 taps: over jit.SERIAL_BELOW
     soundfile.write(inputs["wav-large"], rng.uniform(-0.5, 0.5, (8000, 2)), 16000, subtype="PCM_16")
