@@ -18,9 +18,9 @@ from PIL import Image, ImageOps
 from test_server import CONVCLI
 from test_worker_callers import served, warm  # noqa: F401 - warm: the fixture, used by name
 
+from convcli import server_protocol as protocol
 from convcli.errors import InputError, UsageError
 from convcli.io.image import read_image
-from convcli.server import protocol
 
 RNG = np.random.default_rng(5)
 

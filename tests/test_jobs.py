@@ -172,10 +172,10 @@ def test_the_batch_functions_follow_the_commands_dask_rules(tmp_path):
     photo = tmp_path / "p.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(photo)
     for kwargs, message in [
-        ({"scheduler_address": ""}, "`scheduler_address` is empty"),
-        ({"scheduler_file": " "}, "`scheduler_file` is empty"),
+        ({"scheduler_address": ""}, "scheduler_address is empty"),
+        ({"scheduler_file": " "}, "scheduler_file is empty"),
         ({"scheduler_address": "tcp://127.0.0.1:1", "scheduler_file": "s.json"}, "not both"),
-        ({"scheduler_address": "tcp://127.0.0.1:1", "executor": "process"}, "not `executor` process"),
+        ({"scheduler_address": "tcp://127.0.0.1:1", "executor": "process"}, "not executor process"),
     ]:
         with pytest.raises(UsageError) as refusal:
             convcli.convolve_files([photo], "sharpen", tmp_path / "out", **kwargs)
