@@ -100,6 +100,35 @@ def test_a_caller_with_closed_streams_gets_what_in_process_gives(warm, client, a
     assert served(warm) == before + 1  # the worker took the warm call
 
 
+DIRECTORY_STREAMS = [
+    (f"convolve {SAMPLES / 'signal.npy'} -k moving-average:3 -o out.npy --force -q", "< ."),
+    (f"convolve {SAMPLES / 'signal.npy'} -k moving-average:3 -o out.npy --force -q", "1< ."),
+    ("shapes --size 28 --kernel x", "2< ."),
+    ("convolve - -k box:3 -o -", "< ."),
+    (f"convolve {SAMPLES / 'signal.npy'} -k moving-average:3 -o -", "1< ."),
+]
+
+
+@pytest.mark.skipif(not native_client_installed(), reason="the native client was not built (no C compiler)")
+@pytest.mark.parametrize("args, redirections", DIRECTORY_STREAMS)
+def test_a_directory_as_a_stream_is_a_closed_one_warm_and_in_process(warm, tmp_path, args, redirections):
+    """Python cannot start with a directory as stdin, stdout or stderr ('Fatal Python error:
+    init_sys_streams'): the native client holds such a stream as closed, so the call runs, warm and
+    in-process alike, and only reading or writing that stream is refused, in one line."""
+    line = f"{NATIVE} {args} {redirections}"
+
+    def call(server: str) -> tuple[bytes, bytes, int]:
+        env = {**warm, "CONVCLI_SERVER": server}
+        result = subprocess.run(["bash", "-c", line], env=env, capture_output=True, timeout=120, cwd=tmp_path)
+        return result.stdout, result.stderr, result.returncode
+
+    before = served(warm)
+    warm_call, in_process = call("1"), call("0")
+    assert warm_call == in_process
+    assert b"Fatal Python error" not in in_process[1] and in_process[2] in (0, 1, 2)
+    assert served(warm) == before + 1
+
+
 # ---------------------------------------------------------------- malformed, slow and idle clients
 
 

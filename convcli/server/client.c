@@ -561,9 +561,13 @@ static int follow(void) {
 static void hold_closed_stdio(void) {
     /* client.py's _hold_closed_stdio: a closed stdin, stdout or stderr is held by /dev/null, so
        that our socket never takes its slot and goes to the command as one of the caller's
-       streams; the request names them and the child closes them again */
+       streams; the request names them and the child closes them again. A stream that is a
+       directory ('< .') counts as closed: Python cannot start with one (init_sys_streams), so the
+       call runs here and in the worker alike, and only reading or writing it is refused */
+    struct stat info;
     for (int fd = 0; fd < 3; fd++)
-        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) closed_stdio[closed_count++] = fd;
+        if ((fcntl(fd, F_GETFD) < 0 && errno == EBADF) || (fstat(fd, &info) == 0 && S_ISDIR(info.st_mode)))
+            closed_stdio[closed_count++] = fd;
     for (int i = 0; i < closed_count; i++) {
         int placeholder = open("/dev/null", O_RDWR);
         if (placeholder < 0) run_python_client();
@@ -617,8 +621,8 @@ int main(int argc, char **argv) {
     char *slash = strrchr(here, '/');
     if (!slash) return 1;
     *slash = 0;
-    if (disabled() || runs_here(argc, argv)) run_python_client();
     hold_closed_stdio();
+    if (disabled() || runs_here(argc, argv)) run_python_client();
 
     coerce_legacy_locale();  /* the environment a Python client would have, before it is hashed or sent */
     read_environment();
