@@ -329,6 +329,7 @@ def test_damaged_inputs_are_refused_alike_by_the_warm_worker(warm, tmp_path):  #
     assert len(stderr.strip().splitlines()) == len(damaged)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")  # its own words on damaged files
 @pytest.mark.parametrize("head", [b"\xff\xd8\xff", b"", b"II*\x00"], ids=["jpeg", "none", "tiff"])
 def test_bytes_no_decoder_recognises_are_one_stable_line(head):
     """The line names the input and says what is wrong, never an in-memory object's address (which
@@ -376,6 +377,7 @@ def tiff_bytes(kind: str) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")  # its own words on damaged files
 @pytest.mark.parametrize("kind, position, value", [("raw", 12, 0), ("raw", 8, 7)],
                          ids=["no directory (imagecodecs: IndexError)", "no width (Pillow: TypeError)"])
 def test_a_damaged_tiff_directory_is_refused_not_an_internal_error(kind, position, value):
@@ -384,6 +386,7 @@ def test_a_damaged_tiff_directory_is_refused_not_an_internal_error(kind, positio
     refusal(bytes(damaged), ".tif")
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")  # its own words on damaged files
 @given(kind=st.sampled_from(["raw", "tiff_lzw", "tiff_adobe_deflate", "deep", "float"]),
        changes=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1,
                         max_size=3))
