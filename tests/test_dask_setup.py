@@ -24,7 +24,8 @@ def closed_port() -> int:
 
 class FakeServer:
     """A live TCP server on 127.0.0.1 that greets with ``greeting`` (None: stays silent, as HTTP
-    servers do) and keeps the connection open until the test ends."""
+    servers do) and keeps the connection open until the test ends; b"": hangs up 0.3 s after it
+    accepts, without a word (timed from each accept: a loaded machine may accept late)."""
 
     def __init__(self, greeting: bytes | None):
         self.greeting, self.listener = greeting, socket.create_server(("127.0.0.1", 0))
@@ -42,7 +43,9 @@ class FakeServer:
             except OSError:  # closed by close()
                 return
             self.connections.append(connection)
-            if self.greeting is not None:
+            if self.greeting == b"":
+                threading.Timer(0.3, connection.close).start()
+            elif self.greeting is not None:
                 connection.sendall(self.greeting)
 
     def close(self):
@@ -84,10 +87,6 @@ def test_a_closed_port(signal):
 def test_a_live_server_of_another_kind(signal, greeting, found):
     server = FakeServer(greeting)
     try:
-        if greeting == b"":  # accept, then hang up at once
-            server.greeting = None
-            threading.Thread(target=lambda: [time.sleep(0.3), *(c.close() for c in server.connections)],
-                             daemon=True).start()
         address = f"tcp://127.0.0.1:{server.port}"
         line = refused_fast(signal, "--scheduler-address", address)
         assert address in line and found in line, line
