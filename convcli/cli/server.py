@@ -97,7 +97,7 @@ def _report() -> dict:
         report["unsupported"] = unsupported
     report["worker"] = _ask(paths["socket"], {"op": "status"})
     report["client"] = _client()
-    report["native_client"] = _native_client(folder, report["worker"]) if report["client"] else None
+    report["native_client"] = _native_client(folder, report["client"], report["worker"])
     return report
 
 
@@ -131,19 +131,13 @@ def _client() -> dict | None:
     return {"kind": "python", "command": command, "native_missing": protocol.native_client_missing}
 
 
-def _native_client(folder: str, worker: dict | None) -> dict | None:
-    """The native client installed beside this command (server/client.c), and whether the entry
-    it reads names the running worker; None where ``convcli`` is the Python client."""
-    launchers = protocol.launcher_folder()
-    if launchers is None:
+def _native_client(folder: str, client: dict | None, worker: dict | None) -> dict | None:
+    """The native client installed beside this command (``client``, from :func:`_client`), and
+    whether the entry it reads names the running worker; None where ``convcli`` is the Python client."""
+    if client is None or client["kind"] != "native":
         return None
-    command = os.path.join(launchers, protocol.COMMAND)
-    try:
-        with open(command, "rb") as file:
-            if file.read(4) != b"\x7fELF":
-                return None
-    except OSError:
-        return None
+    command = client["command"]
+    launchers = os.path.dirname(command)
     entry = protocol.entry_path(folder, launchers, os.environ)
     try:
         with open(entry, encoding="ascii") as file:
