@@ -155,17 +155,14 @@ def test_dask_groups_are_guided_large_first_single_files_last_within_their_limit
     assert plan_groups(predictions, threads=2) == [[p] for p in range(len(jobs))]
 
 
-def test_a_group_marks_its_attempt_so_a_rerun_after_a_worker_death_is_known(tmp_path):
-    from convcli.executors.distributed import _first_attempt
+def test_a_task_counts_its_attempts_so_a_rerun_after_a_worker_death_is_known(tmp_path):
+    from convcli.executors.distributed import _attempts, _begin_attempt, _marker
 
     group = [Job(f"in{i}", tmp_path / f"o{i}.npy", ".npy", run_id="abc123") for i in range(3)]
-    with _first_attempt(group) as first:
-        assert first and [p.name for p in tmp_path.iterdir()] == [".o0.npy.abc123.group.part"]
-    assert list(tmp_path.iterdir()) == []  # an attempt that ended removes its marker
-    with pytest.raises(SystemExit), _first_attempt(group) as first:  # the worker dies mid-group
-        raise SystemExit
-    with _first_attempt(group) as first:
-        assert not first  # the rerun: the client runs the files one per task instead
-    with _first_attempt(group[:1]) as first:
-        assert first  # a single file has nothing to split
-    assert sweep_temporaries(tmp_path, "abc123") == 1 and list(tmp_path.iterdir()) == []
+    marker = _marker(group)
+    assert marker.name == ".o0.npy.abc123.group.part" and _attempts(marker) == 0
+    assert _begin_attempt(marker) == 0 and _begin_attempt(marker) == 1  # two attempts that died
+    assert _attempts(marker) == 2
+    alone = _marker(group[:1])  # the first file's own task, after the group was split
+    assert alone != marker and _begin_attempt(alone) == 0
+    assert sweep_temporaries(tmp_path, "abc123") == 2 and list(tmp_path.iterdir()) == []

@@ -175,6 +175,36 @@ def test_a_poison_file_in_a_group_dies_alone_after_its_group_is_split(client, tm
     assert sorted(p.name for p in out.iterdir()) == [f"f{i:02d}.npy" for i in range(12)]  # marker swept
 
 
+class FakeWorker:
+    address = "tcp://127.0.0.1:4321"
+
+
+def test_each_task_counts_its_own_attempts(tmp_path, monkeypatch):
+    """Dask's count of deaths under a task (its ``suspicious``) also counts a worker that died while
+    the task only waited in its queue: under a load of ~6, files of other groups carried the poison
+    file's deaths (a run-loop failure). The tasks count their attempts in their marker instead."""
+    from convcli.executors import Job
+    from convcli.executors import distributed as executor
+
+    monkeypatch.setattr(distributed, "get_worker", lambda: FakeWorker)
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")  # this process's Numba threads stay as they are
+    (tmp_path / "out").mkdir()
+    jobs = [Job(str(tmp_path / f"{n}.npy"), tmp_path / "out" / f"{n}.npy", "npy", run_id="r1") for n in "ab"]
+    on_worker = executor._OnWorker(lambda job: {"error": None}, {})
+    alone, group = executor._marker(jobs[:1]), executor._marker(jobs)
+
+    assert executor._attempts(alone) == 0  # never started: no deaths, whatever Dask counted meanwhile
+    assert on_worker(jobs[:1]) == [{"error": None, "worker": FakeWorker.address, "worker_deaths": 0}]
+    assert executor._begin_attempt(alone) == 0  # an attempt that died: its byte stays
+    assert on_worker(jobs[:1])[0]["worker_deaths"] == 1 and not alone.exists()
+
+    executor._begin_attempt(group)
+    assert on_worker(jobs) == 1 and on_worker(jobs) == 2  # a group that died: its files go alone
+    assert executor._attempts(group) == 3 and group.exists()  # left for the batch's sweep
+    assert executor._attempts(tmp_path / "unseen" / ".a.npy.r1.file.part") is None  # Dask's count then
+    assert executor._marker([Job("x.npy", None, "", run_id="r1")]) is None  # predict: Dask's count
+
+
 def test_an_unreachable_scheduler_is_one_clear_line(tmp_path):
     np.save(tmp_path / "x.npy", np.ones(8))
     started = time.monotonic()

@@ -15,11 +15,15 @@ reruns elsewhere. So the client refuses existing outputs before submitting, task
 earlier attempt, temporary files carry the run id and are swept at the end. A group whose worker
 died is not run again as a group: its files run one per task, so a file that kills its worker
 every time dies alone and ends, after ``allowed-failures + 1`` deaths, as one failed record.
+
+Deaths are counted by the tasks themselves (:func:`_attempts`): each attempt appends a byte to a
+marker in the output folder before it starts. Dask's own count (a task's ``suspicious``) also counts
+a worker's death while the task only waited in that worker's queue, and is used only for jobs
+without an output folder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -27,7 +31,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -160,7 +164,7 @@ def plan_groups(jobs: list[Job], threads: int) -> list[list[int]]:
     OpenMP's ``schedule(guided)``), each at most 1/(GROUPS_PER_THREAD × threads) of the files still
     to plan, GROUP_FILES files and GROUP_BYTES of input, so large groups run first and single files
     last. Jobs without an output file (``predict``) run one per task: a group marks its attempts in
-    the output folder (:func:`_first_attempt`)."""
+    the output folder (:func:`_marker`)."""
     if any(job.output is None for job in jobs):
         return [[position] for position in range(len(jobs))]
     groups: list[list[int]] = []
@@ -217,18 +221,20 @@ class _Tasks:
         del self.live[future.key]
         if future.cancelled():
             return []
-        if future.status == "finished" and result is not None:
+        if future.status == "finished" and isinstance(result, list):
             for position, record in zip(positions, result, strict=True):
                 self._report(position, record)
-            self.deaths.hold(future, result)
+            if _marker([self.jobs[p] for p in positions]) is None:
+                self.deaths.hold(future, result)  # no marker: Dask's count is all there is
+            else:
+                future.release()
             return []
-        if future.status == "finished":  # None: an earlier attempt at this group died
-            died = self.deaths.count([future.key]).get(future.key, 1)
+        if future.status == "finished":  # an int: earlier attempts at this group died, so many
             future.release()
-            return self._split(positions, died)
+            return self._split(positions, result)
         error = future.exception()  # known to the client already: no round trip
         if isinstance(error, KilledWorker) and len(positions) > 1:
-            return self._split(positions, error.allowed_failures + 1)
+            return self._split(positions, self._died(positions, error))
         for position in positions:
             job = self.shown[position]
             if isinstance(error, KilledWorker):
@@ -243,8 +249,14 @@ class _Tasks:
             self.carried[position] = (died, len(positions))
         return self.submit([[position] for position in positions], kind="file")
 
+    def _died(self, positions: list[int], error) -> int:
+        """How many attempts at a task Dask gave up on died while they ran: the task's marker
+        (Dask also counts deaths while the task only waited on a worker), else Dask's count."""
+        started = _attempts(_marker([self.jobs[p] for p in positions]))
+        return error.allowed_failures + 1 if started is None else started
+
     def _killed(self, job: Job, position: int, error) -> Record:
-        died = error.allowed_failures + 1
+        died = self._died([position], error)
         carried, files = self.carried.get(position, (0, 1))
         how = f"{carried} in a group of {files} files, then {died} alone; " if carried else ""
         text = (f"{job.input}: the worker died {died + carried} times while processing this file ({how}"
@@ -402,9 +414,10 @@ class _OnWorker:
     task: Callable[[Job], Record]
     host_threads: dict[str, int]
 
-    def __call__(self, group: list[Job]) -> list[Record] | None:
-        """The group's records; None when an earlier attempt at the group died (the client then runs
-        its files one per task, so a file that kills its worker dies alone)."""
+    def __call__(self, group: list[Job]) -> list[Record] | int:
+        """The group's records; or, when earlier attempts at a group of several files died, how
+        many did (the client then runs its files one per task, so a file that kills its worker dies
+        alone). A single file's records carry the deaths of its earlier attempts."""
         from distributed import get_worker
         from distributed.comm import get_address_host
 
@@ -412,29 +425,52 @@ class _OnWorker:
         if "NUMBA_NUM_THREADS" not in os.environ:
             host = get_address_host(worker.address)
             share_numba_threads(self.host_threads.get(host, worker.state.nthreads))
-        with _first_attempt(group) as first:
-            if not first:
-                return None
-            return [{**self.task(job), "worker": worker.address, "worker_deaths": 0} for job in group]
+        marker = _marker(group)
+        died = _begin_attempt(marker)
+        if died and len(group) > 1:
+            return died  # the marker stays for the sweep: a rerun of this answer gives it again
+        records = [{**self.task(job), "worker": worker.address, "worker_deaths": died} for job in group]
+        if marker is not None:
+            marker.unlink(missing_ok=True)  # not when the task was stopped: the sweep removes it then
+        return records
 
 
-@contextlib.contextmanager
-def _first_attempt(group: list[Job]) -> Iterator[bool]:
-    """Whether this is the group's first attempt. A group of several files leaves a marker in its
-    output folder while it runs (named with the run id: what a dead attempt leaves is swept at the
-    end of the batch); a rerun that finds the marker knows its worker died."""
-    if len(group) == 1:
-        yield True
-        return
+def _marker(group: list[Job]) -> Path | None:
+    """The hidden file in the output folder that counts a task's attempts, a byte each (named with
+    the run id, so the batch's sweep removes what a dead attempt leaves); None without an output
+    folder. A group and the task of its first file alone are told apart by the name."""
     first = group[0]
-    marker = first.output.parent / f".{first.output.name}.{first.run_id}.group.part"
+    if first.output is None:
+        return None
+    kind = "group" if len(group) > 1 else "file"
+    return first.output.parent / f".{first.output.name}.{first.run_id}.{kind}.part"
+
+
+def _begin_attempt(marker: Path | None) -> int:
+    """Mark one more attempt; return how many started before it (each died: a finished attempt
+    removes the marker). Appending one byte is atomic, and survives the process that wrote it."""
+    if marker is None:
+        return 0
+    descriptor = os.open(marker, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
     try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        yield False
-        return
-    yield True
-    marker.unlink(missing_ok=True)  # not when the group was stopped: the sweep removes it then
+        earlier = os.fstat(descriptor).st_size
+        os.write(descriptor, b".")
+    finally:
+        os.close(descriptor)
+    return earlier
+
+
+def _attempts(marker: Path | None) -> int | None:
+    """How many attempts started (and died) by the marker, seen from the client; None if unknown."""
+    if marker is None:
+        return None
+    try:
+        return marker.stat().st_size
+    except FileNotFoundError:
+        # never started (Dask counted deaths while it waited), unless the client does not share the folder
+        return 0 if marker.parent.is_dir() else None
+    except OSError:
+        return None
 
 
 class _DeathCount:
